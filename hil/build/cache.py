@@ -1,0 +1,92 @@
+"""A content-addressed artefact store outside the repository.
+
+Every artefact lives in a directory named after a hash of all of its inputs, with a
+manifest.json written last: a directory without a manifest is an interrupted build and is
+ignored. Stable names (`images/<name>`) are symlinks to the newest build, so environment files
+can point at one path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("HIL_CACHE", Path.home() / ".cache" / "hil"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(parts: Iterable[str | bytes | Path]) -> str:
+    """Hash an ordered list of inputs; a Path contributes its name and contents."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.name.encode() + b"\0")
+            h.update(part.read_bytes())
+        elif isinstance(part, str):
+            h.update(part.encode())
+        else:
+            h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_root()
+
+    def artifact_dir(self, name: str, key: str) -> Path:
+        return self.root / "artifacts" / f"{name}-{key[:16]}"
+
+    def lookup(self, name: str, key: str) -> Path | None:
+        d = self.artifact_dir(name, key)
+        return d if (d / MANIFEST).is_file() else None
+
+    def build(self, name: str, key: str, build: Callable[[Path], dict[str, Any]]) -> Path:
+        """Run `build(tmpdir)` and publish its output atomically under the key."""
+        final = self.artifact_dir(name, key)
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        meta = build(tmp)
+        files = {
+            str(p.relative_to(tmp)): {"sha256": sha256_file(p), "size": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
+        manifest = {"name": name, "key": key, **meta, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final
+
+    def publish(self, name: str, path: Path) -> Path:
+        """Point the stable name images/<name> at an artefact directory."""
+        link = self.root / "images" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(link.name + ".new")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(path)
+        tmp.replace(link)
+        return link
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((path / MANIFEST).read_text())
+    return data

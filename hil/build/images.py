@@ -1,0 +1,206 @@
+"""The board and guest images: Debian's arm64 kernel plus initramfs built from Debian's packages.
+
+The board image is what a real board would get by TFTP or on its SD card: a kernel and one
+initramfs. It carries the guest's kernel and initramfs under /guest, so the board needs no
+network or disk to start its KVM guest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hil.build import apt, cpio, elf, kmod
+from hil.build.cache import Store, digest, sha256_file
+from hil.errors import ConfigError, InfrastructureError
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE = REPO / "firmware"
+RECIPE = FIRMWARE / "images.yaml"
+ROOTFS = FIRMWARE / "rootfs"
+ARTIFACT = "board-image"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    packages: list[str]
+    binaries: list[str]
+    modules: list[str]
+    compression: str
+    carries: str | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kernel_regex: str
+    host_packages: dict[str, str | None]
+    images: dict[str, ImageSpec]
+
+    @classmethod
+    def load(cls, path: Path = RECIPE) -> Recipe:
+        try:
+            data = yaml.safe_load(path.read_text())
+            images = {
+                name: ImageSpec(
+                    name=name,
+                    packages=list(spec["packages"]),
+                    binaries=list(spec.get("binaries", [])),
+                    modules=list(spec.get("modules", [])),
+                    compression=spec.get("compression", "none"),
+                    carries=spec.get("carries"),
+                )
+                for name, spec in data["images"].items()
+            }
+            recipe = cls(data["kernel"]["package_regex"], dict(data["host_packages"]), images)
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{path}: not a valid image recipe ({e!r})") from e
+        for spec in images.values():
+            if spec.compression not in ("none", "gzip"):
+                raise ConfigError(f"{path}: image {spec.name}: compression must be none or gzip")
+            if spec.carries and spec.carries not in images:
+                raise ConfigError(f"{path}: image {spec.name} carries unknown image {spec.carries}")
+        return recipe
+
+    def packages(self, kernel_package: str) -> list[str]:
+        return sorted({kernel_package, *(p for i in self.images.values() for p in i.packages)})
+
+
+def _inputs(recipe_path: Path, debs: list[apt.Deb]) -> list[str | bytes | Path]:
+    sources = sorted(Path(__file__).parent.glob("*.py")) + sorted(ROOTFS.iterdir())
+    return [recipe_path, *sources, *(f"{d.filename} {d.size} {d.checksum}" for d in debs)]
+
+
+def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = print) -> Path:
+    """Build (or find in the cache) the images and point images/board-image at them."""
+    store = store or Store()
+    recipe = Recipe.load(recipe_path)
+    apt.ensure_sources(log)
+    apt.ensure_host_packages(recipe.host_packages, log)
+    kernel_package = apt.newest_package(
+        apt.package_names("^" + recipe.kernel_regex.replace("(\\d+)", "[0-9]+") + "$"),
+        recipe.kernel_regex,
+    )
+    archive = apt.Arm64Archive(store.root / "debs")
+    packages = recipe.packages(kernel_package)
+    debs = archive.resolve(packages)
+    key = digest(_inputs(recipe_path, debs))
+    out = store.lookup(ARTIFACT, key)
+    if out:
+        log(f"images: cache hit {out}")
+    else:
+        log(f"images: building {ARTIFACT} ({len(debs)} packages, kernel {kernel_package})")
+        paths = archive.fetch(packages, debs)
+        out = store.build(ARTIFACT, key, lambda d: _assemble(recipe, kernel_package, debs, paths, d, log))
+    store.publish(ARTIFACT, out)
+    return out
+
+
+def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],
+              out: Path, log: Log) -> dict[str, Any]:
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hil-sysroot-") as tmp:
+        root = Path(tmp)
+        for p in paths:
+            subprocess.run(["dpkg-deb", "-x", str(p), str(root)], check=True)
+        kver, image = _kernel(root)
+        (out / "Image").write_bytes(image)
+        deps = _depmod(root, kver)
+        builtin = kmod.parse_builtin((root / f"lib/modules/{kver}/modules.builtin").read_text())
+        # Images that others carry are built first.
+        order = sorted(recipe.images.values(), key=lambda s: s.carries is not None)
+        for spec in order:
+            carried = out / spec.carries if spec.carries else None
+            _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, out / "Image")
+            log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
+    log(f"images: assembled in {time.monotonic() - t0:.1f} s")
+    return {
+        "kernel": {"package": kernel_package, "release": kver},
+        "packages": [
+            {"package": d.package, "version": d.version, "size": d.size,
+             "sha256": sha256_file(p)}
+            for d, p in zip(debs, paths, strict=True)
+        ],
+    }
+
+
+def _size(d: Path) -> str:
+    return f"{sum(p.stat().st_size for p in d.iterdir()) / 1e6:.1f} MB"
+
+
+def _kernel(root: Path) -> tuple[str, bytes]:
+    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
+    if len(vmlinuz) != 1:
+        raise InfrastructureError(f"expected one kernel in the packages, found {vmlinuz}")
+    kver = vmlinuz[0].name.removeprefix("vmlinuz-")
+    data = vmlinuz[0].read_bytes()
+    # Debian's arm64 vmlinuz is a gzip'd Image; firmware and QEMU boot the plain Image fastest.
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if data[0x38:0x3C] != b"ARM\x64":
+        raise InfrastructureError(f"{vmlinuz[0]} is not an arm64 Image")
+    return kver, data
+
+
+def _depmod(root: Path, kver: str) -> dict[str, list[str]]:
+    subprocess.run(["depmod", "-b", str(root), kver], check=True)
+    return kmod.parse_modules_dep((root / f"lib/modules/{kver}/modules.dep").read_text())
+
+
+def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]],
+               builtin: set[str], out: Path, carried: Path | None, kernel: Path) -> None:
+    out.mkdir()
+    buf = io.BytesIO()
+    w = cpio.CpioWriter(buf)
+    for d in ("/dev", "/proc", "/sys", "/tmp", "/run", "/etc/hil", "/root"):
+        w.dir(d)
+    w.chardev("/dev/console", 5, 1)
+    w.copy("/init", ROOTFS / "init", 0o755)
+    w.copy("/etc/hil/network", ROOTFS / "network")
+    w.copy("/bin/busybox", root / "bin/busybox", 0o755)
+    w.symlink("/bin/sh", "busybox")
+    for path, src in sorted(elf.closure(root, spec.binaries).items()):
+        w.copy(path, src, 0o755)
+    try:
+        mods = kmod.closure(deps, spec.modules, builtin)
+    except KeyError as e:
+        raise InfrastructureError(f"kernel {kver} has no module {e.args[0]}") from e
+    moddir = f"/lib/modules/{kver}"
+    dep_lines = []
+    for rel in mods:
+        # Decompress on the build host: busybox modprobe then needs no xz support at boot.
+        plain = rel.removesuffix(".xz")
+        data = (root / moddir.lstrip("/") / rel).read_bytes()
+        w.file(f"{moddir}/{plain}", lzma.decompress(data) if rel.endswith(".xz") else data)
+        dep_lines.append(f"{plain}: {' '.join(d.removesuffix('.xz') for d in deps[rel])}".strip())
+    w.file(f"{moddir}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
+    # Built-in drivers (virtio_console in Debian's kernel) need no modprobe.
+    loadable = [m for m in spec.modules if kmod.normalize(m) not in builtin]
+    w.file("/etc/hil/modules", ("\n".join(loadable) + "\n").encode())
+    if carried is not None:
+        w.copy("/guest/Image", kernel)
+        for f in sorted(carried.iterdir()):
+            w.copy(f"/guest/{f.name}", f)
+    w.close()
+    data = buf.getvalue()
+    if spec.compression == "gzip":
+        (out / "initramfs.cpio.gz").write_bytes(gzip.compress(data, 6))
+    else:
+        (out / "initramfs.cpio").write_bytes(data)
+
+
+def clean(store: Store | None = None) -> None:
+    store = store or Store()
+    shutil.rmtree(store.root / "artifacts", ignore_errors=True)

@@ -1,0 +1,42 @@
+"""Error classes that tell infrastructure failures apart from product failures.
+
+An InfrastructureError means the lab could not do its job (a missing artefact, a broken
+environment file, a board that never reached its prompt); a ProductFailure means the stack
+under test misbehaved. Reports count them separately.
+"""
+
+
+class HilError(Exception):
+    """Base class: the message says what to fix."""
+
+
+class InfrastructureError(HilError):
+    """The lab, not the product, failed: fix the set-up and run again."""
+
+
+class ConfigError(InfrastructureError):
+    """An environment file or recipe is missing or malformed."""
+
+
+class ArtifactMissing(InfrastructureError):
+    """A binary, image or tool that a board needs is not where the environment says."""
+
+
+class BootTimeout(InfrastructureError):
+    """A board or guest did not reach its prompt; the console log is kept on disk."""
+
+
+class ProductFailure(HilError):
+    """The stack under test (kernel, VMM, board) did something wrong."""
+
+
+class CommandFailed(ProductFailure):
+    """A command on a board or guest exited non-zero."""
+
+    def __init__(self, where: str, command: str, status: int, output: str) -> None:
+        self.where = where
+        self.command = command
+        self.status = status
+        self.output = output
+        tail = "\n".join(output.splitlines()[-20:])
+        super().__init__(f"{where}: `{command}` exited with status {status}\n{tail}")

@@ -1,0 +1,9 @@
+"""labgrid integration: drivers, the board/guest strategy and the pytest plugin.
+
+Importing this package registers the drivers and the strategy with labgrid's factory, so an
+environment file can name them after `imports: [hil.lab]`.
+"""
+
+from hil.lab import drivers, strategy
+
+__all__ = ["drivers", "strategy"]

@@ -1,0 +1,131 @@
+"""labgrid drivers of the lab: the virtual board and the guest VMM on any board."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import attr
+from labgrid.driver import QEMUDriver
+from labgrid.driver.common import Driver
+from labgrid.factory import target_factory
+from labgrid.step import step
+
+from hil.errors import ArtifactMissing, InfrastructureError
+from hil.lab import vmm
+
+BUILD_HINT = "run `hil firmware build` (or set HIL_IMAGES to a built image directory)"
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
+    """An emulated GICv2 board: labgrid's QEMUDriver plus an initramfs and port checks.
+
+    `initrd` names an entry of the environment's `images`; `tcp_ports` lists host ports the
+    board's chardevs listen on (the guest console), checked free before power-on so a second
+    virtual board fails with a clear message instead of a QEMU error.
+    """
+
+    initrd: str | None = attr.ib(default=None)
+    tcp_ports: list[int] = attr.ib(factory=list)
+
+    def _image(self, key: str) -> str:
+        try:
+            path: str = self.target.env.config.get_image_path(key)
+        except KeyError as e:
+            raise ArtifactMissing(f"environment has no image '{key}' under images:") from e
+        if not os.path.exists(path):
+            raise ArtifactMissing(f"board image '{key}' not found at {path}: {BUILD_HINT}")
+        return path
+
+    def get_qemu_base_args(self) -> list[str]:
+        qemu = self.target.env.config.get_tool(self.qemu_bin)
+        if not os.path.isabs(qemu) or not os.access(qemu, os.X_OK):
+            raise ArtifactMissing(
+                f"QEMU binary for tool '{self.qemu_bin}' not found ({qemu}): {BUILD_HINT}"
+            )
+        if self.kernel:
+            self._image(self.kernel)
+        cmd: list[str] = super().get_qemu_base_args()
+        if self.initrd:
+            cmd += ["-initrd", self._image(self.initrd)]
+        return cmd
+
+    @step()
+    def on(self) -> None:
+        if not self.status:
+            for port in self.tcp_ports:
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind(("127.0.0.1", port))
+                    except OSError as e:
+                        raise InfrastructureError(
+                            f"127.0.0.1:{port} is in use ({e.strerror}): another virtual board "
+                            "is running; stop it or give this one other ports in its env file"
+                        ) from e
+        super().on()
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class GuestVMMDriver(Driver):  # type: ignore[misc]
+    """Starts and stops the KVM guest's QEMU on a board, through the board's shell."""
+
+    bindings = {"shell": "CommandProtocol"}
+
+    qemu: str = attr.ib(default=vmm.GuestConfig.qemu)
+    kernel: str = attr.ib(default=vmm.GuestConfig.kernel)
+    initrd: str = attr.ib(default=vmm.GuestConfig.initrd)
+    serial: str = attr.ib(default=vmm.GuestConfig.serial)
+    cpus: int = attr.ib(default=vmm.GuestConfig.cpus)
+    memory: str = attr.ib(default=vmm.GuestConfig.memory)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.config = vmm.GuestConfig(
+            qemu=self.qemu, kernel=self.kernel, initrd=self.initrd, serial=self.serial,
+            cpus=self.cpus, memory=self.memory,
+        )
+        self.running: vmm.GuestConfig | None = None
+
+    def _check(self, cmd: str, timeout: float = 30) -> list[str]:
+        out, _, status = self.shell.run(cmd, timeout=timeout)
+        if status != 0:
+            raise InfrastructureError(f"board: `{cmd}` failed ({status}): {' '.join(out)}")
+        return list(out)
+
+    @Driver.check_active
+    @step(args=["changes"])
+    def start(self, **changes: Any) -> vmm.GuestConfig:
+        cfg = self.config.with_changes(**changes)
+        missing = [p for p in (cfg.qemu, cfg.kernel, cfg.initrd)
+                   if self.shell.run(f"test -e {p}")[2] != 0]
+        if missing:
+            raise ArtifactMissing(f"board lacks {', '.join(missing)}: {BUILD_HINT}")
+        self.stop()
+        self._check(vmm.start_script(cfg))
+        self.running = cfg
+        return cfg
+
+    @Driver.check_active
+    @step()
+    def stop(self) -> None:
+        self._check(vmm.stop_script())
+        self.running = None
+
+    @Driver.check_active
+    def log(self) -> str:
+        out, _, _ = self.shell.run(f"cat {vmm.LOGFILE} 2>/dev/null")
+        return "\n".join(out)
+
+    @Driver.check_active
+    def alive(self) -> bool:
+        return bool(self.shell.run(f"kill -0 $(cat {vmm.PIDFILE})")[2] == 0)
+
+    @Driver.check_active
+    @step(args=["command"])
+    def monitor(self, command: str) -> str:
+        return "\n".join(self._check(vmm.monitor_script(command)))

@@ -1,0 +1,113 @@
+"""The lab's strategy: off -> board (a shell on the board, KVM and vhost-net ready) -> guest.
+
+It holds for every board: power and console come from whatever drivers the environment binds
+(labgrid's QEMUDriver for the virtual board, a power switch and a serial port for a real one).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attr
+from labgrid.consoleloggingreporter import ConsoleLoggingReporter
+from labgrid.factory import target_factory
+from labgrid.step import step
+from labgrid.strategy import GraphStrategy
+
+from hil.errors import InfrastructureError, ProductFailure
+from hil.lab import boot, vmm
+from hil.lab.shell import Shell
+
+# Checked on the board before it counts as ready; each says what is wrong when it fails.
+BOARD_READY = [
+    ("test -c /dev/kvm", "/dev/kvm is missing: the board kernel has no KVM (not booted at EL2?)"),
+    ("grep -qw vhost_net /proc/modules", "vhost_net is not loaded on the board"),
+    ("test -c /dev/net/tun", "/dev/net/tun is missing: the tun module did not load"),
+]
+
+
+class BoardNotReady(ProductFailure):
+    """The board booted but lacks what the guest needs."""
+
+
+class GuestVMMExited(ProductFailure):
+    """The guest's VMM exited before the guest reached its prompt."""
+
+
+def console_log_hint(target: str, console: str) -> str:
+    rep = ConsoleLoggingReporter.instance
+    if rep is None:
+        return "not kept (pass --lg-log DIR)"
+    return os.path.join(rep.logpath, f"console_{target}_{console}")
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
+    bindings = {
+        "power": "PowerProtocol",
+        "board_console": "ConsoleProtocol",
+        "board_shell": "CommandProtocol",
+        "vmm": "GuestVMMDriver",
+        "guest_console": "ConsoleProtocol",
+        "guest_shell": "CommandProtocol",
+    }
+
+    board_timeout: float = attr.ib(default=90.0, converter=float)
+    guest_timeout: float = attr.ib(default=120.0, converter=float)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.timings: dict[str, float] = {}
+        self.guest_config: vmm.GuestConfig | None = None
+
+    def _hint(self, console: Any) -> str:
+        return console_log_hint(self.target.name, console.name or type(console).__name__)
+
+    def state_off(self) -> None:
+        self.target.activate(self.power)
+        self.power.off()
+
+    @GraphStrategy.depends("off")
+    def state_board(self) -> None:
+        self.target.activate(self.board_console)
+        self.power.on()
+        self.timings["board_boot_s"] = boot.wait_for_boot(
+            self.board_console, "board", self.board_timeout, self._hint(self.board_console))
+        self.target.activate(self.board_shell)
+        for cmd, problem in BOARD_READY:
+            if self.board_shell.run(cmd)[2] != 0:
+                raise BoardNotReady(problem)
+
+    @GraphStrategy.depends("board")
+    def state_guest(self) -> None:
+        self.boot_guest()
+
+    @step(args=["changes"])
+    def boot_guest(self, **changes: Any) -> vmm.GuestConfig:
+        """(Re)start the guest VMM with `changes` to its configuration and wait for its shell."""
+        self.target.deactivate(self.guest_shell)
+        # Connect to the guest console first: what the guest prints before is lost.
+        self.target.activate(self.guest_console)
+        self.target.activate(self.vmm)
+        self.guest_config = self.vmm.start(**changes)
+        try:
+            self.timings["guest_boot_s"] = boot.wait_for_boot(
+                self.guest_console, "guest", self.guest_timeout, self._hint(self.guest_console))
+        except (InfrastructureError, ProductFailure) as e:
+            if not self.vmm.alive():
+                raise GuestVMMExited(f"the guest VMM exited:\n{self.vmm.log()}") from e
+            raise
+        self.target.activate(self.guest_shell)
+        return self.guest_config
+
+    def ensure(self, state: str) -> None:
+        """Reach `state` without leaving a deeper state on the same path (guest keeps board)."""
+        if state in self.path:
+            return
+        self.transition(state)
+
+    def shell(self, where: str) -> Shell:
+        drv = {"board": self.board_shell, "guest": self.guest_shell}[where]
+        return Shell(where, drv)

@@ -1,0 +1,70 @@
+"""The guest VMM's command line on the board, built from the board's declared settings.
+
+Pure: the driver in drivers.py runs what this returns. Every board names where its guest's
+serial goes (a virtio console on the virtual board, a TCP port on a real one), so no board is a
+special case here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MONITOR_PORT = 4567
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    qemu: str = "/usr/bin/qemu-system-aarch64"
+    kernel: str = "/guest/Image"
+    initrd: str = "/guest/initramfs.cpio"
+    append: str = "console=ttyAMA0 hil.role=guest quiet"
+    machine: str = "virt,gic-version=2"
+    cpus: int = 1
+    memory: str = "256M"
+    serial: str = "/dev/hvc0"
+    # Networking: a tap on the board with vhost-net, or QEMU's userspace virtio-net backend.
+    tap: str = "tap0"
+    vhost: bool = True
+    net_device: str = "virtio-net-device"
+    net_options: dict[str, str] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+
+    def with_changes(self, **changes: Any) -> GuestConfig:
+        return replace(self, **changes)
+
+
+def command(cfg: GuestConfig) -> list[str]:
+    netdev = f"tap,id=n0,ifname={cfg.tap},script=no,downscript=no,vhost={'on' if cfg.vhost else 'off'}"
+    device = ",".join([cfg.net_device, "netdev=n0", *(f"{k}={v}" for k, v in cfg.net_options.items())])
+    return [
+        cfg.qemu, "-enable-kvm", "-M", cfg.machine, "-cpu", "host",
+        "-smp", str(cfg.cpus), "-m", cfg.memory,
+        "-nodefaults", "-display", "none",
+        "-serial", cfg.serial,
+        "-monitor", f"tcp:127.0.0.1:{MONITOR_PORT},server=on,wait=off",
+        "-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.append,
+        "-netdev", netdev, "-device", device,
+        *cfg.extra,
+    ]
+
+
+PIDFILE = "/run/hil-vmm.pid"
+LOGFILE = "/tmp/hil-vmm.log"
+
+
+def start_script(cfg: GuestConfig) -> str:
+    """A board shell line that starts the VMM in the background and records its pid."""
+    return (f"setsid {shlex.join(command(cfg))} </dev/null >{LOGFILE} 2>&1 & "
+            f"echo $! >{PIDFILE}")
+
+
+def stop_script() -> str:
+    return (f"if [ -f {PIDFILE} ]; then kill $(cat {PIDFILE}) 2>/dev/null; "
+            f"while kill -0 $(cat {PIDFILE}) 2>/dev/null; do sleep 0.1; done; rm -f {PIDFILE}; fi")
+
+
+def monitor_script(hmp_command: str) -> str:
+    """Send one HMP command to the running VMM's monitor (busybox nc on the board)."""
+    return f"echo {shlex.quote(hmp_command)} | nc -w 1 127.0.0.1 {MONITOR_PORT}"

@@ -1,0 +1,47 @@
+"""Checking a labgrid environment file before labgrid loads it, for one clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labgrid.util.yaml import load
+from yaml import YAMLError
+
+from hil.errors import ConfigError
+
+
+def problems(data: Any) -> list[str]:
+    """What is wrong with a parsed environment, in words that say what to fix."""
+    if not isinstance(data, dict):
+        return ["the file must be a mapping with a 'targets:' key"]
+    targets = data.get("targets")
+    if not isinstance(targets, dict) or not targets:
+        return ["'targets:' is missing or empty: name at least one target (e.g. 'main')"]
+    out = []
+    for name, target in targets.items():
+        if not isinstance(target, dict):
+            out.append(f"target '{name}' must be a mapping with resources/drivers")
+            continue
+        drivers = target.get("drivers")
+        if drivers is not None and not isinstance(drivers, (dict, list)):
+            out.append(f"target '{name}': 'drivers:' must be a mapping or a list")
+        remote = target.get("resources", {})
+        if "RemotePlace" not in str(remote) and drivers is None:
+            out.append(f"target '{name}' has no drivers: add a power/console driver and "
+                       "BoardGuestStrategy, or a RemotePlace resource")
+    return out
+
+
+def check(path: str | Path) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"environment file {p} does not exist: pass --lg-env with a file "
+                          "from places/ (e.g. places/virtual.yaml)")
+    try:
+        data = load(p.read_text())
+    except YAMLError as e:
+        raise ConfigError(f"environment file {p} is not valid YAML: {e}") from e
+    found = problems(data)
+    if found:
+        raise ConfigError(f"environment file {p}: " + "; ".join(found))

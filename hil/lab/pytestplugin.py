@@ -1,0 +1,142 @@
+"""The hil pytest plugin: `board` and `guest` fixtures, result recording, failure kinds.
+
+Registered as a `pytest11` entry point; it rides on labgrid's plugin (`--lg-env`, `target`,
+`strategy`) and adds what a qualification run needs on top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.errors import HilError, InfrastructureError
+from hil.lab import envfile
+from hil.lab.shell import Shell
+
+os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+
+FAILURE_KIND = "hil_failure_kind"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil")
+    group.addoption("--hil-results", default="results", metavar="DIR",
+                    help="where measurements and console logs go (default: results)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "board: needs a shell on a board")
+    config.addinivalue_line("markers", "guest: needs a shell in the nested KVM guest")
+    config.addinivalue_line("markers", "throughput: measures iperf3 throughput")
+    lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
+    if lg_env:
+        try:
+            envfile.check(lg_env)
+        except HilError as e:
+            raise pytest.UsageError(str(e)) from None
+        # Keep every console on disk unless the user chose a place.
+        if not config.getoption("lg_log", None):
+            config.option.lg_log = str(Path(config.getoption("hil_results")) / "console")
+
+
+class Lab:
+    """One board's strategy, remembering an infrastructure failure so later tests fail fast."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+        self.broken: str | None = None
+
+    def reach(self, state: str, node: pytest.Item) -> Shell:
+        """Bring the board to `state`; fail the test with one clear message if it cannot."""
+        if self.broken:
+            node.user_properties.append((FAILURE_KIND, "infrastructure"))
+            pytest.fail(f"lab unavailable: {self.broken}", pytrace=False)
+        try:
+            self.strategy.ensure(state)
+        except HilError as e:
+            infra = isinstance(e, InfrastructureError)
+            if infra:
+                self.broken = str(e)
+            node.user_properties.append((FAILURE_KIND, "infrastructure" if infra else "product"))
+            pytest.fail(str(e), pytrace=False)
+        shell: Shell = self.strategy.shell(state)
+        return shell
+
+
+@pytest.fixture(scope="session")
+def lab(strategy: Any) -> Lab:
+    return Lab(strategy)
+
+
+@pytest.fixture
+def board(lab: Lab, request: pytest.FixtureRequest) -> Shell:
+    """A shell on the board, with KVM and vhost-net ready."""
+    return lab.reach("board", request.node)
+
+
+@pytest.fixture
+def guest(lab: Lab, board: Shell, request: pytest.FixtureRequest) -> Shell:
+    """A shell in the KVM guest nested on the board."""
+    return lab.reach("guest", request.node)
+
+
+@pytest.fixture
+def vmm(lab: Lab, board: Shell) -> Any:
+    """The guest's VMM driver on the board (monitor commands, log, restart)."""
+    return lab.strategy.vmm
+
+
+class Measurements:
+    """Structured results of a test: into the JUnit XML and a JSON-lines file for reports."""
+
+    def __init__(self, node: pytest.Item, path: Path) -> None:
+        self.node = node
+        self.path = path
+
+    def record(self, name: str, value: Any, unit: str = "", **context: Any) -> None:
+        self.node.user_properties.append((name, value))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        row = {"test": self.node.nodeid, "name": name, "value": value, "unit": unit,
+               "time": time.time(), **context}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def measurements(request: pytest.FixtureRequest) -> Iterator[Measurements]:
+    path = Path(request.config.getoption("hil_results")) / "measurements.jsonl"
+    yield Measurements(request.node, path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.excinfo is not None:
+        known = [v for k, v in item.user_properties if k == FAILURE_KIND]
+        if known:
+            kind = known[-1]
+        else:
+            kind = "infrastructure" if call.excinfo.errisinstance(InfrastructureError) else "product"
+            item.user_properties.append((FAILURE_KIND, kind))
+        if (FAILURE_KIND, kind) not in report.user_properties:
+            report.user_properties.append((FAILURE_KIND, kind))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    kinds: dict[str, int] = {}
+    for rep in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", []):
+        for key, value in getattr(rep, "user_properties", []):
+            if key == FAILURE_KIND:
+                kinds[value] = kinds.get(value, 0) + 1
+    if kinds:
+        terminalreporter.write_sep("-", "hil failure kinds")
+        for kind, n in sorted(kinds.items()):
+            terminalreporter.write_line(f"{kind}: {n}")

@@ -1,0 +1,32 @@
+"""The guest: boots nested under KVM on the board, with its virtio-mmio devices on the GIC."""
+
+import pytest
+
+from hil import interrupts
+
+pytestmark = pytest.mark.guest
+
+
+def test_guest_boots_nested_under_kvm_with_an_in_kernel_gicv2(guest, board, vmm):
+    assert vmm.alive()
+    assert "-enable-kvm" in board.check("cat /proc/$(cat /run/hil-vmm.pid)/cmdline | tr '\\0' ' '")
+    # With gic-version=2 under KVM, QEMU uses KVM's in-kernel vgic-v2: the guest sees a GIC.
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    timer = [r for r in rows if r.name == "arch_timer"]
+    assert timer and timer[0].controller.startswith("GIC")
+
+
+def test_guest_interrupts_parse_into_rows(guest, measurements):
+    text = guest.read("/proc/interrupts")
+    rows = interrupts.parse(text)
+    cpus = int(guest.check("grep -c ^processor /proc/cpuinfo"))
+    numbered = [r for r in rows if r.numbered]
+    assert numbered and all(len(r.counts) == cpus for r in numbered)
+    virtio = interrupts.by_name(rows, "virtio")
+    assert virtio, f"no virtio interrupt in the guest:\n{text}"
+    for row in virtio:
+        assert row.controller and row.controller.startswith("GIC")
+        assert row.trigger in ("Edge", "Level")
+        assert interrupts.gic_spi(row) is not None
+        measurements.record(f"irq.{row.name}", {"spi": interrupts.gic_spi(row),
+                                                "trigger": row.trigger, "total": row.total})

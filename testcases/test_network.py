@@ -1,0 +1,24 @@
+"""Traffic between the guest and the board over vhost-net."""
+
+import pytest
+
+from hil import iperf
+
+pytestmark = [pytest.mark.guest, pytest.mark.throughput]
+
+BOARD_ADDR = "169.254.77.1"
+
+
+def test_guest_reaches_the_board(guest):
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+
+
+def test_iperf3_between_guest_and_board_returns_parsed_json(guest, board, measurements):
+    board.check(iperf.server_command())
+    out = guest.check(iperf.client_command(BOARD_ADDR, seconds=3), timeout=60)
+    result = iperf.parse(out)
+    measurements.record("iperf3.received_bps", result.received_bps, "bit/s",
+                        backend="vhost-net", lines="single")
+    measurements.record("iperf3.seconds", result.seconds, "s")
+    assert result.seconds > 2
+    assert result.received_bps > 0

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from hil.errors import HilError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ENV = REPO / "places" / "virtual.yaml"
 
 
 def _firmware_build(args: argparse.Namespace) -> int:
@@ -18,12 +23,51 @@ def _firmware_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qualify(args: argparse.Namespace) -> int:
+    import pytest
+
+    if args.build:
+        _firmware_build(args)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(REPO / "testcases"), "--lg-env", str(args.lg_env),
+        "--junitxml", str(results / "junit.xml"), "--hil-results", str(results),
+        "-p", "no:cacheprovider", *args.pytest_args,
+    ]
+    print(f"qualify: pytest {' '.join(argv)}")
+    return int(pytest.main(argv))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from hil import bench
+
+    return bench.main(Path(args.lg_env), args.runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
     fw = sub.add_parser("firmware", help="build the board and guest images")
     fw_sub = fw.add_subparsers(dest="action", required=True)
-    fw_sub.add_parser("build", help="build or fetch from the cache").set_defaults(func=_firmware_build)
+    fw_sub.add_parser("build", help="build, or take from the cache").set_defaults(
+        func=_firmware_build)
+
+    q = sub.add_parser("qualify", help="run the qualification testcases and write JUnit XML")
+    q.add_argument("--lg-env", default=os.environ.get("LG_ENV", DEFAULT_ENV),
+                   help="labgrid environment (default: places/virtual.yaml)")
+    q.add_argument("--results", default="results", help="output directory (default: results)")
+    q.add_argument("--no-build", dest="build", action="store_false",
+                   help="do not run the firmware build first")
+    q.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
+    q.set_defaults(func=_qualify)
+
+    b = sub.add_parser("bench", help="time firmware cache hits and board/guest boots")
+    b.add_argument("--lg-env", default=DEFAULT_ENV)
+    b.add_argument("--runs", type=int, default=3)
+    b.set_defaults(func=_bench)
+
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

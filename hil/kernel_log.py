@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class VirtStatus:
     booted_at_el2: bool
-    kvm_mode: str | None  # "VHE", "nVHE" (Hyp mode) or None when KVM did not initialise
+    kvm_mode: str | None  # "VHE", "nVHE", "protected", or None when KVM did not initialise
     gic_version: int | None
     vgic_maintenance_irq: int | None
 
@@ -17,10 +17,11 @@ class VirtStatus:
 def parse_dmesg(text: str) -> VirtStatus:
     el2 = "CPU: All CPU(s) started at EL2" in text
     mode = None
-    if "VHE mode initialized successfully" in text:
+    # "Hyp nVHE mode ..." contains "VHE mode ...": test for the nVHE forms first.
+    if m := re.search(r"Hyp (nVHE|protected) mode initialized successfully", text):
+        mode = m[1]
+    elif "VHE mode initialized successfully" in text:
         mode = "VHE"
-    elif re.search(r"Hyp (nVHE )?mode initialized successfully", text):
-        mode = "nVHE"
     gic = None
     if re.search(r"\bGICv3\b|GIC: enabling workaround for GICv3", text):
         gic = 3

@@ -174,6 +174,6 @@ class Arm64Archive:
 
     def fetch(self, packages: list[str], debs: list[Deb]) -> list[Path]:
         paths = [self.cache / d.filename for d in debs]
-        if not all(p.exists() and p.stat().st_size == d.size for p, d in zip(paths, debs)):
+        if not all(p.exists() and p.stat().st_size == d.size for p, d in zip(paths, debs, strict=True)):
             _run(self._apt(packages, "--download-only"))
         return paths

@@ -34,6 +34,13 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
 
+def forget_history(console: object) -> None:
+    """Drop what a console buffered before now, so an old boot's panic cannot match again."""
+    expect = getattr(console, "_expect", None)
+    if expect is not None:
+        expect.buffer = b""
+
+
 def wait_for_boot(console: object, where: str, timeout: float, log_hint: str) -> float:
     """Wait on a labgrid console until `where` is ready; return the seconds it took.
 

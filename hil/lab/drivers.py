@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+import subprocess
+from typing import Any, ClassVar
 
 import attr
 from labgrid.driver import QEMUDriver
@@ -68,13 +69,33 @@ class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
                         ) from e
         super().on()
 
+    @step()
+    def off(self) -> None:
+        """Stop QEMU with SIGTERM rather than QMP `quit`.
+
+        QEMU writes the console from its vCPU thread and blocks once nobody reads the socket
+        (after a panic, or a test that stopped reading): QMP then never answers. A signal is
+        handled regardless, as pulling the plug of a real board is.
+        """
+        if not self.status:
+            return
+        child: subprocess.Popen[bytes] = self._child
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        self._child = None
+        self.status = 0
+
 
 @target_factory.reg_driver
 @attr.s(eq=False)
 class GuestVMMDriver(Driver):  # type: ignore[misc]
     """Starts and stops the KVM guest's QEMU on a board, through the board's shell."""
 
-    bindings = {"shell": "CommandProtocol"}
+    bindings: ClassVar[dict[str, Any]] = {"shell": "CommandProtocol"}
 
     qemu: str = attr.ib(default=vmm.GuestConfig.qemu)
     kernel: str = attr.ib(default=vmm.GuestConfig.kernel)
@@ -82,12 +103,13 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     serial: str = attr.ib(default=vmm.GuestConfig.serial)
     cpus: int = attr.ib(default=vmm.GuestConfig.cpus)
     memory: str = attr.ib(default=vmm.GuestConfig.memory)
+    append: str = attr.ib(default=vmm.GuestConfig.append)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.config = vmm.GuestConfig(
             qemu=self.qemu, kernel=self.kernel, initrd=self.initrd, serial=self.serial,
-            cpus=self.cpus, memory=self.memory,
+            cpus=self.cpus, memory=self.memory, append=self.append,
         )
         self.running: vmm.GuestConfig | None = None
 

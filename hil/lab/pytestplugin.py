@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil.errors import HilError, InfrastructureError
 from hil.lab import envfile
@@ -41,9 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
             envfile.check(lg_env)
         except HilError as e:
             raise pytest.UsageError(str(e)) from None
-        # Keep every console on disk unless the user chose a place.
-        if not config.getoption("lg_log", None):
-            config.option.lg_log = str(Path(config.getoption("hil_results")) / "console")
+        # Keep every console on disk (in the results unless the user chose --lg-log). The
+        # reporter is started here rather than by labgrid so that error messages can name it.
+        log_dir = config.getoption("lg_log", None) or str(
+            Path(config.getoption("hil_results")) / "console")
+        config.option.lg_log = None
+        ConsoleLoggingReporter.start(os.path.abspath(log_dir))
+        config.add_cleanup(ConsoleLoggingReporter.stop)
 
 
 class Lab:
@@ -61,13 +66,16 @@ class Lab:
         try:
             self.strategy.ensure(state)
         except HilError as e:
-            infra = isinstance(e, InfrastructureError)
-            if infra:
-                self.broken = str(e)
-            node.user_properties.append((FAILURE_KIND, "infrastructure" if infra else "product"))
-            pytest.fail(str(e), pytrace=False)
-        shell: Shell = self.strategy.shell(state)
-        return shell
+            failure = e
+        else:
+            shell: Shell = self.strategy.shell(state)
+            return shell
+        # Outside the except block, so the message is not chained to the original traceback.
+        infra = isinstance(failure, InfrastructureError)
+        if infra:
+            self.broken = str(failure)
+        node.user_properties.append((FAILURE_KIND, "infrastructure" if infra else "product"))
+        pytest.fail(str(failure), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ It holds for every board: power and console come from whatever drivers the envir
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import attr
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
@@ -45,7 +45,7 @@ def console_log_hint(target: str, console: str) -> str:
 @target_factory.reg_driver
 @attr.s(eq=False)
 class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
-    bindings = {
+    bindings: ClassVar[dict[str, Any]] = {
         "power": "PowerProtocol",
         "board_console": "ConsoleProtocol",
         "board_shell": "CommandProtocol",
@@ -72,6 +72,7 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
     @GraphStrategy.depends("off")
     def state_board(self) -> None:
         self.target.activate(self.board_console)
+        boot.forget_history(self.board_console)
         self.power.on()
         self.timings["board_boot_s"] = boot.wait_for_boot(
             self.board_console, "board", self.board_timeout, self._hint(self.board_console))
@@ -90,6 +91,7 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         self.target.deactivate(self.guest_shell)
         # Connect to the guest console first: what the guest prints before is lost.
         self.target.activate(self.guest_console)
+        boot.forget_history(self.guest_console)
         self.target.activate(self.vmm)
         self.guest_config = self.vmm.start(**changes)
         try:

@@ -1,0 +1,52 @@
+"""Benchmark of the lab's fixed costs: firmware cache hit, board shell, nested guest shell.
+
+Prints figures; it asserts nothing (timings are for people, not for tests).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from hil.build import images
+
+
+def _fmt(xs: list[float]) -> str:
+    return (f"median {statistics.median(xs):6.2f} s  min {min(xs):6.2f}  max {max(xs):6.2f}"
+            f"  (n={len(xs)})")
+
+
+def main(env_path: Path, runs: int = 3) -> int:
+    os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+    from labgrid import Environment
+
+    import hil.lab  # noqa: F401  (registers the drivers)
+
+    images.build(log=lambda _m: None)  # warm the cache first: the hits below are what we time
+    hits = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        images.build(log=lambda _m: None)
+        hits.append(time.monotonic() - t0)
+
+    env = Environment(str(env_path))
+    target = env.get_target("main")
+    strategy = target.get_driver("BoardGuestStrategy")
+    board, guest = [], []
+    for _ in range(runs):
+        strategy.transition("off")
+        t0 = time.monotonic()
+        strategy.transition("board")
+        t1 = time.monotonic()
+        strategy.transition("guest")
+        t2 = time.monotonic()
+        strategy.shell("guest").check("true")
+        board.append(t1 - t0)
+        guest.append(t2 - t1)
+    strategy.transition("off")
+    print(f"firmware build, cache hit:        {_fmt(hits)}")
+    print(f"board shell after power-on:       {_fmt(board)}")
+    print(f"guest shell after board shell:    {_fmt(guest)}")
+    return 0

@@ -1,0 +1,65 @@
+"""Integration tests boot the virtual lab for real: QEMU, Debian's kernel, nested KVM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hil.build import images
+
+REPO = Path(__file__).resolve().parents[2]
+VIRTUAL = REPO / "places" / "virtual.yaml"
+
+
+@pytest.fixture(scope="session")
+def built_images() -> Path:
+    """The firmware build, as `hil firmware build` does it (a cache hit when warm)."""
+    out = images.build()
+    os.environ["HIL_IMAGES"] = str(out.parent.parent / "images")
+    return out
+
+
+def virtual_env(tmp_path: Path, edit: Any = None) -> Path:
+    """A copy of places/virtual.yaml, optionally changed by `edit(data)`."""
+    data = yaml.safe_load(VIRTUAL.read_text())
+    if edit:
+        edit(data)
+    path = tmp_path / "env.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def driver(data: dict[str, Any], cls: str, name: str | None = None) -> dict[str, Any]:
+    for entry in data["targets"]["main"]["drivers"]:
+        ((kind, attrs),) = entry.items()
+        if kind == cls and (name is None or attrs.get("name") == name):
+            return attrs  # type: ignore[no-any-return]
+    raise KeyError(cls)
+
+
+def run_pytest(env: Path, results: Path, *args: str, extra_env: dict[str, str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lg-env", str(env),
+           "--hil-results", str(results), "--junitxml", str(results / "junit.xml"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(extra_env or {})})
+
+
+@pytest.fixture
+def lab_env(built_images: Path) -> Iterator[Any]:
+    """A labgrid Environment on places/virtual.yaml, powered off afterwards."""
+    from labgrid import Environment
+
+    import hil.lab  # noqa: F401
+
+    env = Environment(str(VIRTUAL))
+    strategy = env.get_target("main").get_driver("BoardGuestStrategy")
+    yield strategy
+    strategy.transition("off")

@@ -31,6 +31,9 @@ class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
 
     initrd: str | None = attr.ib(default=None)
     tcp_ports: list[int] = attr.ib(factory=list)
+    # Set by QEMUDriver; declared for the type checker only.
+    status: int
+    _child: Any
 
     def _image(self, key: str) -> str:
         try:
@@ -79,7 +82,7 @@ class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
         """
         if not self.status:
             return
-        child: subprocess.Popen[bytes] = self._child
+        child = self._child
         child.terminate()
         try:
             child.wait(timeout=10)

@@ -43,7 +43,8 @@ def test_missing_board_image_says_to_build_and_fails_fast(built_images, tmp_path
     assert "board image 'board-kernel' not found" in p.stdout
     assert "run `hil firmware build`" in p.stdout
     # One boot attempt: the other cases fail at once as "lab unavailable".
-    assert p.stdout.count("lab unavailable") == 2, p.stdout[-2000:]
+    errors = [e.get("message") for e in ET.parse(results / "junit.xml").getroot().iter("error")]
+    assert len(errors) == 3 and all("lab unavailable" in m for m in errors[1:]), errors
     assert set(_kinds(results)) == {"infrastructure"}
 
 

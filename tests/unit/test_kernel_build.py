@@ -42,13 +42,14 @@ def test_key_is_stable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    lambda t: {"source": kernel.Source("linux-source-6.12", "6.12.118-1~deb12u1", 151931384)},
-    lambda t: {"source": kernel.Source("linux-source-6.12", "6.12.117-1~deb12u1", 1)},
-    lambda t: {"toolchain": "aarch64-linux-gnu-gcc 13"},
-    lambda t: {"patches": []},
+    {"source": kernel.Source("linux-source-6.12", "6.12.118-1~deb12u1", 151931384)},
+    {"source": kernel.Source("linux-source-6.12", "6.12.117-1~deb12u1", 1)},
+    {"toolchain": "aarch64-linux-gnu-gcc 13"},
+    {"patches": []},
 ])
-def test_key_follows_inputs(tmp_path: Path, change) -> None:  # type: ignore[no-untyped-def]
-    assert kernel.cache_key(_inputs(tmp_path)) != kernel.cache_key(_inputs(tmp_path, **change(tmp_path)))
+def test_key_follows_inputs(tmp_path: Path, change: dict[str, object]) -> None:
+    before = kernel.cache_key(_inputs(tmp_path))
+    assert before != kernel.cache_key(_inputs(tmp_path, **change))
 
 
 def test_key_follows_file_contents(tmp_path: Path) -> None:

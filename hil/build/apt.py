@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,15 +122,22 @@ def ensure_sources(log: Log = print) -> None:
         marker.touch()
 
 
-def ensure_host_packages(packages: dict[str, str | None], log: Log = print) -> None:
-    """Install host (amd64) packages that are missing; value = target release or None."""
+def missing_packages(packages: Iterable[str]) -> list[str]:
+    """Host packages that dpkg does not have installed."""
+    packages = list(packages)
     q = subprocess.run(
         ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *packages],
         capture_output=True, text=True,
     )
     installed = {ln.split()[0] for ln in q.stdout.splitlines() if ln.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+def ensure_host_packages(packages: dict[str, str | None], log: Log = print) -> None:
+    """Install host (amd64) packages that are missing; value = target release or None."""
+    absent = set(missing_packages(packages))
     for release in sorted({r or "" for r in packages.values()}):
-        missing = [p for p, r in packages.items() if (r or "") == release and p not in installed]
+        missing = [p for p, r in packages.items() if (r or "") == release and p in absent]
         if missing:
             log(f"apt: installing {' '.join(missing)}")
             target = ["-t", release] if release else []

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from hil.build import apt, cpio, elf, kmod
+from hil.build import apt, cpio, elf, kernel, kmod
 from hil.build.cache import Store, digest, sha256_file
 from hil.errors import ConfigError, InfrastructureError
 
@@ -78,9 +78,11 @@ class Recipe:
         return sorted({kernel_package, *(p for i in self.images.values() for p in i.packages)})
 
 
-def _inputs(recipe_path: Path, debs: list[apt.Deb]) -> list[str | bytes | Path]:
-    sources = sorted(Path(__file__).parent.glob("*.py")) + sorted(ROOTFS.iterdir())
-    return [recipe_path, *sources, *(f"{d.filename} {d.size} {d.checksum}" for d in debs)]
+def _inputs(recipe_path: Path, debs: list[apt.Deb], guest_kernel: Path) -> list[str | bytes | Path]:
+    sources = [Path(__file__), *sorted(ROOTFS.iterdir())]
+    # The guest kernel's directory name carries its own content key.
+    return [recipe_path, *sources, guest_kernel.name,
+            *(f"{d.filename} {d.size} {d.checksum}" for d in debs)]
 
 
 def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = print) -> Path:
@@ -89,6 +91,7 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     recipe = Recipe.load(recipe_path)
     apt.ensure_sources(log)
     apt.ensure_host_packages(recipe.host_packages, log)
+    guest_kernel = kernel.build_guest_kernel(store, log)
     kernel_package = apt.newest_package(
         apt.package_names("^" + recipe.kernel_regex.replace("(\\d+)", "[0-9]+") + "$"),
         recipe.kernel_regex,
@@ -96,20 +99,21 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     archive = apt.Arm64Archive(store.root / "debs")
     packages = recipe.packages(kernel_package)
     debs = archive.resolve(packages)
-    key = digest(_inputs(recipe_path, debs))
+    key = digest(_inputs(recipe_path, debs, guest_kernel))
     out = store.lookup(ARTIFACT, key)
     if out:
         log(f"images: cache hit {out}")
     else:
         log(f"images: building {ARTIFACT} ({len(debs)} packages, kernel {kernel_package})")
         paths = archive.fetch(packages, debs)
-        out = store.build(ARTIFACT, key, lambda d: _assemble(recipe, kernel_package, debs, paths, d, log))
+        out = store.build(ARTIFACT, key, lambda d: _assemble(
+            recipe, kernel_package, debs, paths, guest_kernel, d, log))
     store.publish(ARTIFACT, out)
     return out
 
 
 def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],
-              out: Path, log: Log) -> dict[str, Any]:
+              guest_kernel: Path, out: Path, log: Log) -> dict[str, Any]:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hil-sysroot-") as tmp:
         root = Path(tmp)
@@ -123,11 +127,14 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
         order = sorted(recipe.images.values(), key=lambda s: s.carries is not None)
         for spec in order:
             carried = out / spec.carries if spec.carries else None
-            _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, out / "Image")
+            kernels = {"Image": guest_kernel / "Image", "Image-debian": out / "Image"}
+            _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels)
             log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
     log(f"images: assembled in {time.monotonic() - t0:.1f} s")
     return {
         "kernel": {"package": kernel_package, "release": kver},
+        "guest_kernel": {"artifact": guest_kernel.name,
+                         "sha256": sha256_file(guest_kernel / "Image")},
         "packages": [
             {"package": d.package, "version": d.version, "size": d.size,
              "sha256": sha256_file(p)}
@@ -160,7 +167,8 @@ def _depmod(root: Path, kver: str) -> dict[str, list[str]]:
 
 
 def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]],
-               builtin: set[str], out: Path, carried: Path | None, kernel: Path) -> None:
+               builtin: set[str], out: Path, carried: Path | None,
+               kernels: dict[str, Path]) -> None:
     out.mkdir()
     buf = io.BytesIO()
     w = cpio.CpioWriter(buf)
@@ -190,7 +198,9 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     loadable = [m for m in spec.modules if kmod.normalize(m) not in builtin]
     w.file("/etc/hil/modules", ("\n".join(loadable) + "\n").encode())
     if carried is not None:
-        w.copy("/guest/Image", kernel)
+        # /guest/Image is the patched guest kernel; /guest/Image-debian is Debian's stock one.
+        for name, image in kernels.items():
+            w.copy(f"/guest/{name}", image)
         for f in sorted(carried.iterdir()):
             w.copy(f"/guest/{f.name}", f)
     w.close()

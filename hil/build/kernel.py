@@ -150,17 +150,8 @@ def patch_list(patches: Iterable[Path]) -> str:
 # --- host ------------------------------------------------------------------------------------
 
 
-def _missing_packages(packages: Iterable[str]) -> list[str]:
-    q = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *packages],
-        capture_output=True, text=True,
-    )
-    installed = {ln.split()[0] for ln in q.stdout.splitlines() if ln.endswith(" installed")}
-    return [p for p in packages if p not in installed]
-
-
 def _ensure_host(log: Log) -> None:
-    if _missing_packages(HOST_PACKAGES):
+    if apt.missing_packages(HOST_PACKAGES):
         apt.ensure_sources(log)
         apt.ensure_host_packages(HOST_PACKAGES, log)
 

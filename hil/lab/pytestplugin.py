@@ -58,13 +58,18 @@ class Lab:
         self.strategy = strategy
         self.broken: str | None = None
 
-    def reach(self, state: str, node: pytest.Item) -> Shell:
-        """Bring the board to `state`; fail the test with one clear message if it cannot."""
+    def reach(self, state: str, node: pytest.Item, **guest_changes: Any) -> Shell:
+        """Bring the board to `state` (the guest with `guest_changes` to its VMM settings);
+        fail the test with one clear message if it cannot."""
         if self.broken:
             node.user_properties.append((FAILURE_KIND, "infrastructure"))
             pytest.fail(f"lab unavailable: {self.broken}", pytrace=False)
         try:
-            self.strategy.ensure(state)
+            if guest_changes:
+                self.strategy.ensure("board")
+                self.strategy.boot_guest(**guest_changes)
+            else:
+                self.strategy.ensure(state)
         except HilError as e:
             failure = e
         else:
@@ -93,6 +98,17 @@ def board(lab: Lab, request: pytest.FixtureRequest) -> Shell:
 def guest(lab: Lab, board: Shell, request: pytest.FixtureRequest) -> Shell:
     """A shell in the KVM guest nested on the board."""
     return lab.reach("guest", request.node)
+
+
+@pytest.fixture
+def boot_guest(lab: Lab, board: Shell, request: pytest.FixtureRequest) -> Any:
+    """`boot_guest(**changes)` restarts the guest with other VMM settings (see vmm.GuestConfig)
+    and returns its shell; the next test gets the board's own guest back."""
+
+    def boot(**changes: Any) -> Shell:
+        return lab.reach("guest", request.node, **changes)
+
+    return boot
 
 
 @pytest.fixture

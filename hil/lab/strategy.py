@@ -105,10 +105,15 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         return self.guest_config
 
     def ensure(self, state: str) -> None:
-        """Reach `state` without leaving a deeper state on the same path (guest keeps board)."""
-        if state in self.path:
-            return
-        self.transition(state)
+        """Reach `state` without leaving a deeper state on the same path (guest keeps board).
+
+        A guest that a test restarted with other VMM settings is restarted with the board's
+        own settings when the next test asks for the guest.
+        """
+        if state not in self.path:
+            self.transition(state)
+        elif state == "guest" and self.guest_config != self.vmm.config:
+            self.boot_guest()
 
     def shell(self, where: str) -> Shell:
         drv = {"board": self.board_shell, "guest": self.guest_shell}[where]

@@ -1,0 +1,46 @@
+"""The guest's virtio devices: which transport mode each uses, from sysfs and /proc/interrupts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hil import interrupts
+
+DEVICE_IDS = {1: "net", 2: "blk", 3: "console", 4: "rng"}
+
+# One guest shell line: "<virtioN> <device id> <irq_mode or ->" for every virtio device.
+LIST_COMMAND = (
+    "for d in /sys/bus/virtio/devices/virtio*; do n=${d##*/}; "
+    "m=$(cat $d/../irq_mode 2>/dev/null || echo -); echo \"$n $(cat $d/device) $m\"; done"
+)
+
+
+@dataclass(frozen=True)
+class VirtioDevice:
+    name: str  # virtio0
+    kind: str  # net, blk, ... or the numeric id
+    irq_mode: str | None  # single, shared, per-vq, none; None: the kernel has no irq_mode
+
+
+def parse_list(text: str) -> list[VirtioDevice]:
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or not fields[0].startswith("virtio"):
+            continue
+        dev_id = int(fields[1], 16)
+        out.append(VirtioDevice(fields[0], DEVICE_IDS.get(dev_id, str(dev_id)),
+                                None if fields[2] == "-" else fields[2]))
+    return out
+
+
+def lines_of(rows: list[interrupts.IrqRow], device: str) -> dict[str, interrupts.IrqRow]:
+    """A device's interrupt rows by suffix: "" for single mode, "config", "queues",
+    or a virtqueue name such as "input.0"."""
+    out = {}
+    for row in rows:
+        if row.name == device:
+            out[""] = row
+        elif row.name.startswith(device + "-"):
+            out[row.name[len(device) + 1:]] = row
+    return out

@@ -261,6 +261,11 @@ def _build(dest: Path, work: Path, inputs: KeyInputs, log: Log) -> dict[str, Any
     }
 
 
+def work_dir(store: Store) -> Path:
+    """The reusable tree of the last build: `src` (patches applied as commits) and `out` (O=)."""
+    return store.root / "work" / "guest-kernel"
+
+
 def build_guest_kernel(store: Store, log: Log = print) -> Path:
     """Build (or find in the cache) the patched guest kernel; publishes images/guest-kernel."""
     _ensure_host(log)
@@ -276,7 +281,7 @@ def build_guest_kernel(store: Store, log: Log = print) -> Path:
     if out:
         log(f"kernel: cache hit {out}")
     else:
-        work = store.root / "work" / "guest-kernel"
+        work = work_dir(store)
         out = store.build(ARTIFACT, key, lambda d: _build(d, work, inputs, log))
     store.publish(ARTIFACT, out)
     return out

@@ -37,6 +37,7 @@ HOST_PACKAGES: dict[str, str | None] = {
     for p in (
         SOURCE_PACKAGE, "gcc-aarch64-linux-gnu", "gcc", "libc6-dev", "make", "bc", "bison",
         "flex", "libssl-dev", "libelf-dev", "xz-utils", "git", "perl", "python3",
+        "device-tree-compiler",  # dt_binding_check of the binding patch
     )
 }
 # Committer of the patched tree: git am needs one, and a fixed one keeps the tree stable.

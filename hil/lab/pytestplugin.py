@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "board: needs a shell on a board")
     config.addinivalue_line("markers", "guest: needs a shell in the nested KVM guest")
     config.addinivalue_line("markers", "throughput: measures iperf3 throughput")
+    config.addinivalue_line("markers", "irqfd: counts who injects the guest's interrupts")
     lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
     if lg_env:
         try:

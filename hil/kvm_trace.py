@@ -1,0 +1,81 @@
+"""Counting KVM's interrupt injections and MMIO exits on a board, with ftrace histograms.
+
+Histogram triggers count inside the kernel, so nothing is dropped however busy the run is
+(a trace buffer would overflow during iperf3). Three events tell the irqfd story:
+- kvm:kvm_irq_line: an interrupt line set by userspace (the VMM's KVM_IRQ_LINE ioctl);
+- kvm:kvm_set_irq: an interrupt set inside the kernel (irqfd among others);
+- kvm:kvm_mmio: an MMIO access the VMM emulates (InterruptStatus reads, InterruptACK writes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+TRACING = "/sys/kernel/tracing"
+HISTS = {
+    "kvm_irq_line": "irq_num,level",
+    "kvm_set_irq": "gsi,level",
+    "kvm_mmio": "gpa,type",
+}
+MMIO_WRITE = 2
+MMIO_READ = 1  # "unsatisfied-read" (type 0) is the exit; "read" (1) its completion
+INTERRUPT_STATUS = 0x60
+INTERRUPT_ACK = 0x64
+
+_ENTRY = re.compile(r"^\{(?P<keys>[^}]*)\}\s+hitcount:\s+(?P<hits>\d+)", re.M)
+
+
+def parse_hist(text: str) -> dict[tuple[int, ...], int]:
+    """A `hist` file -> {(key values...): hitcount}; values parsed as integers."""
+    out: dict[tuple[int, ...], int] = {}
+    for m in _ENTRY.finditer(text):
+        values = tuple(int(v.split(":")[1].strip(), 0) for v in m["keys"].split(","))
+        out[values] = out.get(values, 0) + int(m["hits"])
+    return out
+
+
+def dropped(text: str) -> int:
+    m = re.search(r"Dropped:\s+(\d+)", text)
+    return int(m[1]) if m else 0
+
+
+@dataclass(frozen=True)
+class Counters:
+    irq_line: dict[tuple[int, ...], int]  # (intid, level) -> hits
+    set_irq: dict[tuple[int, ...], int]  # (gsi, level) -> hits
+    mmio: dict[tuple[int, ...], int]  # (gpa, type) -> hits
+
+    def userspace_injections(self, intids: Iterable[int]) -> int:
+        """Times the VMM raised one of these interrupts through KVM_IRQ_LINE."""
+        wanted = set(intids)
+        return sum(n for (intid, level), n in self.irq_line.items() if intid in wanted and level)
+
+    def kernel_injections(self) -> int:
+        """Interrupts raised inside the kernel (irqfd), all GSIs."""
+        return sum(n for (_gsi, level), n in self.set_irq.items() if level)
+
+    def mmio_exits(self, base: int, offset: int) -> int:
+        """Exits to the VMM for one register of one transport (reads or writes)."""
+        kind = MMIO_WRITE if offset == INTERRUPT_ACK else MMIO_READ
+        return sum(n for (gpa, t), n in self.mmio.items() if gpa == base + offset and t == kind)
+
+
+def arm_commands() -> list[str]:
+    """Board shell lines that (re)start the histograms from zero."""
+    cmds = []
+    for event, keys in HISTS.items():
+        trig = f"{TRACING}/events/kvm/{event}/trigger"
+        cmds.append(f"echo '!hist:keys={keys}' > {trig} 2>/dev/null; "
+                    f"echo 'hist:keys={keys}:size=4096' > {trig}")
+    return cmds
+
+
+def read_command(event: str) -> str:
+    return f"cat {TRACING}/events/kvm/{event}/hist"
+
+
+def transport_base(platform_name: str) -> int:
+    """`a003e00.virtio_mmio` (a platform device name in the guest) -> 0xa003e00."""
+    return int(platform_name.split(".", 1)[0], 16)

@@ -1,0 +1,58 @@
+"""Measurements taken through a board or guest shell: counters before and after a workload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hil import interrupts, iperf, kvm_trace
+from hil.lab.shell import Shell
+
+BOARD_ADDR = "169.254.77.1"
+
+
+def arm_kvm_counters(board: Shell) -> None:
+    for cmd in kvm_trace.arm_commands():
+        board.check(cmd)
+
+
+def read_kvm_counters(board: Shell) -> kvm_trace.Counters:
+    hists = {}
+    for event in kvm_trace.HISTS:
+        text = board.check(kvm_trace.read_command(event))
+        if kvm_trace.dropped(text):
+            raise RuntimeError(f"the {event} histogram dropped entries: raise its size")
+        hists[event] = kvm_trace.parse_hist(text)
+    return kvm_trace.Counters(hists["kvm_irq_line"], hists["kvm_set_irq"], hists["kvm_mmio"])
+
+
+def guest_interrupts(guest: Shell) -> list[interrupts.IrqRow]:
+    return interrupts.parse(guest.read("/proc/interrupts"))
+
+
+def virtio_transports(guest: Shell) -> dict[str, int]:
+    """virtioN -> base address of its virtio-mmio transport, from the guest's sysfs."""
+    out = guest.check("for d in /sys/bus/virtio/devices/virtio*; do "
+                      "echo ${d##*/} $(basename $(readlink -f $d/..)); done")
+    return {name: kvm_trace.transport_base(plat) for name, plat in
+            (line.split() for line in out.splitlines() if line.strip())}
+
+
+@dataclass(frozen=True)
+class TrafficRun:
+    result: iperf.IperfResult
+    counters: kvm_trace.Counters
+    irq_before: list[interrupts.IrqRow]
+    irq_after: list[interrupts.IrqRow]
+
+
+def iperf_with_counters(board: Shell, guest: Shell, seconds: int = 3, parallel: int = 1,
+                        reverse: bool = False) -> TrafficRun:
+    """One iperf3 run from guest to board, with KVM counters and guest interrupt counts."""
+    board.check(iperf.server_command())
+    arm_kvm_counters(board)
+    before = guest_interrupts(guest)
+    out = guest.check(iperf.client_command(BOARD_ADDR, seconds, parallel, reverse),
+                      timeout=seconds * 10 + 60)
+    after = guest_interrupts(guest)
+    counters = read_kvm_counters(board)
+    return TrafficRun(iperf.parse(out), counters, before, after)

@@ -118,6 +118,14 @@ def vmm(lab: Lab, board: Shell) -> Any:
     return lab.strategy.vmm
 
 
+@pytest.fixture(scope="session")
+def board_options(target: Any) -> dict[str, Any]:
+    """What the board declares about itself under its target's `options:` in the env file
+    (CPU count, thresholds, iterations)."""
+    options: dict[str, Any] = target.env.config.data["targets"][target.name].get("options") or {}
+    return options
+
+
 class Measurements:
     """Structured results of a test: into the JUnit XML and a JSON-lines file for reports."""
 

@@ -8,11 +8,13 @@ can point at one path.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,25 @@ class Store:
         d = self.artifact_dir(name, key)
         return d if (d / MANIFEST).is_file() else None
 
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Serialise builds of one artefact across processes (CI and a developer, say)."""
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def build(self, name: str, key: str, build: Callable[[Path], dict[str, Any]]) -> Path:
         """Run `build(tmpdir)` and publish its output atomically under the key."""
+        with self.lock(name):
+            # Another process may have built it while we waited for the lock.
+            return self.lookup(name, key) or self._build(name, key, build)
+
+    def _build(self, name: str, key: str, build: Callable[[Path], dict[str, Any]]) -> Path:
         final = self.artifact_dir(name, key)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -73,7 +92,17 @@ class Store:
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        self.prune(name, keep=final)
         return final
+
+    def prune(self, name: str, keep: Path, spare: int = 2) -> None:
+        """Drop all but the `spare` newest builds of `name` (always keeping `keep`)."""
+        builds = sorted(self.root.glob(f"artifacts/{name}-*"), key=lambda p: p.stat().st_mtime)
+        others = [p for p in builds if p != keep and not p.name.endswith(".tmp")]
+        stale = others[: max(len(others) - (spare - 1), 0)]
+        # Leftover .tmp directories are interrupted builds (we hold the lock: none is running).
+        for p in stale + [p for p in builds if p.name.endswith(".tmp")]:
+            shutil.rmtree(p, ignore_errors=True)
 
     def publish(self, name: str, path: Path) -> Path:
         """Point the stable name images/<name> at an artefact directory."""

@@ -21,6 +21,9 @@ class GuestConfig:
     initrd: str = "/guest/initramfs.cpio"
     append: str = "console=ttyAMA0 hil.role=guest quiet"
     machine: str = "virt,gic-version=2"
+    # Interrupt lines per virtio-mmio transport; above 1 needs the patched VMM
+    # (firmware/qemu), which takes it as the `virtio-mmio-irq-lines` machine property.
+    irq_lines: int = 1
     cpus: int = 1
     memory: str = "256M"
     serial: str = "/dev/hvc0"
@@ -35,11 +38,15 @@ class GuestConfig:
         return replace(self, **changes)
 
 
+def machine(cfg: GuestConfig) -> str:
+    return cfg.machine + (f",virtio-mmio-irq-lines={cfg.irq_lines}" if cfg.irq_lines > 1 else "")
+
+
 def command(cfg: GuestConfig) -> list[str]:
     netdev = f"tap,id=n0,ifname={cfg.tap},script=no,downscript=no,vhost={'on' if cfg.vhost else 'off'}"
     device = ",".join([cfg.net_device, "netdev=n0", *(f"{k}={v}" for k, v in cfg.net_options.items())])
     return [
-        cfg.qemu, "-enable-kvm", "-M", cfg.machine, "-cpu", "host",
+        cfg.qemu, "-enable-kvm", "-M", machine(cfg), "-cpu", "host",
         "-smp", str(cfg.cpus), "-m", cfg.memory,
         "-nodefaults", "-display", "none",
         "-serial", cfg.serial,

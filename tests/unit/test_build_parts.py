@@ -115,3 +115,10 @@ def test_interrupted_build_is_not_a_hit(tmp_path):
     with pytest.raises(RuntimeError):
         store.build("img", "k" * 64, broken)
     assert store.lookup("img", "k" * 64) is None
+
+
+def test_old_builds_are_pruned_but_the_newest_kept(tmp_path):
+    store = Store(tmp_path)
+    outs = [store.build("img", str(i) * 64, lambda d: {}) for i in range(4)]
+    left = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
+    assert outs[-1].name in left and outs[-2].name in left and len(left) == 2

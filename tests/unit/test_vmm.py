@@ -1,0 +1,25 @@
+from hil.lab import vmm
+
+
+def test_default_guest_command_uses_kvm_vhost_tap_and_the_board_serial():
+    cmd = vmm.command(vmm.GuestConfig())
+    assert cmd[:6] == ["/usr/bin/qemu-system-aarch64", "-enable-kvm", "-M", "virt,gic-version=2",
+                       "-cpu", "host"]
+    assert "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=on" in cmd
+    assert cmd[cmd.index("-serial") + 1] == "/dev/hvc0"
+    assert cmd[cmd.index("-device") + 1] == "virtio-net-device,netdev=n0"
+
+
+def test_lines_and_pci_options():
+    cfg = vmm.GuestConfig(irq_lines=3, net_device="virtio-net-pci", net_options={"romfile": ""},
+                          vhost=False)
+    cmd = vmm.command(cfg)
+    assert "virt,gic-version=2,virtio-mmio-irq-lines=3" in cmd
+    assert "virtio-net-pci,netdev=n0,romfile=" in cmd
+    assert any("vhost=off" in a for a in cmd)
+
+
+def test_start_script_backgrounds_and_records_the_pid():
+    line = vmm.start_script(vmm.GuestConfig(append="console=ttyAMA0 quiet"))
+    assert line.startswith("setsid /usr/bin/qemu-system-aarch64 ")
+    assert "'console=ttyAMA0 quiet'" in line and line.endswith(f"echo $! >{vmm.PIDFILE}")

@@ -38,16 +38,19 @@ def find_library(root: Path, soname: str) -> Path:
     raise InfrastructureError(f"library {soname} is in no unpacked package under {root}")
 
 
-def closure(root: Path, binaries: list[str]) -> dict[str, Path]:
+def closure(root: Path, binaries: list[str], extra: dict[str, Path] | None = None
+            ) -> dict[str, Path]:
     """Map of in-image path -> host file for the binaries, their libraries and the loader.
 
+    `binaries` are paths inside the unpacked packages under `root`; `extra` maps in-image
+    paths to binaries built elsewhere (the patched QEMU), whose libraries also come from root.
     Libraries land in /lib/aarch64-linux-gnu whatever directory their package used, so the
     image does not depend on the usr-merge state of each package.
     """
     out: dict[str, Path] = {}
     todo: list[Path] = []
-    for b in binaries:
-        src = root / b.lstrip("/")
+    wanted = {b: root / b.lstrip("/") for b in binaries} | (extra or {})
+    for b, src in wanted.items():
         if not src.exists():
             raise InfrastructureError(f"{b} is in no unpacked package under {root}")
         out[b] = src

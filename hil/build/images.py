@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from hil.build import apt, cpio, elf, kernel, kmod
+from hil.build import apt, cpio, elf, kernel, kmod, qemu
 from hil.build.cache import Store, digest, sha256_file
 from hil.errors import ConfigError, InfrastructureError
 
@@ -41,6 +41,7 @@ class ImageSpec:
     modules: list[str]
     compression: str
     carries: str | None
+    patched_vmm: str | None  # where the image holds the patched QEMU, if it holds one
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Recipe:
                     modules=list(spec.get("modules", [])),
                     compression=spec.get("compression", "none"),
                     carries=spec.get("carries"),
+                    patched_vmm=spec.get("patched_vmm"),
                 )
                 for name, spec in data["images"].items()
             }
@@ -78,10 +80,10 @@ class Recipe:
         return sorted({kernel_package, *(p for i in self.images.values() for p in i.packages)})
 
 
-def _inputs(recipe_path: Path, debs: list[apt.Deb], guest_kernel: Path) -> list[str | bytes | Path]:
+def _inputs(recipe_path: Path, debs: list[apt.Deb], built: list[Path]) -> list[str | bytes | Path]:
     sources = [Path(__file__), *sorted(ROOTFS.iterdir())]
-    # The guest kernel's directory name carries its own content key.
-    return [recipe_path, *sources, guest_kernel.name,
+    # Built artefacts (guest kernel, patched QEMU) carry their content key in their names.
+    return [recipe_path, *sources, *(p.name for p in built),
             *(f"{d.filename} {d.size} {d.checksum}" for d in debs)]
 
 
@@ -92,6 +94,7 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     apt.ensure_sources(log)
     apt.ensure_host_packages(recipe.host_packages, log)
     guest_kernel = kernel.build_guest_kernel(store, log)
+    vmm = qemu.build_qemu(store, log)
     kernel_package = apt.newest_package(
         apt.package_names("^" + recipe.kernel_regex.replace("(\\d+)", "[0-9]+") + "$"),
         recipe.kernel_regex,
@@ -99,7 +102,7 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     archive = apt.Arm64Archive(store.root / "debs")
     packages = recipe.packages(kernel_package)
     debs = archive.resolve(packages)
-    key = digest(_inputs(recipe_path, debs, guest_kernel))
+    key = digest(_inputs(recipe_path, debs, [guest_kernel, vmm]))
     out = store.lookup(ARTIFACT, key)
     if out:
         log(f"images: cache hit {out}")
@@ -107,13 +110,13 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
         log(f"images: building {ARTIFACT} ({len(debs)} packages, kernel {kernel_package})")
         paths = archive.fetch(packages, debs)
         out = store.build(ARTIFACT, key, lambda d: _assemble(
-            recipe, kernel_package, debs, paths, guest_kernel, d, log))
+            recipe, kernel_package, debs, paths, guest_kernel, vmm, d, log))
     store.publish(ARTIFACT, out)
     return out
 
 
 def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],
-              guest_kernel: Path, out: Path, log: Log) -> dict[str, Any]:
+              guest_kernel: Path, vmm: Path, out: Path, log: Log) -> dict[str, Any]:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hil-sysroot-") as tmp:
         root = Path(tmp)
@@ -128,13 +131,16 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
         for spec in order:
             carried = out / spec.carries if spec.carries else None
             kernels = {"Image": guest_kernel / "Image", "Image-debian": out / "Image"}
-            _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels)
+            extra = {spec.patched_vmm: vmm / "bin" / qemu.BINARY} if spec.patched_vmm else {}
+            _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels, extra)
             log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
     log(f"images: assembled in {time.monotonic() - t0:.1f} s")
     return {
         "kernel": {"package": kernel_package, "release": kver},
         "guest_kernel": {"artifact": guest_kernel.name,
                          "sha256": sha256_file(guest_kernel / "Image")},
+        "patched_vmm": {"artifact": vmm.name,
+                        "sha256": sha256_file(vmm / "bin" / qemu.BINARY)},
         "packages": [
             {"package": d.package, "version": d.version, "size": d.size,
              "sha256": sha256_file(p)}
@@ -168,7 +174,7 @@ def _depmod(root: Path, kver: str) -> dict[str, list[str]]:
 
 def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]],
                builtin: set[str], out: Path, carried: Path | None,
-               kernels: dict[str, Path]) -> None:
+               kernels: dict[str, Path], extra: dict[str, Path]) -> None:
     out.mkdir()
     buf = io.BytesIO()
     w = cpio.CpioWriter(buf)
@@ -179,7 +185,7 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     w.copy("/etc/hil/network", ROOTFS / "network")
     w.copy("/bin/busybox", root / "bin/busybox", 0o755)
     w.symlink("/bin/sh", "busybox")
-    for path, src in sorted(elf.closure(root, spec.binaries).items()):
+    for path, src in sorted(elf.closure(root, spec.binaries, extra).items()):
         w.copy(path, src, 0o755)
     try:
         mods = kmod.closure(deps, spec.modules, builtin)

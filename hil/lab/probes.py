@@ -22,7 +22,8 @@ def read_kvm_counters(board: Shell) -> kvm_trace.Counters:
         if kvm_trace.dropped(text):
             raise RuntimeError(f"the {event} histogram dropped entries: raise its size")
         hists[event] = kvm_trace.parse_hist(text)
-    return kvm_trace.Counters(hists["kvm_irq_line"], hists["kvm_set_irq"], hists["kvm_mmio"])
+    return kvm_trace.Counters(hists["kvm_irq_line"], hists["vgic_update_irq_pending"],
+                              hists["kvm_mmio"])
 
 
 def guest_interrupts(guest: Shell) -> list[interrupts.IrqRow]:

@@ -1,0 +1,148 @@
+"""Multi-line virtio-mmio on the patched VMM: layout, fallback, config line, irqfd bypass.
+
+Needs a board whose environment declares the feature `multi-irq-vmm` and names its VMMs and
+guest kernels under `options:` (`vmms: {stock, patched}`, `guest_kernels: {stock, patched}`).
+"""
+
+import pytest
+
+from hil import interrupts, kvm_trace, virtio
+from hil.lab import probes
+
+pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
+
+NET_QUEUES = [0, 1]  # virtio-net with one queue pair: rx and tx have callbacks
+NET_VQS = ["input.0", "output.0"]
+BOARD_ADDR = probes.BOARD_ADDR
+
+
+def boot(boot_guest, board_options, guest_kernel="patched", vmm="patched", lines=1, **more):
+    return boot_guest(kernel=board_options["guest_kernels"][guest_kernel],
+                      qemu=board_options["vmms"][vmm], irq_lines=lines, **more)
+
+
+def net_device(guest):
+    (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
+    return net
+
+
+def dt_lines(guest, base: int) -> tuple[int, list[str]]:
+    node = f"/proc/device-tree/virtio_mmio@{base:x}"
+    count = int(guest.check(f"wc -c < {node}/interrupts")) // 12  # 3 cells per specifier
+    names = guest.run(f"tr '\\0' ' ' < {node}/interrupt-names").output.split()
+    return count, names
+
+
+@pytest.mark.parametrize(("lines", "mode"), [(3, "per-vq"), (2, "shared")])
+def test_lines_match_the_device_tree_and_their_names_show_the_mode(boot_guest, board_options,
+                                                                   lines, mode, measurements):
+    guest = boot(boot_guest, board_options, lines=lines)
+    net = net_device(guest)
+    base = probes.virtio_transports(guest)[net.name]
+    count, names = dt_lines(guest, base)
+    assert count == lines
+    assert names == (["config", "queues"] if lines == 2 else ["config", "vq0", "vq1"])
+    assert net.irq_mode == mode
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    found = virtio.lines_of(rows, net.name)
+    assert set(found) == virtio.expected_line_names(mode, NET_VQS)
+    # Every line is its own GIC SPI.
+    spis = [interrupts.gic_spi(r) for r in found.values()]
+    assert None not in spis and len(set(spis)) == lines
+    assert f"using {lines} interrupt lines ({mode})" in guest.check("dmesg")
+    measurements.record(f"layout.{mode}.spis", sorted(spis))
+    guest.check(f"ping -c 2 -W 5 {BOARD_ADDR}")
+
+
+MATRIX = [
+    pytest.param(g, v, n, id=f"guest-{g}-vmm-{v}-lines-{n}")
+    for g in ("patched", "stock") for v, counts in (("stock", (1,)), ("patched", (1, 2, 3)))
+    for n in counts
+]
+
+
+@pytest.mark.parametrize(("guest_kernel", "vmm", "lines"), MATRIX)
+def test_every_guest_and_vmm_combination_boots_passes_traffic_in_the_documented_mode(
+        boot_guest, board_options, guest_kernel, vmm, lines, measurements):
+    guest = boot(boot_guest, board_options, guest_kernel, vmm, lines)
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    net = net_device(guest)
+    mode = virtio.expected_mode(guest_kernel == "patched", vmm == "patched", lines, NET_QUEUES)
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, NET_VQS)
+    if guest_kernel == "patched":
+        assert net.irq_mode == mode
+    else:
+        assert net.irq_mode is None  # Debian's driver has no irq_mode: names tell the mode
+    measurements.record("fallback.mode", mode, guest=guest_kernel, vmm=vmm, lines=lines)
+
+
+def test_a_link_change_from_the_vmm_arrives_on_the_config_line(boot_guest, board_options, vmm,
+                                                              measurements):
+    guest = boot(boot_guest, board_options, lines=3)
+    net = net_device(guest)
+    iface = guest.check(f"ls /sys/bus/virtio/devices/{net.name}/net").strip()
+
+    def config_count() -> int:
+        rows = interrupts.parse(guest.read("/proc/interrupts"))
+        return virtio.lines_of(rows, net.name)["config"].total
+
+    before = config_count()
+    vmm.monitor("set_link n0 off")
+    guest.check(f"for i in $(seq 50); do [ $(cat /sys/class/net/{iface}/carrier) = 0 ] && exit 0;"
+                " sleep 0.1; done; exit 1")
+    down = config_count()
+    vmm.monitor("set_link n0 on")
+    guest.check(f"for i in $(seq 50); do [ $(cat /sys/class/net/{iface}/carrier) = 1 ] && exit 0;"
+                " sleep 0.1; done; exit 1")
+    up = config_count()
+    measurements.record("config_line.interrupts", [before, down, up])
+    assert before < down < up, "each link change must raise the config line"
+    guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+
+
+def test_queue_lines_with_vhost_net_bypass_userspace_through_irqfd(board, boot_guest,
+                                                                  board_options, measurements):
+    guest = boot(boot_guest, board_options, lines=3)
+    run = probes.iperf_with_counters(board, guest, seconds=3)
+    net = net_device(guest)
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    lines = virtio.lines_of(rows, net.name)
+    queue_rows = [lines[q] for q in NET_VQS]
+    grown = interrupts.delta(run.irq_before, run.irq_after)
+    handled = sum(sum(grown[r.irq]) for r in queue_rows)
+    injected = run.counters.userspace_injections([r.hwirq for r in queue_rows])
+    base = probes.virtio_transports(guest)[net.name]
+    status = run.counters.mmio_exits(base, kvm_trace.INTERRUPT_STATUS)
+    acks = run.counters.mmio_exits(base, kvm_trace.INTERRUPT_ACK)
+    measurements.record("irqfd.per-vq.userspace_injections", injected, "count")
+    by_irqfd = run.counters.kernel_injections([r.hwirq for r in queue_rows])
+    measurements.record("irqfd.per-vq.kernel_injections", by_irqfd, "count")
+    measurements.record("irqfd.per-vq.queue_interrupts", handled, "count")
+    measurements.record("irqfd.per-vq.status_and_ack_exits", status + acks, "count")
+    measurements.record("iperf3.received_bps", run.result.received_bps, "bit/s",
+                        backend="vhost-net", lines=3)
+    assert handled > 0, "no interrupt arrived on the queue lines"
+    assert injected == 0, f"{injected} queue interrupts were injected by the VMM"
+    assert by_irqfd >= handled * 0.9, f"{by_irqfd} irqfd injections for {handled} interrupts"
+    # Queue lines need no InterruptStatus read and no InterruptACK write.
+    assert status + acks <= 4, f"{status} status reads and {acks} acks for queue interrupts"
+
+
+def test_each_queue_line_follows_its_own_cpu_affinity(board, boot_guest, board_options,
+                                                      measurements):
+    guest = boot(boot_guest, board_options, lines=3, cpus=2)
+    net = net_device(guest)
+    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    pinned = {"input.0": 0, "output.0": 1}
+    for vq, cpu in pinned.items():
+        guest.check(f"echo {1 << cpu:x} > /proc/irq/{lines[vq].irq}/smp_affinity")
+        effective = guest.check(f"cat /proc/irq/{lines[vq].irq}/effective_affinity")
+        assert int(effective, 16) == 1 << cpu, f"{vq}: effective_affinity {effective}"
+    run = probes.iperf_with_counters(board, guest, seconds=3)
+    grown = interrupts.delta(run.irq_before, run.irq_after)
+    for vq, cpu in pinned.items():
+        per_cpu = grown[lines[vq].irq]
+        measurements.record(f"affinity.{vq}.per_cpu", list(per_cpu), cpu=cpu)
+        assert per_cpu[cpu] > 0, f"{vq} got no interrupt on CPU{cpu}"
+        assert sum(per_cpu) == per_cpu[cpu], f"{vq} pinned to CPU{cpu} fired elsewhere: {per_cpu}"

@@ -1,12 +1,15 @@
-"""Benchmark of the lab's fixed costs: firmware cache hit, board shell, nested guest shell.
-
-Prints figures; it asserts nothing (timings are for people, not for tests).
+"""Benchmarks of the lab: fixed costs (firmware cache hit, board and guest shells) and the
+whole qualification suite (wall time, boots). They print figures and assert nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ def _fmt(xs: list[float]) -> str:
             f"  (n={len(xs)})")
 
 
-def main(env_path: Path, runs: int = 3) -> int:
+def boots(env_path: Path, runs: int = 3) -> int:
     os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
     from labgrid import Environment
 
@@ -49,4 +52,19 @@ def main(env_path: Path, runs: int = 3) -> int:
     print(f"firmware build, cache hit:        {_fmt(hits)}")
     print(f"board shell after power-on:       {_fmt(board)}")
     print(f"guest shell after board shell:    {_fmt(guest)}")
+    return 0
+
+
+def suite(env_path: Path) -> int:
+    """Run `hil qualify` once and print its wall time and how many boots it needed."""
+    with tempfile.TemporaryDirectory(prefix="hil-bench-") as tmp:
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-m", "hil.cli", "qualify", "--lg-env", str(env_path),
+                            "--results", tmp, "--", "-q"], capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        session = json.loads((Path(tmp) / "session.json").read_text())
+        summary = [ln for ln in p.stdout.splitlines() if " passed" in ln or " failed" in ln]
+    print(f"qualification suite: {wall:.0f} s wall ({session['wall_s']:.0f} s in the lab), "
+          f"{session['boots']['board']} board boots, {session['boots']['guest']} guest boots")
+    print(f"pytest: {summary[-1] if summary else p.stdout[-300:]}")
     return 0

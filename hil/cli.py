@@ -42,7 +42,9 @@ def _qualify(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from hil import bench
 
-    return bench.main(Path(args.lg_env), args.runs)
+    if args.suite:
+        return bench.suite(Path(args.lg_env))
+    return bench.boots(Path(args.lg_env), args.runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="time firmware cache hits and board/guest boots")
     b.add_argument("--lg-env", default=DEFAULT_ENV)
     b.add_argument("--runs", type=int, default=3)
+    b.add_argument("--suite", action="store_true",
+                   help="time the whole qualification suite and count its boots instead")
     b.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

@@ -146,3 +146,4 @@ def test_each_queue_line_follows_its_own_cpu_affinity(board, boot_guest, board_o
         measurements.record(f"affinity.{vq}.per_cpu", list(per_cpu), cpu=cpu)
         assert per_cpu[cpu] > 0, f"{vq} got no interrupt on CPU{cpu}"
         assert sum(per_cpu) == per_cpu[cpu], f"{vq} pinned to CPU{cpu} fired elsewhere: {per_cpu}"
+

@@ -123,13 +123,22 @@ def ensure_sources(log: Log = print) -> None:
 
 
 def missing_packages(packages: Iterable[str]) -> list[str]:
-    """Host packages that dpkg does not have installed."""
+    """Host packages that dpkg does not have installed (names may carry `:arch`)."""
     packages = list(packages)
     q = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *packages],
+        ["dpkg-query", "-W", "-f", "${Package}:${Architecture} ${db:Status-Status}\\n",
+         *packages],
         capture_output=True, text=True,
     )
-    installed = {ln.split()[0] for ln in q.stdout.splitlines() if ln.endswith(" installed")}
+    installed = set()
+    for ln in q.stdout.splitlines():
+        name, _, status = ln.partition(" ")
+        if status == "installed":
+            installed.add(name)
+            # A plain name means the native (or arch-independent) package.
+            for native in (":amd64", ":all"):
+                if name.endswith(native):
+                    installed.add(name.removesuffix(native))
     return [p for p in packages if p not in installed]
 
 

@@ -245,25 +245,8 @@ def qtest_names(tests: Sequence[str]) -> list[str]:
 # --- host ------------------------------------------------------------------------------------
 
 
-def _missing_packages(packages: Iterable[str]) -> list[str]:
-    q = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Package}:${Architecture} ${db:Status-Status}\\n", *packages],
-        capture_output=True, text=True,
-    )
-    installed = set()
-    for ln in q.stdout.splitlines():
-        name, _, status = ln.partition(" ")
-        if status == "installed":
-            installed.add(name)
-            if name.endswith(":amd64"):
-                installed.add(name.removesuffix(":amd64"))
-            if name.endswith(":all"):
-                installed.add(name.removesuffix(":all"))
-    return [p for p in packages if p not in installed]
-
-
 def _ensure_host(log: Log) -> None:
-    if _missing_packages(HOST_PACKAGES):
+    if apt.missing_packages(HOST_PACKAGES):
         apt.ensure_sources(log)
         apt.ensure_host_packages(HOST_PACKAGES, log)
 
@@ -444,7 +427,7 @@ def _build(dest: Path, work: Path, inputs: KeyInputs, tarball: Path, log: Log) -
     }
 
 
-def _work_dir(store: Store) -> Path:
+def work_dir(store: Store) -> Path:
     return store.root / "work" / "qemu"
 
 
@@ -464,7 +447,7 @@ def _build_target(store: Store, target: Target, log: Log) -> Path:
     if out:
         log(f"qemu: cache hit {out}")
     else:
-        work = _work_dir(store)
+        work = work_dir(store)
         work.mkdir(parents=True, exist_ok=True)
         tarball = source_tarball(store, pin, log, work / "source.log")
         out = store.build(target.artifact, key, lambda d: _build(d, work, inputs, tarball, log))
@@ -485,10 +468,10 @@ def build_qemu_x86(store: Store, log: Log = print) -> Path:
 def run_qtests(store: Store, tests: Sequence[str] = DEFAULT_QTESTS, log: Log = print) -> bool:
     """Build the x86 QEMU and run the named qtests of its tree; True if all passed."""
     build_qemu_x86(store, log)
-    if _missing_packages(QTEST_PACKAGES):
+    if apt.missing_packages(QTEST_PACKAGES):
         apt.ensure_sources(log)
         apt.ensure_host_packages(QTEST_PACKAGES, log)
-    work = _work_dir(store)
+    work = work_dir(store)
     build, src = work / "build-x86", work / "src"
     log_file = work / "qtest.log"
     log_file.write_text("")

@@ -85,8 +85,16 @@ class Lab:
 
 
 @pytest.fixture(scope="session")
-def lab(strategy: Any) -> Lab:
-    return Lab(strategy)
+def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    lab = Lab(strategy)
+    t0 = time.monotonic()
+    yield lab
+    # What a run cost: reports and the suite benchmark read this.
+    session = {"wall_s": round(time.monotonic() - t0, 1), "boots": strategy.boots,
+               "timings": strategy.timings}
+    path = Path(request.config.getoption("hil_results")) / "session.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(session, indent=2) + "\n")
 
 
 @pytest.fixture

@@ -60,6 +60,7 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.timings: dict[str, float] = {}
+        self.boots = {"board": 0, "guest": 0}
         self.guest_config: vmm.GuestConfig | None = None
 
     def _hint(self, console: Any) -> str:
@@ -73,6 +74,7 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
     def state_board(self) -> None:
         self.target.activate(self.board_console)
         boot.forget_history(self.board_console)
+        self.boots["board"] += 1
         self.power.on()
         self.timings["board_boot_s"] = boot.wait_for_boot(
             self.board_console, "board", self.board_timeout, self._hint(self.board_console))
@@ -93,6 +95,7 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         self.target.activate(self.guest_console)
         boot.forget_history(self.guest_console)
         self.target.activate(self.vmm)
+        self.boots["guest"] += 1
         self.guest_config = self.vmm.start(**changes)
         try:
             self.timings["guest_boot_s"] = boot.wait_for_boot(

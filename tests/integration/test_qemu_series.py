@@ -1,0 +1,33 @@
+"""The QEMU series meets QEMU's own checks: checkpatch, and the qtests that cover virtio-mmio
+and the arm virt board, on an x86 build of the patched tree."""
+
+import subprocess
+
+import pytest
+
+from hil.build import qemu
+from hil.build.cache import Store
+
+
+@pytest.fixture(scope="module")
+def tree(built_images):
+    src = qemu.work_dir(Store()) / "src"
+    assert (src / "scripts" / "checkpatch.pl").is_file()
+    return src
+
+
+@pytest.mark.parametrize("patch", qemu.patch_files(qemu.PATCHES), ids=lambda p: p.name[:4])
+def test_patch_is_clean_under_qemu_checkpatch(tree, patch):
+    p = subprocess.run(["./scripts/checkpatch.pl", str(patch)], cwd=tree, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stdout
+    assert "total: 0 errors, 0 warnings" in p.stdout
+
+
+def test_qtests_for_virtio_mmio_and_the_virt_board_pass_on_the_patched_tree(built_images):
+    work = qemu.work_dir(Store())
+    ok = qemu.run_qtests(Store())
+    log = (work / "qtest.log").read_text()
+    assert ok, log[-4000:]
+    for name in qemu.DEFAULT_QTESTS:
+        assert name in log, f"qtest {name} did not run"

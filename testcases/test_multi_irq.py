@@ -54,27 +54,37 @@ def test_lines_match_the_device_tree_and_their_names_show_the_mode(boot_guest, b
     guest.check(f"ping -c 2 -W 5 {BOARD_ADDR}")
 
 
+def net_vqs(pairs: int) -> tuple[list[int], list[str]]:
+    """Queues with callbacks and their names for virtio-net with `pairs` queue pairs."""
+    names = [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]
+    return list(range(2 * pairs)), names
+
+
+# Lines: 1, 2, one per queue + 1, and fewer than that (2 queue pairs need 5 lines for per-vq).
 MATRIX = [
-    pytest.param(g, v, n, id=f"guest-{g}-vmm-{v}-lines-{n}")
-    for g in ("patched", "stock") for v, counts in (("stock", (1,)), ("patched", (1, 2, 3)))
-    for n in counts
+    pytest.param(g, v, n, pairs, id=f"guest-{g}-vmm-{v}-lines-{n}-pairs-{pairs}")
+    for g in ("patched", "stock")
+    for v, counts in (("stock", ((1, 1),)), ("patched", ((1, 1), (2, 1), (3, 1), (4, 2))))
+    for n, pairs in counts
 ]
 
 
-@pytest.mark.parametrize(("guest_kernel", "vmm", "lines"), MATRIX)
+@pytest.mark.parametrize(("guest_kernel", "vmm", "lines", "pairs"), MATRIX)
 def test_every_guest_and_vmm_combination_boots_passes_traffic_in_the_documented_mode(
-        boot_guest, board_options, guest_kernel, vmm, lines, measurements):
-    guest = boot(boot_guest, board_options, guest_kernel, vmm, lines)
+        boot_guest, board_options, guest_kernel, vmm, lines, pairs, measurements):
+    guest = boot(boot_guest, board_options, guest_kernel, vmm, lines, queues=pairs, cpus=pairs)
     guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
     net = net_device(guest)
-    mode = virtio.expected_mode(guest_kernel == "patched", vmm == "patched", lines, NET_QUEUES)
+    queues, vq_names = net_vqs(pairs)
+    mode = virtio.expected_mode(guest_kernel == "patched", vmm == "patched", lines, queues)
     rows = interrupts.parse(guest.read("/proc/interrupts"))
-    assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, NET_VQS)
+    assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, vq_names)
     if guest_kernel == "patched":
         assert net.irq_mode == mode
     else:
         assert net.irq_mode is None  # Debian's driver has no irq_mode: names tell the mode
-    measurements.record("fallback.mode", mode, guest=guest_kernel, vmm=vmm, lines=lines)
+    measurements.record("fallback.mode", mode, guest=guest_kernel, vmm=vmm, lines=lines,
+                        pairs=pairs)
 
 
 def test_a_link_change_from_the_vmm_arrives_on_the_config_line(boot_guest, board_options, vmm,
@@ -147,3 +157,25 @@ def test_each_queue_line_follows_its_own_cpu_affinity(board, boot_guest, board_o
         assert per_cpu[cpu] > 0, f"{vq} got no interrupt on CPU{cpu}"
         assert sum(per_cpu) == per_cpu[cpu], f"{vq} pinned to CPU{cpu} fired elsewhere: {per_cpu}"
 
+
+def test_multiqueue_virtio_net_spreads_its_queue_lines_across_cpus(board, boot_guest,
+                                                                   board_options, measurements):
+    """virtio-net gives each queue pair a CPU through set_vq_affinity: the hints must reach the
+    lines, and the GIC must deliver each pair's interrupts there."""
+    guest = boot(boot_guest, board_options, lines=5, queues=2, cpus=2)
+    net = net_device(guest)
+    assert net.irq_mode == "per-vq"
+    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    for pair in range(2):
+        for kind in ("input", "output"):
+            irq = lines[f"{kind}.{pair}"].irq
+            hint = int(guest.check(f"cat /proc/irq/{irq}/affinity_hint"), 16)
+            effective = int(guest.check(f"cat /proc/irq/{irq}/effective_affinity"), 16)
+            measurements.record(f"affinity.mq.{kind}.{pair}", {"hint": hint, "effective": effective})
+            assert hint == 1 << pair, f"{kind}.{pair}: affinity hint {hint:#x}"
+            assert effective == 1 << pair, f"{kind}.{pair}: effective affinity {effective:#x}"
+    run = probes.iperf_with_counters(board, guest, seconds=3, parallel=2)
+    grown = interrupts.delta(run.irq_before, run.irq_after)
+    for pair in range(2):
+        per_cpu = grown[lines[f"input.{pair}"].irq]
+        assert sum(per_cpu) == per_cpu[pair], f"input.{pair} fired off CPU{pair}: {per_cpu}"

@@ -183,6 +183,7 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     w.chardev("/dev/console", 5, 1)
     w.copy("/init", ROOTFS / "init", 0o755)
     w.copy("/etc/hil/network", ROOTFS / "network")
+    w.copy("/etc/hil/ifup", ROOTFS / "ifup", 0o755)
     w.copy("/bin/busybox", root / "bin/busybox", 0o755)
     w.symlink("/bin/sh", "busybox")
     for path, src in sorted(elf.closure(root, spec.binaries, extra).items()):

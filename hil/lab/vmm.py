@@ -29,7 +29,10 @@ class GuestConfig:
     serial: str = "/dev/hvc0"
     # Networking: a tap on the board with vhost-net, or QEMU's userspace virtio-net backend.
     tap: str = "tap0"
+    tap_script: str = "/etc/hil/ifup"
     vhost: bool = True
+    # Queue pairs of virtio-net (a multiqueue tap and `mq=on` above 1).
+    queues: int = 1
     net_device: str = "virtio-net-device"
     net_options: dict[str, str] = field(default_factory=dict)
     extra: tuple[str, ...] = ()
@@ -43,8 +46,13 @@ def machine(cfg: GuestConfig) -> str:
 
 
 def command(cfg: GuestConfig) -> list[str]:
-    netdev = f"tap,id=n0,ifname={cfg.tap},script=no,downscript=no,vhost={'on' if cfg.vhost else 'off'}"
-    device = ",".join([cfg.net_device, "netdev=n0", *(f"{k}={v}" for k, v in cfg.net_options.items())])
+    netdev = (f"tap,id=n0,ifname={cfg.tap},script={cfg.tap_script},downscript=no,"
+              f"vhost={'on' if cfg.vhost else 'off'}")
+    options = dict(cfg.net_options)
+    if cfg.queues > 1:
+        netdev += f",queues={cfg.queues}"
+        options.setdefault("mq", "on")
+    device = ",".join([cfg.net_device, "netdev=n0", *(f"{k}={v}" for k, v in options.items())])
     return [
         cfg.qemu, "-enable-kvm", "-M", machine(cfg), "-cpu", "host",
         "-smp", str(cfg.cpus), "-m", cfg.memory,

@@ -5,7 +5,7 @@ def test_default_guest_command_uses_kvm_vhost_tap_and_the_board_serial():
     cmd = vmm.command(vmm.GuestConfig())
     assert cmd[:6] == ["/usr/bin/qemu-system-aarch64", "-enable-kvm", "-M", "virt,gic-version=2",
                        "-cpu", "host"]
-    assert "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=on" in cmd
+    assert "tap,id=n0,ifname=tap0,script=/etc/hil/ifup,downscript=no,vhost=on" in cmd
     assert cmd[cmd.index("-serial") + 1] == "/dev/hvc0"
     assert cmd[cmd.index("-device") + 1] == "virtio-net-device,netdev=n0"
 
@@ -17,6 +17,12 @@ def test_lines_and_pci_options():
     assert "virt,gic-version=2,virtio-mmio-irq-lines=3" in cmd
     assert "virtio-net-pci,netdev=n0,romfile=" in cmd
     assert any("vhost=off" in a for a in cmd)
+
+
+def test_multiqueue_needs_a_multiqueue_tap_and_mq_on():
+    cmd = vmm.command(vmm.GuestConfig(queues=2))
+    assert any(a.endswith(",vhost=on,queues=2") for a in cmd)
+    assert "virtio-net-device,netdev=n0,mq=on" in cmd
 
 
 def test_start_script_backgrounds_and_records_the_pid():

@@ -104,6 +104,18 @@ class Store:
         for p in stale + [p for p in builds if p.name.endswith(".tmp")]:
             shutil.rmtree(p, ignore_errors=True)
 
+    def ensure(self, name: str, key: str, build: Callable[[Path], dict[str, Any]],
+               log: Callable[[str], None] = print) -> Path:
+        """The artefact for `key`, from the cache or built now; published as images/<name>."""
+        out = self.lookup(name, key)
+        if out:
+            log(f"{name}: cache hit {out}")
+        else:
+            log(f"{name}: building {self.artifact_dir(name, key).name}")
+            out = self.build(name, key, build)
+        self.publish(name, out)
+        return out
+
     def publish(self, name: str, path: Path) -> Path:
         """Point the stable name images/<name> at an artefact directory."""
         link = self.root / "images" / name

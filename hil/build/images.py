@@ -103,16 +103,13 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     packages = recipe.packages(kernel_package)
     debs = archive.resolve(packages)
     key = digest(_inputs(recipe_path, debs, [guest_kernel, vmm]))
-    out = store.lookup(ARTIFACT, key)
-    if out:
-        log(f"images: cache hit {out}")
-    else:
-        log(f"images: building {ARTIFACT} ({len(debs)} packages, kernel {kernel_package})")
+
+    def assemble(out: Path) -> dict[str, Any]:
+        log(f"images: {len(debs)} packages, kernel {kernel_package}")
         paths = archive.fetch(packages, debs)
-        out = store.build(ARTIFACT, key, lambda d: _assemble(
-            recipe, kernel_package, debs, paths, guest_kernel, vmm, d, log))
-    store.publish(ARTIFACT, out)
-    return out
+        return _assemble(recipe, kernel_package, debs, paths, guest_kernel, vmm, out, log)
+
+    return store.ensure(ARTIFACT, key, assemble, log)
 
 
 def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],

@@ -278,14 +278,7 @@ def build_guest_kernel(store: Store, log: Log = print) -> Path:
         module=Path(__file__),
     )
     key = cache_key(inputs)
-    out = store.lookup(ARTIFACT, key)
-    if out:
-        log(f"kernel: cache hit {out}")
-    else:
-        work = work_dir(store)
-        out = store.build(ARTIFACT, key, lambda d: _build(d, work, inputs, log))
-    store.publish(ARTIFACT, out)
-    return out
+    return store.ensure(ARTIFACT, key, lambda d: _build(d, work_dir(store), inputs, log), log)
 
 
 def main() -> int:

@@ -443,16 +443,14 @@ def _build_target(store: Store, target: Target, log: Log) -> Path:
         module=Path(__file__),
     )
     key = cache_key(inputs)
-    out = store.lookup(target.artifact, key)
-    if out:
-        log(f"qemu: cache hit {out}")
-    else:
+
+    def build(out: Path) -> dict[str, Any]:
         work = work_dir(store)
         work.mkdir(parents=True, exist_ok=True)
         tarball = source_tarball(store, pin, log, work / "source.log")
-        out = store.build(target.artifact, key, lambda d: _build(d, work, inputs, tarball, log))
-    store.publish(target.artifact, out)
-    return out
+        return _build(out, work, inputs, tarball, log)
+
+    return store.ensure(target.artifact, key, build, log)
 
 
 def build_qemu(store: Store, log: Log = print) -> Path:

@@ -4,10 +4,13 @@ Needs a board whose environment declares the feature `multi-irq-vmm` and names i
 guest kernels under `options:` (`vmms: {stock, patched}`, `guest_kernels: {stock, patched}`).
 """
 
+import shlex
+
 import pytest
 
-from hil import interrupts, kvm_trace, virtio
+from hil import dtb, interrupts, kvm_trace, virtio
 from hil.lab import probes
+from hil.lab import vmm as hil_vmm
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
 
@@ -179,3 +182,35 @@ def test_multiqueue_virtio_net_spreads_its_queue_lines_across_cpus(board, boot_g
     for pair in range(2):
         per_cpu = grown[lines[f"input.{pair}"].irq]
         assert sum(per_cpu) == per_cpu[pair], f"input.{pair} fired off CPU{pair}: {per_cpu}"
+
+
+def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, boot_guest,
+                                                                       board_options, vmm,
+                                                                       measurements):
+    """The guest's DT gives virtio-net's last queue line to the queue line of a virtio-rng
+    that probes first: request_irq fails (-EBUSY), the driver releases what it took and
+    settles on shared mode, the device follows, and both devices keep working."""
+    rng = ("-device", "virtio-rng-device")  # lands on the transport below the network's
+    cfg = vmm.config.with_changes(qemu=board_options["vmms"]["patched"], irq_lines=3, extra=rng)
+    cmd = hil_vmm.command(cfg)
+    cmd[cmd.index("-M") + 1] = hil_vmm.machine(cfg) + ",dumpdtb=/tmp/hil-guest.dtb"
+    board.check(shlex.join(cmd), timeout=60)
+    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
+    props = dtb.properties(blob)
+    offset, value = props[(dtb.find_node(props, "virtio_mmio@a003e00"), "interrupts")]
+    rng_specs = dtb.cells(props[(dtb.find_node(props, "virtio_mmio@a003c00"), "interrupts")][1])
+    assert len(dtb.cells(value)) == 9 and len(rng_specs) == 9
+    claimed = dtb.replace(blob, offset + 24, dtb.pack(rng_specs[3:6]))
+    board.write_bytes("/tmp/hil-guest-claimed.dtb", claimed)
+
+    guest = boot(boot_guest, board_options, lines=3, extra=(*rng, "-dtb", "/tmp/hil-guest-claimed.dtb"))
+    log = guest.check("dmesg")
+    assert "per-vq interrupts failed (-16)" in log or "per-vq interrupts failed (-EBUSY)" in log
+    assert "using 2 interrupt lines (shared)" in log
+    found = {d.kind: d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND))}
+    assert found["net"].irq_mode == "shared" and found["rng"].irq_mode == "per-vq"
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    assert set(virtio.lines_of(rows, found["net"].name)) == {"config", "queues"}
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
+    measurements.record("fallback.request_irq_busy.mode", found["net"].irq_mode)

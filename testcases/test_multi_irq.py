@@ -4,13 +4,10 @@ Needs a board whose environment declares the feature `multi-irq-vmm` and names i
 guest kernels under `options:` (`vmms: {stock, patched}`, `guest_kernels: {stock, patched}`).
 """
 
-import shlex
-
 import pytest
 
 from hil import dtb, interrupts, kvm_trace, virtio
 from hil.lab import probes
-from hil.lab import vmm as hil_vmm
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
 
@@ -191,10 +188,8 @@ def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, b
     that probes first: request_irq fails (-EBUSY), the driver releases what it took and
     settles on shared mode, the device follows, and both devices keep working."""
     rng = ("-device", "virtio-rng-device")  # lands on the transport below the network's
-    cfg = vmm.config.with_changes(qemu=board_options["vmms"]["patched"], irq_lines=3, extra=rng)
-    cmd = hil_vmm.command(cfg)
-    cmd[cmd.index("-M") + 1] = hil_vmm.machine(cfg) + ",dumpdtb=/tmp/hil-guest.dtb"
-    board.check(shlex.join(cmd), timeout=60)
+    vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3,
+                 extra=rng)
     blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
     props = dtb.properties(blob)
     offset, value = props[(dtb.find_node(props, "virtio_mmio@a003e00"), "interrupts")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 from typing import Any, ClassVar
@@ -140,6 +141,17 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     def stop(self) -> None:
         self._check(vmm.stop_script())
         self.running = None
+
+    @Driver.check_active
+    @step(args=["path", "changes"])
+    def dump_dtb(self, path: str, **changes: Any) -> None:
+        """Write the device tree the guest would get with `changes` (the guest is stopped:
+        QEMU exits after writing it, and needs the tap and the monitor port)."""
+        cfg = self.config.with_changes(**changes)
+        self.stop()
+        cmd = vmm.command(cfg)
+        cmd[cmd.index("-M") + 1] = vmm.machine(cfg) + f",dumpdtb={path}"
+        self._check(shlex.join(cmd), timeout=60)
 
     @Driver.check_active
     def log(self) -> str:

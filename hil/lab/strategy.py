@@ -110,12 +110,13 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
     def ensure(self, state: str) -> None:
         """Reach `state` without leaving a deeper state on the same path (guest keeps board).
 
-        A guest that a test restarted with other VMM settings is restarted with the board's
-        own settings when the next test asks for the guest.
+        A guest that a test restarted with other VMM settings, or stopped, is started with the
+        board's own settings when the next test asks for the guest.
         """
         if state not in self.path:
             self.transition(state)
-        elif state == "guest" and self.guest_config != self.vmm.config:
+        elif state == "guest" and (self.vmm.running is None
+                                   or self.guest_config != self.vmm.config):
             self.boot_guest()
 
     def shell(self, where: str) -> Shell:

@@ -167,6 +167,8 @@ class Arm64Archive:
 
     def _apt(self, packages: list[str], *extra: str, archives: Path | None = None) -> list[str]:
         archives = archives or self.cache
+        # The first run on a new machine has no cache folder yet: the status file lives in it.
+        self.cache.mkdir(parents=True, exist_ok=True)
         (archives / "partial").mkdir(parents=True, exist_ok=True)
         self.status.touch()
         return [

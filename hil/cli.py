@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from hil.errors import HilError
+from hil.errors import ConfigError, HilError
+from hil.verdict import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ENV = REPO / "places" / "virtual.yaml"
@@ -28,11 +29,11 @@ def _qualify(args: argparse.Namespace) -> int:
 
     if args.build:
         _firmware_build(args)
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
+    # The plugin makes the run's directory (a new results/<run id> unless --results names
+    # one) and writes junit.xml, the consoles, provenance and the verdict into it.
+    results = ["--hil-results", str(args.results)] if args.results else []
     argv = [
-        str(REPO / "testcases"), "--lg-env", str(args.lg_env),
-        "--junitxml", str(results / "junit.xml"), "--hil-results", str(results),
+        str(REPO / "testcases"), "--lg-env", str(args.lg_env), *results,
         "-p", "no:cacheprovider", *args.pytest_args,
     ]
     print(f"qualify: pytest {' '.join(argv)}")
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("qualify", help="run the qualification testcases and write JUnit XML")
     q.add_argument("--lg-env", default=os.environ.get("LG_ENV", DEFAULT_ENV),
                    help="labgrid environment (default: places/virtual.yaml)")
-    q.add_argument("--results", default="results", help="output directory (default: results)")
+    q.add_argument("--results", default=None,
+                   help="this run's results directory, new or empty (default: results/<run id>)")
     q.add_argument("--no-build", dest="build", action="store_false",
                    help="do not run the firmware build first")
     q.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
@@ -75,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except HilError as e:
+    except ConfigError as e:
         print(f"hil: error: {e}", file=sys.stderr)
-        return 2
+        return int(ExitCode.USAGE_ERROR)
+    except HilError as e:
+        # The firmware build or the lab failed before any case ran: run again.
+        print(f"hil: error: {e}", file=sys.stderr)
+        return int(ExitCode.INCONCLUSIVE)
 
 
 if __name__ == "__main__":

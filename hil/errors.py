@@ -26,6 +26,21 @@ class BootTimeout(InfrastructureError):
     """A board or guest did not reach its prompt; the console log is kept on disk."""
 
 
+class ShellTimeout(InfrastructureError):
+    """A command on a board or guest shell did not come back in time.
+
+    Infrastructure unless the guest stopped answering while its board still answers (see
+    hil/verdict.py); either way the console is out of sync and the board is power-cycled
+    before the next case.
+    """
+
+    def __init__(self, where: str, command: str, timeout: float) -> None:
+        self.where = where
+        self.command = command
+        self.timeout = timeout
+        super().__init__(f"{where}: `{command}` did not finish within {timeout:.0f} s")
+
+
 class ProductFailure(HilError):
     """The stack under test (kernel, VMM, board) did something wrong."""
 

@@ -121,6 +121,8 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
             subprocess.run(["dpkg-deb", "-x", str(p), str(root)], check=True)
         kver, image = _kernel(root)
         (out / "Image").write_bytes(image)
+        stock_vmm = root / "usr/bin" / qemu.BINARY
+        stock_vmm_sha = sha256_file(stock_vmm) if stock_vmm.is_file() else None
         deps = _depmod(root, kver)
         builtin = kmod.parse_builtin((root / f"lib/modules/{kver}/modules.builtin").read_text())
         # Images that others carry are built first.
@@ -132,8 +134,13 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
             _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels, extra)
             log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
     log(f"images: assembled in {time.monotonic() - t0:.1f} s")
+    qemu_debs = [d.version for d in debs if d.package == "qemu-system-arm"]
+    # What a run qualified: provenance (hil/results/provenance.py) reads these.
     return {
-        "kernel": {"package": kernel_package, "release": kver},
+        "kernel": {"package": kernel_package, "release": kver,
+                   "sha256": sha256_file(out / "Image")},
+        "stock_vmm": {"package": f"qemu-system-arm {qemu_debs[0] if qemu_debs else '?'}",
+                      "sha256": stock_vmm_sha},
         "guest_kernel": {"artifact": guest_kernel.name,
                          "sha256": sha256_file(guest_kernel / "Image")},
         "patched_vmm": {"artifact": vmm.name,

@@ -8,7 +8,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from hil.errors import CommandFailed
+from pexpect import TIMEOUT
+
+from hil.errors import CommandFailed, ShellTimeout
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,10 @@ class Shell:
 
     def run(self, command: str, timeout: float = 60.0) -> Result:
         """Run and return output and status, whatever the status."""
-        out, _err, status = self._command.run(command, timeout=timeout)
+        try:
+            out, _err, status = self._command.run(command, timeout=timeout)
+        except TIMEOUT:
+            raise ShellTimeout(self.where, command, timeout) from None
         return Result(command, "\n".join(out), int(status))
 
     def check(self, command: str, timeout: float = 60.0) -> str:

@@ -2,6 +2,11 @@
 
 It holds for every board: power and console come from whatever drivers the environment binds
 (labgrid's QEMUDriver for the virtual board, a power switch and a serial port for a real one).
+
+Recovery is labgrid's: a board that cannot be brought to its shell breaks the strategy
+(`never_retry`, so labgrid's pytest plugin skips the remaining cases); a case that timed out on
+a shell calls `invalidate()`, so the next case starts from `off` with a power cycle; and
+`force()` lets `--lg-initial-state` take over a board that is already up.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import attr
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 from labgrid.factory import target_factory
 from labgrid.step import step
-from labgrid.strategy import GraphStrategy
+from labgrid.strategy import GraphStrategy, never_retry
 
 from hil.errors import InfrastructureError, ProductFailure
 from hil.lab import boot, vmm
@@ -72,6 +77,12 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
 
     @GraphStrategy.depends("off")
     def state_board(self) -> None:
+        self.bring_up_board()
+
+    @never_retry
+    def bring_up_board(self) -> None:
+        """Power on and wait for a ready board shell; a board that cannot get there once will
+        not on the next case either, so the strategy is broken from then on."""
         self.target.activate(self.board_console)
         boot.forget_history(self.board_console)
         self.boots["board"] += 1
@@ -107,17 +118,37 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         self.target.activate(self.guest_shell)
         return self.guest_config
 
+    @never_retry
+    def force(self, state: str) -> None:
+        """Take the board as being in `state` already (labgrid's `--lg-initial-state`): bind
+        the drivers of that state without powering, booting or starting anything."""
+        path = self.find_abs_path(state)
+        for name in ("power", "board_console", "board_shell")[: 1 if state == "off" else 3]:
+            self.target.activate(getattr(self, name))
+        if "guest" in path:
+            for drv in (self.vmm, self.guest_console, self.guest_shell):
+                self.target.activate(drv)
+            # The running guest is taken to have the board's own settings.
+            self.vmm.running = self.guest_config = self.vmm.config
+        self.path = path
+
     def ensure(self, state: str) -> None:
         """Reach `state` without leaving a deeper state on the same path (guest keeps board).
 
         A guest that a test restarted with other VMM settings, or stopped, is started with the
-        board's own settings when the next test asks for the guest.
+        board's own settings when the next test asks for the guest. The guest is started
+        outside transition(): a guest that fails must not take its board down with it
+        (GraphStrategy invalidates the whole path on a failed state), so that the board can
+        still be asked whether it answers.
         """
-        if state not in self.path:
+        if state == "guest" and "board" in self.path:
+            if "guest" not in self.path or (self.vmm.running is None
+                                            or self.guest_config != self.vmm.config):
+                self.path = self.find_abs_path("board")
+                self.boot_guest()
+                self.path = self.find_abs_path("guest")
+        elif state not in self.path:
             self.transition(state)
-        elif state == "guest" and (self.vmm.running is None
-                                   or self.guest_config != self.vmm.config):
-            self.boot_guest()
 
     def shell(self, where: str) -> Shell:
         drv = {"board": self.board_shell, "guest": self.guest_shell}[where]

@@ -75,9 +75,17 @@ def start_script(cfg: GuestConfig) -> str:
             f"echo $! >{PIDFILE}")
 
 
-def stop_script() -> str:
-    return (f"if [ -f {PIDFILE} ]; then kill $(cat {PIDFILE}) 2>/dev/null; "
-            f"while kill -0 $(cat {PIDFILE}) 2>/dev/null; do sleep 0.1; done; rm -f {PIDFILE}; fi")
+def stop_script(grace_s: float = 5.0, pidfile: str = PIDFILE) -> str:
+    """Stop the VMM: SIGTERM, then SIGKILL if it is still there after `grace_s` (a VMM stuck in
+    a vCPU ioctl or on a full chardev ignores SIGTERM). Each wait is bounded: a killed VMM
+    that its parent has not reaped yet still answers `kill -0`."""
+    polls = int(grace_s * 10)
+    alive = "kill -0 $p 2>/dev/null"
+    return (f"if [ -f {pidfile} ]; then p=$(cat {pidfile}); kill $p 2>/dev/null; i=0; "
+            f"while {alive} && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; "
+            f"if {alive}; then echo 'hil: the VMM ignored SIGTERM: SIGKILL' >&2; kill -9 $p; "
+            f"i=0; while {alive} && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fi; "
+            f"rm -f {pidfile}; fi")
 
 
 def monitor_script(hmp_command: str) -> str:

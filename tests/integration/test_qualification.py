@@ -17,6 +17,10 @@ def test_hil_qualify_runs_the_testcases_on_the_virtual_lab_and_writes_junit(buil
     assert int(suite.get("tests")) >= 7
     assert int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
     assert int(suite.get("skipped")) == 0
+    assert json.loads((results / "verdict.json").read_text())["exit_code"] == 0
+    props = {p.get("name") for p in suite.find("properties").iter("property")}
+    assert {"hil.commit", "firmware.guest_kernel.sha256", "firmware.patched_vmm.sha256",
+            "firmware.stock_vmm.sha256", "image.board-kernel.sha256"} <= props
     rows = [json.loads(line) for line in (results / "measurements.jsonl").read_text().splitlines()]
     bps = [r["value"] for r in rows if r["name"] == "iperf3.received_bps"]
     assert bps and bps[0] > 0

@@ -1,3 +1,6 @@
+import subprocess
+import time
+
 from hil.lab import vmm
 
 
@@ -29,3 +32,37 @@ def test_start_script_backgrounds_and_records_the_pid():
     line = vmm.start_script(vmm.GuestConfig(append="console=ttyAMA0 quiet"))
     assert line.startswith("setsid /usr/bin/qemu-system-aarch64 ")
     assert "'console=ttyAMA0 quiet'" in line and line.endswith(f"echo $! >{vmm.PIDFILE}")
+
+
+def _started_in_background(script: str, pidfile) -> int:
+    # Started like the VMM: detached (setsid) and reparented, so nothing here reaps it early.
+    subprocess.run(["sh", "-c", f"setsid sh -c {script!r} </dev/null >/dev/null 2>&1 & "
+                    f"echo $! > {pidfile}"], check=True)
+    return int(pidfile.read_text())
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_stopping_a_vmm_that_ignores_sigterm_escalates_to_sigkill(tmp_path):
+    pidfile = tmp_path / "vmm.pid"
+    pid = _started_in_background("trap '' TERM; while :; do sleep 0.1; done", pidfile)
+    t0 = time.monotonic()
+    p = subprocess.run(["sh", "-c", vmm.stop_script(grace_s=0.5, pidfile=str(pidfile))],
+                       capture_output=True, text=True, timeout=30)
+    assert not _running(pid), "the VMM survived stop_script"
+    assert "SIGKILL" in p.stderr and not pidfile.exists()
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_vmm_that_obeys_sigterm_is_not_killed(tmp_path):
+    pidfile = tmp_path / "vmm.pid"
+    pid = _started_in_background("while :; do sleep 0.1; done", pidfile)
+    p = subprocess.run(["sh", "-c", vmm.stop_script(grace_s=5, pidfile=str(pidfile))],
+                       capture_output=True, text=True, timeout=30)
+    assert not _running(pid) and "SIGKILL" not in p.stderr

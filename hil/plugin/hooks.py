@@ -1,0 +1,159 @@
+"""pytest hooks of a qualification run: options and markers, the run's directory, failure
+kinds by phase, the kernel log scan after each case, the verdict and the exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labgrid.consoleloggingreporter import ConsoleLoggingReporter
+
+from hil import verdict
+from hil.errors import HilError
+from hil.lab import envfile
+from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
+from hil.results import rundir
+from hil.verdict import Kind, Phase
+
+os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+
+NOT_GATED = "not gated"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil")
+    group.addoption("--hil-results", default=None, metavar="DIR",
+                    help="this run's results directory, new or empty (default: a new "
+                         "results/<run id>, with results/latest pointing at it)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "board: needs a shell on a board")
+    config.addinivalue_line("markers", "guest: needs a shell in the nested KVM guest")
+    config.addinivalue_line("markers", "throughput: measures iperf3 throughput")
+    config.addinivalue_line("markers", "irqfd: counts who injects the guest's interrupts")
+    lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
+    if not lg_env or hasattr(config, "workerinput"):
+        return
+    # Everything the user can get wrong is checked here, before anything is powered.
+    try:
+        envfile.check(lg_env)
+        given = config.getoption("hil_results")
+        directory = rundir.create(Path(given) if given else None)
+    except HilError as e:
+        raise pytest.UsageError(str(e)) from None
+    if not config.option.xmlpath:
+        # Runs before junitxml's own pytest_configure, which opens this path.
+        config.option.xmlpath = str(directory / "junit.xml")
+    # Keep every console on disk (in the run's directory unless the user chose --lg-log).
+    # The reporter is started here rather than by labgrid so that error messages can name it.
+    log_dir = config.getoption("lg_log", None) or str(directory / "console")
+    config.option.lg_log = None
+    ConsoleLoggingReporter.start(os.path.abspath(log_dir))
+    config.add_cleanup(ConsoleLoggingReporter.stop)
+    run = Run(directory)
+    config.stash[RUN] = run
+    config.pluginmanager.register(RunHooks(run), "hil-run")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    item.stash[PHASE] = Phase.TEST
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    run = current_run(item.config)
+    if run is None or not report.failed or call.excinfo is None:
+        return report
+    known = [v for k, v in item.user_properties if k == FAILURE_KIND]
+    if known and call.when == "setup":
+        kind = known[-1]  # the fixture that reached the board classified it already
+    else:
+        phase = item.stash.get(PHASE, Phase.LAB) if call.when == "call" else Phase.LAB
+        error = call.excinfo.value
+        kind = (run.lab.classify(phase, error) if run.lab else
+                verdict.classify(phase, error)).value
+        item.user_properties.append((FAILURE_KIND, kind))
+    if (FAILURE_KIND, kind) not in report.user_properties:
+        report.user_properties.append((FAILURE_KIND, kind))
+    return report
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return f"xfail: {report.wasxfail}"
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+class RunHooks:
+    """The hooks that count a qualification run's cases and end it with a verdict; registered
+    only when there is a run."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        run = self.run
+        if report.failed:
+            kinds = [v for k, v in report.user_properties if k == FAILURE_KIND]
+            run.record(report.nodeid, str(kinds[-1]) if kinds else Kind.INFRASTRUCTURE.value)
+        elif report.skipped:
+            run.record(report.nodeid, f"skipped: {_skip_reason(report)}")
+        elif report.when == "call":
+            run.record(report.nodeid, "passed")
+            if any(k.endswith(".gate") and v == NOT_GATED for k, v in report.user_properties):
+                run.not_gated.append(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        run = self.run
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return
+        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            run.interrupted = True
+        outcome = run.outcome()
+        code = verdict.exit_code(outcome)
+        session.exitstatus = int(code)
+        summary = {
+            "exit_code": int(code),
+            "verdict": verdict.VERDICTS[code],
+            "passed": outcome.passed,
+            "failures": {k.value: n for k, n in outcome.failures.items()},
+            "skipped": dict(outcome.skipped),
+            "missing_features": dict(verdict.missing_features(outcome)),
+            "lab_reached": outcome.lab_reached,
+            "interrupted": outcome.interrupted,
+            "measured_not_gated": run.not_gated,
+            "cases": run.cases,
+        }
+        (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        run = self.run
+        outcome = run.outcome()
+        code = verdict.exit_code(outcome)
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("-", "hil verdict")
+        for kind in Kind:
+            if outcome.failures[kind]:
+                write(f"{kind.value} failures: {outcome.failures[kind]}")
+        for feature, n in sorted(verdict.missing_features(outcome).items()):
+            write(f"not run: {n} case(s) need the feature '{feature}', which the board lacks")
+        broken = verdict.skipped_for_broken_lab(outcome)
+        if broken:
+            write(f"not run: {broken} case(s) after the lab broke (infrastructure)")
+        for nodeid in run.not_gated:
+            write(f"measured, not gated (the board declares no thresholds): {nodeid}")
+        if not outcome.lab_reached:
+            write("the board never answered on its shell")
+        write(f"results: {run.directory}")
+        write(f"verdict: {verdict.VERDICTS[code]} (exit {int(code)})")

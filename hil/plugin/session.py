@@ -1,0 +1,123 @@
+"""State a qualification run shares between its hooks and fixtures: the run's directory, what
+each case ended as, and the lab (strategy) the cases use."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labgrid.strategy import StrategyError
+
+from hil import verdict
+from hil.errors import HilError
+from hil.lab.shell import Shell
+from hil.verdict import Kind, Phase
+
+FAILURE_KIND = "hil_failure_kind"
+PHASE = pytest.StashKey[Phase]()
+
+
+@dataclass
+class Run:
+    directory: Path
+    lab: Lab | None = None
+    # nodeid -> "passed", a failure Kind's value, or "skipped: <reason>"
+    cases: dict[str, str] = field(default_factory=dict)
+    not_gated: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def record(self, nodeid: str, result: str) -> None:
+        """A case's result; a failure in any of its phases outranks a pass, and a product
+        failure outranks an infrastructure one."""
+        rank = {"passed": 0, Kind.INFRASTRUCTURE.value: 2, Kind.PRODUCT.value: 3}
+        old = self.cases.get(nodeid)
+        if old is None or rank.get(result, 1) > rank.get(old, 1):
+            self.cases[nodeid] = result
+
+    def outcome(self) -> verdict.RunOutcome:
+        out = verdict.RunOutcome(lab_reached=bool(self.lab and self.lab.reached),
+                                 interrupted=self.interrupted)
+        for result in self.cases.values():
+            if result == "passed":
+                out.passed += 1
+            elif result.startswith("skipped: "):
+                out.skipped[result.removeprefix("skipped: ")] += 1
+            else:
+                out.failures[Kind(result)] += 1
+        return out
+
+
+RUN = pytest.StashKey[Run]()
+
+
+def current_run(config: pytest.Config) -> Run | None:
+    """The qualification run, or None in a pytest run without an environment."""
+    return config.stash.get(RUN, None)
+
+
+def cause(error: BaseException) -> BaseException:
+    """What really failed: labgrid's never_retry wraps it in a StrategyError."""
+    while isinstance(error, StrategyError) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def describe(error: BaseException) -> str:
+    return str(error) if isinstance(error, HilError) else f"{type(error).__name__}: {error}"
+
+
+class Lab:
+    """One board's strategy as the cases reach it, with the phase each step runs in."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+        self.reached = False  # the board answered on its shell at least once
+
+    @contextlib.contextmanager
+    def phase(self, node: pytest.Item, phase: Phase) -> Iterator[None]:
+        node.stash[PHASE] = phase
+        yield
+        node.stash[PHASE] = Phase.TEST
+
+    def reach(self, state: str, node: pytest.Item, **guest_changes: Any) -> Shell:
+        """Bring the board to `state` (the guest with `guest_changes` to its VMM settings);
+        fail the case with one clear message, classified by phase, if it cannot."""
+        try:
+            with self.phase(node, Phase.LAB):
+                self.strategy.ensure("board")
+            self.reached = True
+            if state == "guest":
+                with self.phase(node, Phase.GUEST_BOOT):
+                    if guest_changes:
+                        self.strategy.boot_guest(**guest_changes)
+                    else:
+                        self.strategy.ensure("guest")
+        except Exception as e:
+            failure = cause(e)
+            kind = self.classify(node.stash.get(PHASE, Phase.LAB), failure)
+            node.user_properties.append((FAILURE_KIND, kind.value))
+            node.stash[PHASE] = Phase.TEST
+            # Outside the except block, so the message is not chained to the traceback.
+        else:
+            shell: Shell = self.strategy.shell(state)
+            return shell
+        pytest.fail(describe(failure), pytrace=False)
+
+    def classify(self, phase: Phase, error: BaseException) -> Kind:
+        """The failure's kind; recovers the board for the next case when its console is out
+        of sync."""
+        answers = self.board_answers() if verdict.needs_board_probe(phase, error) else None
+        if verdict.needs_power_cycle(error):
+            # labgrid's own recovery: the next transition starts from `off`, power-cycling.
+            self.strategy.invalidate()
+        return verdict.classify(phase, error, answers)
+
+    def board_answers(self) -> bool:
+        try:
+            return bool(self.strategy.board_shell.run("true", timeout=10)[2] == 0)
+        except Exception:
+            return False

@@ -1,0 +1,135 @@
+"""The pytest plugin on a board of fake drivers: verdicts, exit codes, recovery, provenance."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .fake_lab import env_file, events
+
+pytest_plugins = ["pytester"]
+REPO = Path(__file__).resolve().parents[2]
+
+CASES = """
+import pytest
+
+def test_board_answers(board):
+    board.check("true")
+
+def test_guest_answers(guest):
+    guest.check("true")
+"""
+
+
+@pytest.fixture
+def qualify(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+    def run(cases, *args, **env_kw):
+        pytester.makepyfile(test_cases=cases)
+        env = env_file(pytester.path, **env_kw)
+        results = pytester.path / "results"
+        r = pytester.runpytest_subprocess("--lg-env", str(env), "--hil-results", str(results),
+                                          "-p", "no:cacheprovider", *args)
+        return r, results
+
+    return run
+
+
+def kinds(results):
+    root = ET.parse(results / "junit.xml").getroot()
+    return {tc.get("name"): [p.get("value") for p in tc.iter("property")
+                             if p.get("name") == "hil_failure_kind"]
+            for tc in root.iter("testcase")}
+
+
+def test_a_run_where_every_case_passes_exits_0_and_records_what_it_qualified(qualify, pytester):
+    r, results = qualify(CASES)
+    assert r.ret == 0, r.stdout.str()
+    r.stdout.fnmatch_lines(["verdict: pass: every selected case passed (exit 0)"])
+    assert json.loads((results / "verdict.json").read_text())["exit_code"] == 0
+    prov = json.loads((results / "provenance.json").read_text())
+    assert prov["place"]["target"] == "main" and prov["board_options"]["board_cpus"] == 2
+    assert len(prov["hil"]["commit"]) == 40
+    assert {p["patch"] for p in prov["patches"]["kernel"]} and \
+        all(p["patch_id"] for p in prov["patches"]["kernel"])
+    suite_props = {p.get("name"): p.get("value") for p in
+                   ET.parse(results / "junit.xml").getroot().find("testsuite")
+                   .find("properties").iter("property")}
+    assert suite_props["hil.commit"].startswith(prov["hil"]["commit"])
+    assert suite_props["environment.sha256"] == prov["environment"]["sha256"]
+    assert json.loads(suite_props["board_options"])["board_cpus"] == 2
+    assert (results / "environment.yaml").is_file()
+
+
+def test_a_run_never_adds_to_an_earlier_runs_results(qualify, pytester):
+    r, results = qualify(CASES)
+    assert r.ret == 0
+    before = (results / "junit.xml").read_bytes()
+    r2 = pytester.runpytest_subprocess("--lg-env", str(pytester.path / "env.yaml"),
+                                       "--hil-results", str(results), "-p", "no:cacheprovider")
+    assert r2.ret == 4
+    r2.stderr.fnmatch_lines(["*results directory * already holds a run*"])
+    assert (results / "junit.xml").read_bytes() == before
+    assert events(pytester.path).count("power on") == 1  # nothing was powered for the second
+
+
+def test_a_failed_assertion_is_a_product_failure_exit_1(qualify):
+    r, results = qualify(CASES + "\ndef test_mode(guest):\n    assert 'shared' == 'per-vq'\n")
+    assert r.ret == 1
+    assert kinds(results)["test_mode"] == ["product"]
+    r.stdout.fnmatch_lines(["product failures: 1", "verdict: do not ship*(exit 1)"])
+
+
+def test_a_harness_bug_is_never_a_product_verdict(qualify):
+    r, results = qualify(CASES + "\ndef test_bug(board_options, board):\n"
+                                 "    board_options['vmms']['patched']\n")
+    assert r.ret == 2
+    assert kinds(results)["test_bug"] == ["infrastructure"]
+
+
+def test_a_guest_hanging_while_its_board_answers_is_product_and_the_board_is_power_cycled(
+        qualify, pytester):
+    cases = ("def test_hang(guest):\n    guest.check('sleep 999')\n"
+             "def test_next(board):\n    board.check('true')\n")
+    r, results = qualify(cases, "-p", "no:randomly", guest_hang_on=("sleep 999",))
+    assert r.ret == 1, r.stdout.str()
+    assert kinds(results)["test_hang"] == ["product"]
+    assert "guest: `sleep 999` did not finish within 60 s" in r.stdout.str()
+    log = events(pytester.path)
+    assert log.count("power on") == 2
+    assert log.index("power off", log.index("guest-shell: sleep 999")) < \
+        log.index("power on", log.index("guest-shell: sleep 999"))
+
+
+def test_a_board_shell_timeout_is_infrastructure(qualify):
+    r, results = qualify("def test_t(board):\n    board.check('cat /proc/interrupts')\n",
+                         board_hang_on=("cat /proc/interrupts",))
+    assert r.ret == 2
+    assert kinds(results)["test_t"] == ["infrastructure"]
+
+
+def test_a_board_that_never_boots_breaks_the_lab_and_the_run_is_inconclusive(qualify, pytester):
+    r, results = qualify(CASES + "\ndef test_third(board):\n    pass\n", board_boot="hang")
+    assert r.ret == 2
+    assert kinds(results)["test_board_answers"] == ["infrastructure"]
+    r.stdout.fnmatch_lines(["*board did not reach its prompt within 1 s*",
+                            "not run: 2 case(s) after the lab broke (infrastructure)",
+                            "the board never answered on its shell",
+                            "verdict: inconclusive*(exit 2)"])
+    assert events(pytester.path).count("power on") == 1  # never_retry: one attempt
+
+
+def test_a_run_where_every_case_was_skipped_is_not_a_pass_and_names_the_feature(qualify):
+    cases = ("import pytest\npytestmark = pytest.mark.lg_feature('multi-irq-vmm')\n" + CASES)
+    r, _ = qualify(cases)
+    assert r.ret == 5
+    r.stdout.fnmatch_lines(["not run: 2 case(s) need the feature 'multi-irq-vmm', which the "
+                            "board lacks", "verdict: nothing qualified*(exit 5)"])
+
+
+def test_initial_state_takes_over_a_running_guest_without_powering(qualify, pytester):
+    r, _ = qualify(CASES, "--lg-initial-state", "guest")
+    assert r.ret == 0, r.stdout.str()
+    assert "power on" not in events(pytester.path)

@@ -147,3 +147,34 @@ def unexpected(findings: list[Finding], allow: Sequence[str] = ()) -> list[Findi
     line): a testcase that provokes a report on purpose names it here."""
     patterns = [re.compile(a) for a in allow]
     return [f for f in findings if not any(p.search(f.line) for p in patterns)]
+
+
+# --- messages since the last look ---------------------------------------------------------------
+
+# A line written to /dev/kmsg before each look: the messages since the last look are those
+# between the mark before it and this one, so nothing is cleared and no state is kept here.
+MARK = "hil-kmsg-mark"
+_MARK = re.compile(rf"^{MARK} (\S+)$")
+
+
+def mark_command(token: str) -> str:
+    """Write a mark at level 7 (debug: /dev/kmsg's default, 4, would reach a quiet console
+    and interleave with the shell's output), then print the log from the previous mark on.
+    busybox dmesg (`[-cr] [-n LEVEL] [-s SIZE]`) has no --since and -c clears the buffer that
+    the testcases read; awk keeps the transfer over the console small."""
+    return (f"echo '<7>{MARK} {token}' > /dev/kmsg && dmesg | "
+            f"awk '/{MARK} /{{p = q; q = NR}} {{l[NR] = $0}} "
+            "END {for (i = p ? p : 1; i <= NR; i++) print l[i]}'")
+
+
+def since_mark(text: str, token: str) -> str | None:
+    """The lines between the mark before `token`'s and `token`'s own; all lines up to it if
+    there is none (a new boot, or a buffer that wrapped). None if `token` is not there."""
+    lines = text.splitlines()
+    marks = [(i, m[1]) for i, ln in enumerate(lines) if (m := _MARK.match(message(ln)))]
+    ends = [i for i, t in marks if t == token]
+    if not ends:
+        return None
+    end = ends[-1]
+    start = max((i + 1 for i, _ in marks if i < end), default=0)
+    return "".join(ln + "\n" for ln in lines[start:end])

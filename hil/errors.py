@@ -5,6 +5,14 @@ environment file, a board that never reached its prompt); a ProductFailure means
 under test misbehaved. Reports count them separately.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hil.kernel_log import Finding
+
 
 class HilError(Exception):
     """Base class: the message says what to fix."""
@@ -55,3 +63,22 @@ class CommandFailed(ProductFailure):
         self.output = output
         tail = "\n".join(output.splitlines()[-20:])
         super().__init__(f"{where}: `{command}` exited with status {status}\n{tail}")
+
+
+class KernelLogFindings(ProductFailure):
+    """The kernel of the board or the guest reported trouble (WARN, BUG, Oops, lockdep, ...)
+    while a testcase ran: `findings` maps each side to what its log said."""
+
+    MAX_SHOWN = 5  # per side: one report usually brings others, the first ones tell most
+
+    def __init__(self, findings: Mapping[str, Sequence[Finding]]) -> None:
+        self.findings = {side: list(found) for side, found in findings.items() if found}
+        parts = []
+        for side, found in self.findings.items():
+            kinds = ", ".join(sorted({f.kind for f in found}))
+            parts.append(f"{side} kernel: {len(found)} report(s) ({kinds})")
+            for f in found[:self.MAX_SHOWN]:
+                parts.append("\n".join(f"    {line}" for line in str(f).splitlines()))
+            if len(found) > self.MAX_SHOWN:
+                parts.append(f"    ... and {len(found) - self.MAX_SHOWN} more")
+        super().__init__("\n".join(parts))

@@ -242,6 +242,71 @@ def qtest_names(tests: Sequence[str]) -> list[str]:
     return [t if "/" in t else f"qtest-aarch64/{t}" for t in tests]
 
 
+# One result line of `meson test` (mtest.py's TestHarness.format): `N/M <name> <RESULT> <s>s`.
+# The name is `qemu:qtest+qtest-aarch64 / qtest-aarch64/qos-test` up to meson 1.9 and
+# `qtest+qtest-aarch64 - qemu:qtest-aarch64/qos-test` from 1.10 on.
+_MESON_RESULT = re.compile(
+    r"^\s*\d+/\d+ (?P<name>\S.*?)\s+(?P<status>OK|FAIL|SKIP|TIMEOUT|INTERRUPT|ERROR|EXPECTEDFAIL"
+    r"|UNEXPECTEDPASS|IGNORED)\s+\d+\.\d+s\b")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What counts as passed: a SKIP means the test did not check anything (a missing ROM or
+# accelerator), so it cannot vouch for the series.
+QTEST_PASSED = frozenset({"OK", "EXPECTEDFAIL"})
+
+
+def meson_test_name(pretty: str) -> str:
+    """The name `meson test` takes (`qtest-aarch64/qos-test`) from the name it prints."""
+    if " / " in pretty:
+        return pretty.split(" / ", 1)[1]
+    if " - " in pretty:
+        return pretty.split(" - ", 1)[1].split(":", 1)[-1]
+    return pretty
+
+
+def parse_meson_test(text: str) -> dict[str, str]:
+    """Test name -> meson's result (OK, SKIP, FAIL, TIMEOUT, ...) from `meson test` output;
+    a test listed twice (again in the summary of failures) keeps its last result."""
+    results: dict[str, str] = {}
+    for line in text.splitlines():
+        if m := _MESON_RESULT.match(_ANSI.sub("", line)):
+            results[meson_test_name(m["name"])] = m["status"]
+    return results
+
+
+@dataclass(frozen=True)
+class QtestRun:
+    """What `meson test` said about the named qtests: every one must have run and passed."""
+
+    wanted: tuple[str, ...]  # meson test names, as passed to `meson test`
+    results: dict[str, str]  # meson test name -> result, from its output
+    returncode: int
+    log: Path | None = None
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """Name -> result for each named test that did not pass ("did not run" if absent)."""
+        return {t: self.results.get(t, "did not run") for t in self.wanted
+                if self.results.get(t) not in QTEST_PASSED}
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.problems
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{len(self.wanted)} qtests passed"
+        lines = [f"{name}: {result}" for name, result in self.problems.items()]
+        if self.returncode != 0:
+            lines.append(f"meson test exited with status {self.returncode}")
+        if self.log:
+            lines.append(f"log {self.log}")
+        return "\n".join(lines)
+
+
+def qtest_run(tests: Sequence[str], output: str, returncode: int, log: Path | None = None) -> QtestRun:
+    return QtestRun(tuple(qtest_names(tests)), parse_meson_test(output), returncode, log)
+
+
 # --- host ------------------------------------------------------------------------------------
 
 
@@ -463,8 +528,9 @@ def build_qemu_x86(store: Store, log: Log = print) -> Path:
     return _build_target(store, X86, log)
 
 
-def run_qtests(store: Store, tests: Sequence[str] = DEFAULT_QTESTS, log: Log = print) -> bool:
-    """Build the x86 QEMU and run the named qtests of its tree; True if all passed."""
+def run_qtests(store: Store, tests: Sequence[str] = DEFAULT_QTESTS, log: Log = print) -> QtestRun:
+    """Build the x86 QEMU and run the named qtests of its tree; the result is ok only if
+    each of them ran and passed (a SKIP or a test meson did not run is no pass)."""
     build_qemu_x86(store, log)
     if apt.missing_packages(QTEST_PACKAGES):
         apt.ensure_sources(log)
@@ -487,7 +553,7 @@ def run_qtests(store: Store, tests: Sequence[str] = DEFAULT_QTESTS, log: Log = p
     log(f"qemu: meson test {' '.join(tests)}, log {log_file}")
     rc = _run(["nice", "-n", "10", "meson", "test", "-C", str(build), f"--num-processes={JOBS}",
                "--print-errorlogs", *qtest_names(tests)], log_file, check=False)
-    return rc == 0
+    return qtest_run(tests, log_file.read_text(errors="replace"), rc, log_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -495,9 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         if args[:1] == ["--qtests"]:
-            ok = run_qtests(Store(), args[1:] or DEFAULT_QTESTS)
-            print(f"qtests {'passed' if ok else 'FAILED'} ({time.monotonic() - t0:.1f} s)")
-            return 0 if ok else 1
+            run = run_qtests(Store(), args[1:] or DEFAULT_QTESTS)
+            print(f"qtests {'passed' if run.ok else 'FAILED'} ({time.monotonic() - t0:.1f} s)")
+            if not run.ok:
+                print(run.summary(), file=sys.stderr)
+            return 0 if run.ok else 1
         build = build_qemu_x86 if args[:1] == ["--x86"] else build_qemu
         path = build(Store())
     except InfrastructureError as e:

@@ -180,3 +180,62 @@ def test_rom_links_prefer_the_first_source() -> None:
                                                Path("/seabios/a.bin")])
     assert links == {Path("/b/share/a.bin"): Path("/src/pc-bios/a.bin"),
                      Path("/b/share/efi-virtio.rom"): Path("/ipxe/efi-virtio.rom")}
+
+
+def test_meson_results_up_to_1_9(data: Path) -> None:
+    results = qemu.parse_meson_test((data / "meson-qtest-skip.txt").read_text())
+    assert results == {
+        "qtest-aarch64/virtio-mmio-irq-lines-test": "OK",
+        "qtest-aarch64/boot-serial-test": "OK",
+        "qtest-aarch64/qos-test": "SKIP",
+        "qtest-aarch64/device-introspect-test": "OK",
+        "qtest-aarch64/qom-test": "OK",
+    }
+
+
+def test_meson_results_from_1_10_with_failures(data: Path) -> None:
+    results = qemu.parse_meson_test((data / "meson-qtest-fail.txt").read_text())
+    # The subtest line (`▶ 2/4 /aarch64/...`) and the error log are not results.
+    assert results == {
+        "qtest-aarch64/boot-serial-test": "OK",
+        "qtest-aarch64/virtio-mmio-irq-lines-test": "FAIL",
+        "qtest-aarch64/device-introspect-test": "OK",
+        "qtest-aarch64/qom-test": "TIMEOUT",
+    }
+
+
+def test_meson_names_and_colours() -> None:
+    assert qemu.meson_test_name("qtest-aarch64/qos-test") == "qtest-aarch64/qos-test"
+    line = "1/1 qemu:qtest+qtest-aarch64 / qtest-aarch64/qos-test   \x1b[33mSKIP          \x1b[0m 0.01s"
+    assert qemu.parse_meson_test(line) == {"qtest-aarch64/qos-test": "SKIP"}
+
+
+def test_a_skipped_qtest_fails_the_series_check_even_though_meson_exits_0(data: Path) -> None:
+    run = qemu.qtest_run(qemu.DEFAULT_QTESTS, (data / "meson-qtest-skip.txt").read_text(), 0)
+    assert not run.ok
+    assert run.problems == {"qtest-aarch64/qos-test": "SKIP"}
+    assert "qtest-aarch64/qos-test: SKIP" in run.summary()
+
+
+def test_failed_and_missing_qtests_are_named(data: Path) -> None:
+    run = qemu.qtest_run(qemu.DEFAULT_QTESTS, (data / "meson-qtest-fail.txt").read_text(), 1,
+                         Path("/s/qtest.log"))
+    assert run.problems == {
+        "qtest-aarch64/virtio-mmio-irq-lines-test": "FAIL",
+        "qtest-aarch64/qos-test": "did not run",
+        "qtest-aarch64/qom-test": "TIMEOUT",
+    }
+    assert run.summary().splitlines()[-2:] == ["meson test exited with status 1", "log /s/qtest.log"]
+
+
+def test_meson_finding_no_test_is_no_pass() -> None:
+    # meson exits 0 when none of the names exists.
+    run = qemu.qtest_run(["qos-test"], "No suitable tests defined.\n", 0)
+    assert not run.ok and run.problems == {"qtest-aarch64/qos-test": "did not run"}
+
+
+def test_all_passed(data: Path) -> None:
+    text = (data / "meson-qtest-skip.txt").read_text()
+    run = qemu.qtest_run(["boot-serial-test", "qtest-aarch64/qom-test"], text, 0)
+    assert run.ok and run.summary() == "2 qtests passed"
+    assert not qemu.qtest_run(["boot-serial-test"], text, 1).ok

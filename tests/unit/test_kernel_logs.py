@@ -1,0 +1,107 @@
+"""Kernel messages since the last look: the mark in the log, and the failure it leads to."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hil import kernel_log
+from hil.errors import InfrastructureError, KernelLogFindings, ProductFailure
+from hil.lab import kernel_logs
+from hil.lab.shell import Shell
+
+
+class FakeKernel:
+    """A labgrid CommandProtocol whose kernel log grows; it answers the mark command with
+    the whole log (the real one trims it with awk, which since_mark does not rely on)."""
+
+    def __init__(self, lines: list[str], writable: bool = True) -> None:
+        self.log = list(lines)
+        self.writable = writable
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float = 60.0) -> tuple[list[str], list[str], int]:
+        self.commands.append(command)
+        m = re.match(r"echo '<7>(hil-kmsg-mark \S+)' > /dev/kmsg", command)
+        assert m, command
+        if not self.writable:
+            return ["sh: can't create /dev/kmsg: Permission denied"], [], 1
+        self.log.append(f"[{100 + len(self.log):12.6f}] {m[1]}")
+        return list(self.log), [], 0
+
+
+def test_mark_command_writes_at_debug_level_and_never_clears() -> None:
+    cmd = kernel_log.mark_command("0123abcd")
+    assert cmd.startswith("echo '<7>hil-kmsg-mark 0123abcd' > /dev/kmsg && dmesg | awk ")
+    assert "dmesg -c" not in cmd
+
+
+def test_since_mark_takes_what_lies_between_the_marks() -> None:
+    text = "\n".join([
+        "[    0.000000] Booting Linux", "[    1.0] hil-kmsg-mark aaa", "[    2.0] old",
+        "[    3.0] hil-kmsg-mark bbb", "[    4.0] new 1", "[    5.0] new 2",
+        "[    6.0] hil-kmsg-mark ccc", "[    7.0] after the mark: next time",
+    ])
+    assert kernel_log.since_mark(text, "ccc") == "[    4.0] new 1\n[    5.0] new 2\n"
+    assert kernel_log.since_mark(text, "bbb") == "[    2.0] old\n"
+    assert kernel_log.since_mark(text, "aaa") == "[    0.000000] Booting Linux\n"
+    assert kernel_log.since_mark(text, "zzz") is None
+
+
+def test_since_mark_without_timestamps_and_with_carriage_returns() -> None:
+    text = ("Booting Linux\r\nhil-kmsg-mark a1\r\nWARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x4\r\n"
+            "hil-kmsg-mark b2\r\n")
+    assert kernel_log.since_mark(text, "b2") == "WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x4\n"
+
+
+def test_a_message_quoting_a_mark_is_no_mark() -> None:
+    text = "hil-kmsg-mark a1\nsh: hil-kmsg-mark x1 y\nnew\nhil-kmsg-mark b2\n"
+    assert kernel_log.since_mark(text, "b2") == "sh: hil-kmsg-mark x1 y\nnew\n"
+
+
+def test_each_look_returns_only_what_is_new(data: Path) -> None:
+    boot = (data / "board-dmesg.txt").read_text().splitlines()
+    kernel = FakeKernel(boot)
+    first = kernel_logs.new_messages(Shell("board", kernel))
+    assert first.splitlines() == boot  # the first look covers the boot
+    assert kernel_logs.new_messages(Shell("board", kernel)) == ""  # a new Shell: same place
+    kernel.log.append("[  200.000000] virtio_net virtio1 eth0: link up")
+    assert kernel_logs.new_messages(Shell("board", kernel)) == (
+        "[  200.000000] virtio_net virtio1 eth0: link up\n")
+
+
+def test_a_report_is_found_once(data: Path) -> None:
+    kernel = FakeKernel((data / "board-dmesg.txt").read_text().splitlines())
+    guest = Shell("guest", kernel)
+    assert kernel_logs.check_since_last(guest) == []
+    kernel.log += (data / "guest-dmesg-warn.txt").read_text().splitlines()
+    (warn,) = kernel_logs.check_since_last(guest)
+    assert warn.kind == "warn"
+    assert kernel_logs.check_since_last(guest) == []
+
+
+def test_allowed_reports_do_not_count(data: Path) -> None:
+    kernel = FakeKernel((data / "board-dmesg-splats.txt").read_text().splitlines())
+    found = kernel_logs.check_since_last(Shell("board", kernel), allow=["^genirq: Flags mismatch"])
+    assert "genirq-flags-mismatch" not in {f.kind for f in found}
+    assert len(found) == 7
+
+
+def test_a_log_that_cannot_be_marked_is_the_labs_problem() -> None:
+    with pytest.raises(InfrastructureError, match="guest: cannot mark"):
+        kernel_logs.new_messages(Shell("guest", FakeKernel([], writable=False)))
+
+
+def test_findings_fail_as_a_product_failure_naming_each_side(data: Path) -> None:
+    board = kernel_log.scan((data / "board-dmesg-splats.txt").read_text())
+    guest = kernel_log.scan((data / "guest-dmesg-warn.txt").read_text())
+    kernel_logs.raise_on_findings({"board": [], "guest": []})
+    with pytest.raises(KernelLogFindings) as e:
+        kernel_logs.raise_on_findings({"board": board, "guest": guest})
+    assert isinstance(e.value, ProductFailure)
+    text = str(e.value)
+    assert "board kernel: 8 report(s) (bug, genirq-flags-mismatch, hung-task, irq-nobody-cared" in text
+    assert "guest kernel: 1 report(s) (warn)" in text
+    assert "    Trying to free already-free IRQ 47" in text
+    assert "... and 3 more" in text
+    assert set(e.value.findings) == {"board", "guest"}

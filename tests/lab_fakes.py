@@ -62,19 +62,45 @@ class ScriptedConsoleDriver(Driver, ConsoleProtocol):  # type: ignore[misc]
         return len(patterns) - 1, b"booting\nsilence\n", None, None
 
 
+WARN_SPLAT = """\
+------------[ cut here ]------------
+WARNING: CPU: 0 PID: 57 at drivers/virtio/virtio_mmio.c:412 vm_interrupt+0x9c/0xd0
+Modules linked in: vhost_net
+CPU: 0 UID: 0 PID: 57 Comm: sh Not tainted 6.12.57 #1
+Call trace:
+ vm_interrupt+0x9c/0xd0
+---[ end trace 0000000000000000 ]---"""
+
+
 @target_factory.reg_driver
 @attr.s(eq=False)
 class ScriptedShellDriver(FakeCommandDriver):  # type: ignore[misc]
     """A shell where every command succeeds, except those containing a `hang_on` string (they
-    time out, as a wedged console does) or a `fail_on` string (status 1)."""
+    time out, as a wedged console does) or a `fail_on` string (status 1). A command containing
+    a `warn_on` string makes the kernel log a WARN; the kernel log answers hil's mark-and-read
+    command as busybox dmesg would."""
 
     log: str = attr.ib(default="")
     hang_on: list[str] = attr.ib(factory=list)
     fail_on: list[str] = attr.ib(factory=list)
+    warn_on: list[str] = attr.ib(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.kernel_log = ["Booting Linux on physical CPU 0x0000000000 [0x000f0510]"]
+
+    def on_activate(self) -> None:
+        # A new boot (labgrid activates the shell after each power-on).
+        self.kernel_log = self.kernel_log[:1]
 
     @Driver.check_active
     def run(self, cmd: str, timeout: float | None = None) -> tuple[list[str], list[str], int]:
         _log(self.log, f"{self.name}: {cmd}")
         if any(s in cmd for s in self.hang_on):
             raise TIMEOUT(f"Timeout of {timeout} seconds exceeded")
+        if any(s in cmd for s in self.warn_on):
+            self.kernel_log += WARN_SPLAT.splitlines()
+        if (mark := re.match(r"echo '<7>(.+?)' > /dev/kmsg", cmd)):
+            self.kernel_log.append(mark[1])
+            return list(self.kernel_log), [], 0
         return [], [], 1 if any(s in cmd for s in self.fail_on) else 0

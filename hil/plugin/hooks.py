@@ -13,8 +13,8 @@ import pytest
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil import verdict
-from hil.errors import HilError
-from hil.lab import envfile
+from hil.errors import HilError, KernelLogFindings
+from hil.lab import envfile, kernel_logs
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import rundir
 from hil.verdict import Kind, Phase
@@ -37,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest: needs a shell in the nested KVM guest")
     config.addinivalue_line("markers", "throughput: measures iperf3 throughput")
     config.addinivalue_line("markers", "irqfd: counts who injects the guest's interrupts")
+    config.addinivalue_line(
+        "markers", "kernel_log_allows(*regex): kernel reports the case provokes on purpose")
     lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
     if not lg_env or hasattr(config, "workerinput"):
         return
@@ -63,8 +65,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Run the case, then scan the kernel logs of the board and the guest: a report there
+    fails a case that passed, as a product failure."""
     item.stash[PHASE] = Phase.TEST
-    return (yield)
+    run = current_run(item.config)
+    lab = run.lab if run else None
+    try:
+        result = yield
+    except Exception as e:
+        # Shown beside the failure; not read from a console that is out of sync.
+        if lab is not None and lab.reached and not verdict.needs_power_cycle(e):
+            try:
+                found = lab.kernel_reports(item)
+            except Exception as scan_error:
+                found, note = {}, f"kernel logs not scanned: {scan_error}"
+                item.add_report_section("call", "kernel log", note)
+            if any(found.values()):
+                item.add_report_section("call", "kernel log", str(KernelLogFindings(found)))
+        raise
+    if lab is not None and lab.reached:
+        item.stash[PHASE] = Phase.KERNEL_LOG
+        kernel_logs.raise_on_findings(lab.kernel_reports(item))
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,11 +14,15 @@ from labgrid.strategy import StrategyError
 
 from hil import verdict
 from hil.errors import HilError
+from hil.kernel_log import Finding
+from hil.lab import kernel_logs
 from hil.lab.shell import Shell
 from hil.verdict import Kind, Phase
 
 FAILURE_KIND = "hil_failure_kind"
 PHASE = pytest.StashKey[Phase]()
+# Kernel reports of a guest that the case restarted, kept until the case ends.
+EARLIER_REPORTS = pytest.StashKey[dict[str, list[Finding]]]()
 
 
 @dataclass
@@ -93,6 +97,11 @@ class Lab:
             if state == "guest":
                 with self.phase(node, Phase.GUEST_BOOT):
                     if guest_changes:
+                        # The guest's messages go with it: read them before the restart.
+                        if self.guest_up():
+                            earlier = node.stash.setdefault(EARLIER_REPORTS, {})
+                            for side, found in self.kernel_reports(node, ("guest",)).items():
+                                earlier.setdefault(side, []).extend(found)
                         self.strategy.boot_guest(**guest_changes)
                     else:
                         self.strategy.ensure("guest")
@@ -115,6 +124,22 @@ class Lab:
             # labgrid's own recovery: the next transition starts from `off`, power-cycling.
             self.strategy.invalidate()
         return verdict.classify(phase, error, answers)
+
+    def guest_up(self) -> bool:
+        return "guest" in self.strategy.path and self.strategy.vmm.running is not None
+
+    def kernel_reports(self, node: pytest.Item,
+                       sides: tuple[str, ...] = ("board", "guest")) -> dict[str, list[Finding]]:
+        """Kernel reports (WARN, BUG, Oops, lockdep, ...) on each side that is up, since the
+        previous look; those the case's `kernel_log_allows` marker provokes on purpose are
+        left out."""
+        allow = [p for m in node.iter_markers("kernel_log_allows") for p in m.args]
+        up = {"board": "board" in self.strategy.path, "guest": self.guest_up()}
+        found = {side: kernel_logs.check_since_last(self.strategy.shell(side), allow)
+                 for side in sides if up[side]}
+        for side, earlier in node.stash.get(EARLIER_REPORTS, {}).items():
+            found[side] = earlier + found.get(side, [])
+        return found
 
     def board_answers(self) -> bool:
         try:

@@ -14,7 +14,8 @@ FAKES = "tests.lab_fakes"
 
 def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
              board_hang_on: tuple[str, ...] = (), guest_hang_on: tuple[str, ...] = (),
-             board_fail_on: tuple[str, ...] = (), options: dict[str, Any] | None = None,
+             board_fail_on: tuple[str, ...] = (), guest_warn_on: tuple[str, ...] = (),
+             options: dict[str, Any] | None = None,
              features: tuple[str, ...] = ()) -> Path:
     log = str(tmp / "events.log")
     data = {
@@ -32,7 +33,8 @@ def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
                 {"ScriptedConsoleDriver": {"name": "guest-console", "role": "guest",
                                            "boot": guest_boot}},
                 {"ScriptedShellDriver": {"name": "guest-shell", "log": log,
-                                         "hang_on": list(guest_hang_on)}},
+                                         "hang_on": list(guest_hang_on),
+                                         "warn_on": list(guest_warn_on)}},
                 {"BoardGuestStrategy": {
                     "bindings": {"power": "power", "board_console": "board-console",
                                  "board_shell": "board-shell", "vmm": "vmm",

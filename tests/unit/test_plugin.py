@@ -133,3 +133,16 @@ def test_initial_state_takes_over_a_running_guest_without_powering(qualify, pyte
     r, _ = qualify(CASES, "--lg-initial-state", "guest")
     assert r.ret == 0, r.stdout.str()
     assert "power on" not in events(pytester.path)
+
+
+def test_a_kernel_warning_fails_a_case_that_passed_as_a_product_failure(qualify):
+    cases = ("import pytest\n"
+             "def test_warns(guest):\n    guest.check('provoke')\n"
+             "@pytest.mark.kernel_log_allows(r'WARNING: CPU: \\d+ PID: \\d+ at drivers/virtio')\n"
+             "def test_warns_on_purpose(guest):\n    guest.check('provoke')\n"
+             "def test_after(guest):\n    guest.check('true')\n")
+    r, results = qualify(cases, guest_warn_on=("provoke",))
+    assert r.ret == 1, r.stdout.str()
+    assert kinds(results) == {"test_warns": ["product"], "test_warns_on_purpose": [],
+                              "test_after": []}
+    r.stdout.fnmatch_lines(["*guest*warn*", "*WARNING: CPU: 0 PID: 57 at drivers/virtio*"])

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -97,7 +98,10 @@ class Store:
 
     def prune(self, name: str, keep: Path, spare: int = 2) -> None:
         """Drop all but the `spare` newest builds of `name` (always keeping `keep`)."""
-        builds = sorted(self.root.glob(f"artifacts/{name}-*"), key=lambda p: p.stat().st_mtime)
+        # By the exact shape of a build's name: guest-kernel-* would match guest-kernel-debug-*.
+        shape = re.compile(rf"{re.escape(name)}-[0-9a-f]{{16}}(\.tmp)?")
+        builds = sorted((p for p in self.root.glob("artifacts/*") if shape.fullmatch(p.name)),
+                        key=lambda p: p.stat().st_mtime)
         others = [p for p in builds if p != keep and not p.name.endswith(".tmp")]
         stale = others[: max(len(others) - (spare - 1), 0)]
         # Leftover .tmp directories are interrupted builds (we hold the lock: none is running).

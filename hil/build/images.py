@@ -94,6 +94,7 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     apt.ensure_sources(log)
     apt.ensure_host_packages(recipe.host_packages, log)
     guest_kernel = kernel.build_guest_kernel(store, log)
+    debug_kernel = kernel.build_guest_kernel(store, log, debug=True)
     vmm = qemu.build_qemu(store, log)
     kernel_package = apt.newest_package(
         apt.package_names("^" + recipe.kernel_regex.replace("(\\d+)", "[0-9]+") + "$"),
@@ -102,18 +103,20 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     archive = apt.Arm64Archive(store.root / "debs")
     packages = recipe.packages(kernel_package)
     debs = archive.resolve(packages)
-    key = digest(_inputs(recipe_path, debs, [guest_kernel, vmm]))
+    key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm]))
 
     def assemble(out: Path) -> dict[str, Any]:
         log(f"images: {len(debs)} packages, kernel {kernel_package}")
         paths = archive.fetch(packages, debs)
-        return _assemble(recipe, kernel_package, debs, paths, guest_kernel, vmm, out, log)
+        return _assemble(recipe, kernel_package, debs, paths, guest_kernel, debug_kernel, vmm,
+                         out, log)
 
     return store.ensure(ARTIFACT, key, assemble, log)
 
 
 def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],
-              guest_kernel: Path, vmm: Path, out: Path, log: Log) -> dict[str, Any]:
+              guest_kernel: Path, debug_kernel: Path, vmm: Path, out: Path,
+              log: Log) -> dict[str, Any]:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hil-sysroot-") as tmp:
         root = Path(tmp)
@@ -129,7 +132,8 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
         order = sorted(recipe.images.values(), key=lambda s: s.carries is not None)
         for spec in order:
             carried = out / spec.carries if spec.carries else None
-            kernels = {"Image": guest_kernel / "Image", "Image-debian": out / "Image"}
+            kernels = {"Image": guest_kernel / "Image", "Image-debug": debug_kernel / "Image",
+                       "Image-debian": out / "Image"}
             extra = {spec.patched_vmm: vmm / "bin" / qemu.BINARY} if spec.patched_vmm else {}
             _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels, extra)
             log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
@@ -143,6 +147,8 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
                       "sha256": stock_vmm_sha},
         "guest_kernel": {"artifact": guest_kernel.name,
                          "sha256": sha256_file(guest_kernel / "Image")},
+        "debug_guest_kernel": {"artifact": debug_kernel.name,
+                               "sha256": sha256_file(debug_kernel / "Image")},
         "patched_vmm": {"artifact": vmm.name,
                         "sha256": sha256_file(vmm / "bin" / qemu.BINARY)},
         "packages": [
@@ -209,7 +215,8 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     loadable = [m for m in spec.modules if kmod.normalize(m) not in builtin]
     w.file("/etc/hil/modules", ("\n".join(loadable) + "\n").encode())
     if carried is not None:
-        # /guest/Image is the patched guest kernel; /guest/Image-debian is Debian's stock one.
+        # /guest/Image is the patched guest kernel, /guest/Image-debug its debug variant;
+        # /guest/Image-debian is Debian's stock one.
         for name, image in kernels.items():
             w.copy(f"/guest/{name}", image)
         for f in sorted(carried.iterdir()):

@@ -27,9 +27,13 @@ REPO = Path(__file__).resolve().parents[2]
 KERNEL = REPO / "firmware" / "kernel"
 PATCHES = KERNEL / "patches"
 FRAGMENT = KERNEL / "virtual-guest.config"
+# The debug variant: the same kernel with lockdep, atomic-sleep checks, DEBUG_SHIRQ and kmemleak,
+# for the loops of testcases/test_debug_kernel.py.
+DEBUG_FRAGMENT = KERNEL / "debug.config"
 SOURCE_PACKAGE = "linux-source-6.12"
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 ARTIFACT = "guest-kernel"
+DEBUG_ARTIFACT = "guest-kernel-debug"
 CROSS = "aarch64-linux-gnu-"
 JOBS = 2
 HOST_PACKAGES: dict[str, str | None] = {
@@ -76,6 +80,8 @@ class KeyInputs:
     patches: list[Path]
     fragment: Path
     module: Path
+    # Fragments merged after `fragment` (the debug variant's); none for the plain kernel.
+    extra: tuple[Path, ...] = ()
 
 
 def key_parts(inputs: KeyInputs) -> list[str | bytes | Path]:
@@ -87,6 +93,7 @@ def key_parts(inputs: KeyInputs) -> list[str | bytes | Path]:
         f"{len(inputs.patches)} patches",
         *inputs.patches,
         inputs.fragment,
+        *inputs.extra,
         inputs.module,
     ]
 
@@ -217,16 +224,17 @@ def _apply_patches(src: Path, patches: list[Path], log_file: Path) -> None:
         _run([*git, "am", "-q", *map(str, patches)], log_file, env=GIT_ENV)
 
 
-def _configure(src: Path, out: Path, fragment: Path, log_file: Path) -> dict[str, str]:
+def _configure(src: Path, out: Path, fragments: list[Path], log_file: Path) -> dict[str, str]:
     make = ["make", "-C", str(src), f"O={out}", "ARCH=arm64", f"CROSS_COMPILE={CROSS}"]
     _run([*make, "allnoconfig"], log_file)
     _run([str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(out),
-          str(out / ".config"), str(fragment)], log_file, env={"ARCH": "arm64"})
+          str(out / ".config"), *map(str, fragments)], log_file, env={"ARCH": "arm64"})
     _run([*make, "olddefconfig"], log_file)
     config = parse_config((out / ".config").read_text())
-    bad = config_mismatches(parse_fragment(fragment.read_text()), config)
-    if bad:
-        raise ConfigError(f"{fragment}: Kconfig did not take:\n  " + "\n  ".join(bad))
+    for fragment in fragments:
+        bad = config_mismatches(parse_fragment(fragment.read_text()), config)
+        if bad:
+            raise ConfigError(f"{fragment}: Kconfig did not take:\n  " + "\n  ".join(bad))
     return config
 
 
@@ -239,7 +247,7 @@ def _build(dest: Path, work: Path, inputs: KeyInputs, log: Log) -> dict[str, Any
     _apply_patches(src, inputs.patches, log_file)
     out = work / "out"
     out.mkdir(exist_ok=True)
-    _configure(src, out, inputs.fragment, log_file)
+    _configure(src, out, [inputs.fragment, *inputs.extra], log_file)
     log(f"kernel: make -j{JOBS} Image ({len(inputs.patches)} patches), log {log_file}")
     _run(["nice", "-n", "10", "make", "-C", str(src), f"O={out}", "ARCH=arm64",
           f"CROSS_COMPILE={CROSS}", f"-j{JOBS}", "Image"], log_file)
@@ -257,34 +265,40 @@ def _build(dest: Path, work: Path, inputs: KeyInputs, log: Log) -> dict[str, Any
         "toolchain": inputs.toolchain,
         "patches": {p.name: sha256_file(p) for p in inputs.patches},
         "fragment": {"name": inputs.fragment.name, "sha256": sha256_file(inputs.fragment)},
+        "extra_fragments": {f.name: sha256_file(f) for f in inputs.extra},
         "config_sha256": sha256_file(dest / ".config"),
         "build_seconds": round(seconds, 1),
     }
 
 
-def work_dir(store: Store) -> Path:
-    """The reusable tree of the last build: `src` (patches applied as commits) and `out` (O=)."""
-    return store.root / "work" / "guest-kernel"
+def work_dir(store: Store, artifact: str = ARTIFACT) -> Path:
+    """The reusable tree of the last build: `src` (patches applied as commits) and `out` (O=).
+    Each variant has its own, so neither rebuilds the other's objects."""
+    return store.root / "work" / artifact
 
 
-def build_guest_kernel(store: Store, log: Log = print) -> Path:
-    """Build (or find in the cache) the patched guest kernel; publishes images/guest-kernel."""
+def build_guest_kernel(store: Store, log: Log = print, debug: bool = False) -> Path:
+    """Build (or find in the cache) the patched guest kernel, or its debug variant; publishes
+    images/guest-kernel (images/guest-kernel-debug)."""
     _ensure_host(log)
+    artifact = DEBUG_ARTIFACT if debug else ARTIFACT
     inputs = KeyInputs(
         source=installed_source(),
         toolchain=toolchain_version(),
         patches=patch_files(PATCHES),
         fragment=FRAGMENT,
         module=Path(__file__),
+        extra=(DEBUG_FRAGMENT,) if debug else (),
     )
     key = cache_key(inputs)
-    return store.ensure(ARTIFACT, key, lambda d: _build(d, work_dir(store), inputs, log), log)
+    work = work_dir(store, artifact)
+    return store.ensure(artifact, key, lambda d: _build(d, work, inputs, log), log)
 
 
 def main() -> int:
     t0 = time.monotonic()
     try:
-        path = build_guest_kernel(Store())
+        path = build_guest_kernel(Store(), debug=sys.argv[1:] == ["--debug"])
     except InfrastructureError as e:
         print(f"kernel: {e}", file=sys.stderr)
         return 1

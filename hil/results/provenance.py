@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 PATCH_DIRS = {"kernel": REPO / "firmware" / "kernel" / "patches",
               "qemu": REPO / "firmware" / "qemu" / "patches"}
 # Manifest entries that say what runs; the package list stays in provenance.json only.
-FIRMWARE_FACTS = ("kernel", "guest_kernel", "patched_vmm", "stock_vmm")
+FIRMWARE_FACTS = ("kernel", "guest_kernel", "debug_guest_kernel", "patched_vmm", "stock_vmm")
 
 
 def _git(*args: str, stdin: bytes | None = None) -> str | None:

@@ -1,4 +1,5 @@
 import io
+import re
 import struct
 
 import pytest
@@ -122,3 +123,15 @@ def test_old_builds_are_pruned_but_the_newest_kept(tmp_path):
     outs = [store.build("img", str(i) * 64, lambda d: {}) for i in range(4)]
     left = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
     assert outs[-1].name in left and outs[-2].name in left and len(left) == 2
+
+
+def test_pruning_one_artefact_leaves_another_whose_name_it_prefixes(tmp_path):
+    from hil.build.cache import Store
+
+    store = Store(tmp_path)
+    debug = store.build("guest-kernel-debug", "a" * 64, lambda d: {})
+    for key in ("b", "c", "d"):
+        store.build("guest-kernel", key * 64, lambda d: {})
+    assert debug.is_dir()
+    names = [p.name for p in (tmp_path / "artifacts").iterdir()]
+    assert len([n for n in names if re.fullmatch(r"guest-kernel-[0-9a-f]{16}", n)]) == 2

@@ -32,8 +32,9 @@ def _qualify(args: argparse.Namespace) -> int:
     # The plugin makes the run's directory (a new results/<run id> unless --results names
     # one) and writes junit.xml, the consoles, provenance and the verdict into it.
     results = ["--hil-results", str(args.results)] if args.results else []
+    campaigns = ["--hil-campaigns"] if args.release else []
     argv = [
-        str(REPO / "testcases"), "--lg-env", str(args.lg_env), *results,
+        str(REPO / "testcases"), "--lg-env", str(args.lg_env), *results, *campaigns,
         "-p", "no:cacheprovider", *args.pytest_args,
     ]
     print(f"qualify: pytest {' '.join(argv)}")
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="labgrid environment (default: places/virtual.yaml)")
     q.add_argument("--results", default=None,
                    help="this run's results directory, new or empty (default: results/<run id>)")
+    q.add_argument("--release", action="store_true",
+                   help="a release qualification: also the long campaigns (debug-kernel loops)")
     q.add_argument("--no-build", dest="build", action="store_false",
                    help="do not run the firmware build first")
     q.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")

@@ -18,6 +18,7 @@ from hil.plugin.fixtures import (
 )
 from hil.plugin.hooks import (
     pytest_addoption,
+    pytest_collection_modifyitems,
     pytest_configure,
     pytest_runtest_call,
     pytest_runtest_makereport,
@@ -25,6 +26,6 @@ from hil.plugin.hooks import (
 
 __all__ = [
     "board", "board_options", "boot_guest", "guest", "lab", "measurements", "provenance",
-    "pytest_addoption", "pytest_configure", "pytest_runtest_call", "pytest_runtest_makereport",
-    "vmm",
+    "pytest_addoption", "pytest_collection_modifyitems", "pytest_configure",
+    "pytest_runtest_call", "pytest_runtest_makereport", "vmm",
 ]

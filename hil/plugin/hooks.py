@@ -29,6 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-results", default=None, metavar="DIR",
                     help="this run's results directory, new or empty (default: a new "
                          "results/<run id>, with results/latest pointing at it)")
+    group.addoption("--hil-campaigns", action="store_true",
+                    help="also run the long campaigns (cases marked `campaign`: debug-kernel "
+                         "loops); `hil qualify --release` sets it")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -39,6 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "irqfd: counts who injects the guest's interrupts")
     config.addinivalue_line(
         "markers", "kernel_log_allows(*regex): kernel reports the case provokes on purpose")
+    config.addinivalue_line(
+        "markers", "campaign: a long campaign, run only with --hil-campaigns")
     lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
     if not lg_env or hasattr(config, "workerinput"):
         return
@@ -61,6 +66,15 @@ def pytest_configure(config: pytest.Config) -> None:
     run = Run(directory)
     config.stash[RUN] = run
     config.pluginmanager.register(RunHooks(run), "hil-run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("hil_campaigns"):
+        return
+    campaigns = [i for i in items if i.get_closest_marker("campaign")]
+    if campaigns:
+        config.hook.pytest_deselected(items=campaigns)
+        items[:] = [i for i in items if not i.get_closest_marker("campaign")]
 
 
 @pytest.hookimpl(wrapper=True)

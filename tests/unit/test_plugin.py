@@ -146,3 +146,14 @@ def test_a_kernel_warning_fails_a_case_that_passed_as_a_product_failure(qualify)
     assert kinds(results) == {"test_warns": ["product"], "test_warns_on_purpose": [],
                               "test_after": []}
     r.stdout.fnmatch_lines(["*guest*warn*", "*WARNING: CPU: 0 PID: 57 at drivers/virtio*"])
+
+
+def test_long_campaigns_run_only_when_asked_for(qualify, pytester):
+    cases = CASES + "\n@pytest.mark.campaign\ndef test_loop(guest):\n    pass\n"
+    r, _ = qualify(cases)
+    assert r.ret == 0
+    r.assert_outcomes(passed=2, deselected=1)
+    r2 = pytester.runpytest_subprocess("--lg-env", str(pytester.path / "env.yaml"),
+                                       "--hil-results", str(pytester.path / "r2"),
+                                       "--hil-campaigns", "-p", "no:cacheprovider")
+    r2.assert_outcomes(passed=3)

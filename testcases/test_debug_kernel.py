@@ -1,0 +1,86 @@
+"""The debug guest kernel (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_SHIRQ, kmemleak) through every
+path that takes and gives back interrupt lines: each mode of the fallback matrix, unbinding
+and binding the transport, and suspend/resume (freeze and restore re-run find_vqs).
+
+The kernel log scan after each case fails it on any lockdep, atomic-sleep or DEBUG_SHIRQ
+report; kmemleak must find nothing. A long campaign: it runs with --hil-campaigns
+(`hil qualify --release`); CI runs it once with few cycles.
+"""
+
+import pytest
+
+from hil import kmemleak, virtio
+from hil.lab import probes
+
+pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm")]
+
+BOARD_ADDR = probes.BOARD_ADDR
+# Re-address the interface a re-probed virtio-net creates (the guest's init did it once).
+READDRESS = (". /etc/hil/network; for d in /sys/class/net/eth*; do n=${d##*/}; "
+             "ip addr add $GUEST_ADDR/24 dev $n 2>/dev/null; ip link set $n up; done")
+
+
+def boot_debug(boot_guest, board_options, lines, pairs=1):
+    guest = boot_guest(kernel=board_options["guest_kernels"]["debug"],
+                       qemu=board_options["vmms"]["patched"], irq_lines=lines, queues=pairs,
+                       cpus=pairs)
+    guest.check("test -e /sys/kernel/debug/kmemleak")
+    guest.check(kmemleak.CLEAR)
+    return guest
+
+
+def net_device(guest):
+    (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
+    return net
+
+
+def assert_no_leaks(guest, measurements):
+    leaks = kmemleak.leaks(guest.check(kmemleak.SCAN, timeout=180))
+    measurements.record("kmemleak.suspected_leaks", len(leaks), "count")
+    assert not leaks, "kmemleak:\n" + "\n".join(leaks[:5])
+
+
+@pytest.mark.parametrize(("lines", "pairs", "mode"), [
+    (1, 1, "single"), (2, 1, "shared"), (3, 1, "per-vq"), (5, 2, "per-vq")])
+def test_each_mode_runs_clean_under_lockdep_and_kmemleak(boot_guest, board_options, lines,
+                                                         pairs, mode, measurements):
+    guest = boot_debug(boot_guest, board_options, lines, pairs)
+    assert net_device(guest).irq_mode == mode
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    assert_no_leaks(guest, measurements)
+
+
+def test_unbinding_and_binding_the_transport_gives_back_and_retakes_every_line(
+        boot_guest, board_options, measurements, request):
+    cycles = request.config.getoption("unbind_cycles")
+    guest = boot_debug(boot_guest, board_options, lines=3)
+    net = net_device(guest)
+    device = guest.check(f"basename $(readlink -f /sys/bus/virtio/devices/{net.name}/..)")
+    driver = "/sys/bus/platform/drivers/virtio-mmio"
+    before = guest.check("dmesg").count("using 3 interrupt lines (per-vq)")
+    guest.check(f"for i in $(seq {cycles}); do echo {device} > {driver}/unbind && "
+                f"echo {device} > {driver}/bind || exit 1; done", timeout=60 + 10 * cycles)
+    after = guest.check("dmesg").count("using 3 interrupt lines (per-vq)")
+    measurements.record("debug.unbind_bind.cycles", cycles, "count")
+    assert after - before == cycles, f"{after - before} per-vq probes for {cycles} binds"
+    assert net_device(guest).irq_mode == "per-vq"
+    guest.check(READDRESS)
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    assert_no_leaks(guest, measurements)
+
+
+def test_suspend_and_resume_restore_the_lines(boot_guest, board_options, measurements,
+                                              request):
+    cycles = request.config.getoption("pm_test_cycles")
+    guest = boot_debug(boot_guest, board_options, lines=3)
+    # pm_test stops after the devices' suspend callbacks, waits pm_test_delay, and resumes.
+    guest.check("echo 0 > /sys/module/suspend/parameters/pm_test_delay && "
+                "echo devices > /sys/power/pm_test")
+    guest.check(f"for i in $(seq {cycles}); do echo freeze > /sys/power/state || exit 1; done",
+                timeout=60 + 10 * cycles)
+    resumed = guest.check("dmesg").count("PM: suspend exit")
+    measurements.record("debug.pm_test.cycles", cycles, "count")
+    assert resumed >= cycles, f"{resumed} resumes for {cycles} suspends"
+    assert net_device(guest).irq_mode == "per-vq"
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    assert_no_leaks(guest, measurements)

@@ -2,13 +2,30 @@
 
 Under emulation absolute numbers are noise; runs of all configurations are interleaved
 (A B C A B C ...) so that drift hits each alike, and only ratios are compared. Pass or fail
-comes from thresholds a board declares, never from a built-in figure.
+comes from thresholds a board declares, never from a built-in figure; a board that declares
+none is measured, not gated.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+# The configurations the throughput testcase runs (it holds their VMM settings), each with how
+# its queue interrupts must reach the guest. Names contain no underscore, so that threshold
+# keys split unambiguously.
+CONFIGS = {
+    "virtio-net": "single",  # QEMU's userspace backend on one virtio-mmio line
+    "vhost-net": "single",  # one line: QEMU relays every interrupt
+    "virtio-net-pci-msi": "msi-x",  # the reference: PCI, MSI-X through GICv2m, irqfd
+    "vhost-net-irqfd": "per-vq",  # a line per queue, raised by KVM irqfds
+}
+BASELINE = "virtio-net"
+
+MIN_GBPS = "_min_gbps"
+OVER = "_over_"
 
 
 @dataclass(frozen=True)
@@ -39,18 +56,89 @@ def ratios(summaries: dict[str, Summary], baseline: str) -> dict[str, float]:
     return {name: s.median / base for name, s in summaries.items() if base}
 
 
-def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]) -> list[str]:
-    """Thresholds as `<config>_min_gbps` or `<config>_over_<other>`; returns the violations."""
+def named_configs(key: str) -> tuple[str, ...] | None:
+    """The configurations a threshold key names: `<config>_min_gbps` -> (config,),
+    `<num>_over_<den>` -> (num, den); None for a key of neither form."""
+    if key.endswith(MIN_GBPS):
+        return (key.removesuffix(MIN_GBPS),)
+    if OVER in key:
+        num, den = key.split(OVER, 1)
+        return num, den
+    return None
+
+
+def _is_number(value: object) -> bool:
+    # YAML reads `yes` as True, and bool is an int: a limit of True is a typo, not 1.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def threshold_problems(thresholds: Any, configs: Iterable[str] = CONFIGS) -> list[str]:
+    """What is wrong with a board's `options.thresholds`, each message saying what to fix.
+
+    Checked before power-on: a misspelt key would otherwise never be compared and the gate
+    would pass without having been applied.
+    """
+    if thresholds is None:
+        return []
+    if not isinstance(thresholds, dict):
+        return [f"thresholds must be a mapping of key to number, not {type(thresholds).__name__}"]
+    known = list(configs)
+    problems = []
+    for key, limit in thresholds.items():
+        names = named_configs(str(key))
+        if names is None:
+            problems.append(f"threshold {key!r}: unknown key; write `<config>{MIN_GBPS}` "
+                            f"or `<config>{OVER}<config>`")
+        else:
+            problems += [f"threshold {key!r}: no configuration {name!r}; "
+                         f"choose one of {', '.join(known)}" for name in names if name not in known]
+        if not _is_number(limit):
+            problems.append(f"threshold {key!r}: limit {limit!r} is not a number; "
+                            f"write it unquoted, e.g. 1.5")
+    return problems
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A throughput gate's verdict. Without thresholds nothing was gated, which a report must
+    not read as "all met"."""
+
+    gated: bool
+    violations: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        if not self.gated:
+            return "not gated"
+        return "violated" if self.violations else "met"
+
+
+def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]) -> GateResult:
+    """Thresholds as `<config>_min_gbps` or `<num>_over_<den>`.
+
+    Fails closed: a threshold that cannot be evaluated (a configuration that did not run, a
+    key of neither form) is a violation, never a silent pass.
+    """
     bad = []
     for key, limit in thresholds.items():
-        if key.endswith("_min_gbps"):
-            name = key.removesuffix("_min_gbps")
-            if name in summaries and summaries[name].median / 1e9 < limit:
-                bad.append(f"{name}: {summaries[name].median / 1e9:.3f} Gbit/s < {limit}")
-        elif "_over_" in key:
-            num, den = key.split("_over_", 1)
-            if num in summaries and den in summaries:
-                r = summaries[num].median / summaries[den].median
-                if r < limit:
-                    bad.append(f"{num}/{den}: {r:.2f} < {limit}")
-    return bad
+        names = named_configs(key)
+        if names is None:
+            bad.append(f"{key}: not a threshold key")
+            continue
+        missing = [n for n in names if n not in summaries]
+        if missing:
+            bad.append(f"{key}: {', '.join(missing)} not measured, so the threshold cannot be met")
+        elif len(names) == 1:
+            gbps = summaries[names[0]].median / 1e9
+            if gbps < limit:
+                bad.append(f"{names[0]}: {gbps:.3f} Gbit/s < {limit}")
+        else:
+            num, den = names
+            if not summaries[den].median:
+                bad.append(f"{num}/{den}: {den} moved nothing, so the ratio is undefined")
+                continue
+            r = summaries[num].median / summaries[den].median
+            if r < limit:
+                bad.append(f"{num}/{den}: {r:.2f} < {limit}")
+    return GateResult(gated=bool(thresholds), violations=tuple(bad))
+

@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hil import interrupts, kvm_trace, virtio
+
 # The configurations the throughput testcase runs (it holds their VMM settings), each with how
-# its queue interrupts must reach the guest. Names contain no underscore, so that threshold
-# keys split unambiguously.
+# its queue interrupts must reach the guest; every run proves it (wiring_problems). Names
+# contain no underscore, so that threshold keys split unambiguously.
 CONFIGS = {
     "virtio-net": "single",  # QEMU's userspace backend on one virtio-mmio line
     "vhost-net": "single",  # one line: QEMU relays every interrupt
@@ -23,6 +25,7 @@ CONFIGS = {
     "vhost-net-irqfd": "per-vq",  # a line per queue, raised by KVM irqfds
 }
 BASELINE = "virtio-net"
+NET_QUEUES = ("input.0", "output.0")  # virtio-net with one queue pair
 
 MIN_GBPS = "_min_gbps"
 OVER = "_over_"
@@ -142,3 +145,54 @@ def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]
                 bad.append(f"{num}/{den}: {r:.2f} < {limit}")
     return GateResult(gated=bool(thresholds), violations=tuple(bad))
 
+
+@dataclass(frozen=True)
+class Wiring:
+    """How virtio-net's interrupts reached the guest during one run."""
+
+    irq_mode: str | None  # the driver's sysfs irq_mode; None on PCI or an unpatched guest
+    controllers: dict[str, str]  # line ("" in single mode, "config", "input.0", ...) -> controller
+    interrupts: dict[str, int]  # line -> interrupts the guest took during the run
+    injections: dict[str, int]  # GIC line -> times the VMM raised it through KVM_IRQ_LINE
+
+
+def observe(net: virtio.VirtioDevice, before: list[interrupts.IrqRow],
+            after: list[interrupts.IrqRow], counters: kvm_trace.Counters) -> Wiring:
+    lines = virtio.lines_of(after, net.name)
+    grown = interrupts.delta(before, after)
+    return Wiring(
+        irq_mode=net.irq_mode,
+        controllers={k: r.controller or "" for k, r in lines.items()},
+        interrupts={k: sum(grown.get(r.irq, ())) for k, r in lines.items()},
+        # An MSI row's hwirq is a vector number, not a GIC INTID that KVM_IRQ_LINE could name.
+        injections={k: counters.userspace_injections([r.hwirq]) for k, r in lines.items()
+                    if r.hwirq is not None and interrupts.gic_spi(r) is not None},
+    )
+
+
+def wiring_problems(config: str, w: Wiring) -> list[str]:
+    """Why a run of `config` did not run as named (empty if it did)."""
+    expected = CONFIGS[config]
+    if expected == "msi-x":
+        missing = [q for q in NET_QUEUES if q not in w.controllers]
+        if missing:
+            return [f"{config}: no interrupt line for {', '.join(missing)} (lines: {sorted(w.controllers)})"]
+        problems = [f"{config}: {q} is on {w.controllers[q]}, not MSI-X" for q in NET_QUEUES
+                    if "MSI" not in w.controllers[q]]
+        queue_lines: tuple[str, ...] = NET_QUEUES
+    else:
+        if w.irq_mode != expected:
+            return [f"{config}: irq_mode is {w.irq_mode}, not {expected}"]
+        want = {""} if expected == "single" else {"config", *NET_QUEUES}
+        if set(w.controllers) != want:
+            return [f"{config}: lines {sorted(w.controllers)}, not {sorted(want)}"]
+        problems = []
+        queue_lines = ("",) if expected == "single" else NET_QUEUES
+        if expected == "per-vq":
+            injected = sum(w.injections.get(q, 0) for q in queue_lines)
+            if injected:
+                problems.append(f"{config}: the VMM injected {injected} queue interrupts; "
+                                "irqfd should have raised them all")
+    if not sum(w.interrupts[q] for q in queue_lines):
+        problems.append(f"{config}: no interrupt on {' or '.join(q or 'its line' for q in queue_lines)}")
+    return problems

@@ -1,15 +1,16 @@
 """Throughput between guest and board for each way of wiring virtio-net's interrupts.
 
 Configurations (named in hil/throughput.py) run interleaved in one session and are compared
-as ratios. The board's `options.thresholds` decide pass or fail; a board without thresholds
-(the virtual one) is measured, not gated.
+as ratios; each run first proves it was wired as named. The board's `options.thresholds`
+decide pass or fail; a board without thresholds (the virtual one) is measured, not gated.
 """
 
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 
-from hil import throughput
+from hil import throughput, virtio
 from hil.errors import ConfigError
 from hil.lab import probes
 
@@ -44,6 +45,11 @@ def test_throughput_of_each_interrupt_wiring_side_by_side(board, boot_guest, boa
     for name in throughput.interleave(list(configs), iterations):
         guest = boot_guest(**configs[name])
         run = probes.iperf_with_counters(board, guest, seconds=seconds)
+        (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
+        wiring = throughput.observe(net, run.irq_before, run.irq_after, run.counters)
+        measurements.record("throughput.wiring", asdict(wiring), config=name)
+        wrong = throughput.wiring_problems(name, wiring)
+        assert not wrong, "; ".join(wrong)
         samples[name].append(run.result.received_bps)
         measurements.record("iperf3.received_bps", run.result.received_bps, "bit/s", config=name)
     summaries = throughput.summarize(samples)

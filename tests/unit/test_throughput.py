@@ -1,6 +1,6 @@
 import pytest
 
-from hil import throughput
+from hil import interrupts, kvm_trace, throughput, virtio
 
 
 def test_interleaved_runs_and_side_by_side_ratios():
@@ -84,3 +84,88 @@ def test_thresholds_must_be_a_mapping():
     assert throughput.threshold_problems(["vhost-net_over_virtio-net"]) == [
         "thresholds must be a mapping of key to number, not list"]
 
+
+# /proc/interrupts of a one-CPU guest before and after an iperf3 run, in each wiring.
+PER_VQ = """\
+           CPU0
+ 11:  {timer} GIC-0  27 Level     arch_timer
+ 17:        1 GIC-0  79 Edge      virtio0-config
+ 18:    {rx} GIC-0 212 Edge      virtio0-input.0
+ 19:    {tx} GIC-0 213 Edge      virtio0-output.0
+"""
+MSIX = """\
+           CPU0
+ 11:  {timer} GIC-0  27 Level     arch_timer
+ 18:        0 GICv2m-PCI-MSIX-0000:00:01.0   0 Edge      virtio0-config
+ 19:    {rx} GICv2m-PCI-MSIX-0000:00:01.0   1 Edge      virtio0-input.0
+ 20:    {tx} GICv2m-PCI-MSIX-0000:00:01.0   2 Edge      virtio0-output.0
+"""
+SINGLE = """\
+           CPU0
+ 11:  {timer} GIC-0  27 Level     arch_timer
+ 17:    {rx} GIC-0  79 Edge      virtio0
+"""
+
+
+def run_of(text: str, rx: int, tx: int, irq_line_hist: str = "") -> tuple:
+    before = interrupts.parse(text.format(timer=800, rx=10, tx=5))
+    after = interrupts.parse(text.format(timer=900, rx=10 + rx, tx=5 + tx))
+    counters = kvm_trace.Counters(kvm_trace.parse_hist(irq_line_hist), {}, {})
+    return before, after, counters
+
+
+def wiring(text: str, irq_mode: str | None, rx: int, tx: int = 0,
+           irq_line_hist: str = "") -> throughput.Wiring:
+    net = virtio.VirtioDevice("virtio0", "net", irq_mode)
+    return throughput.observe(net, *run_of(text, rx, tx, irq_line_hist))
+
+
+def test_irqfd_configuration_runs_per_vq_with_no_injection_from_the_vmm():
+    w = wiring(PER_VQ, "per-vq", 1200, 300,
+               "{ irq_num:         33, level:          1 } hitcount:         97\n")
+    assert w.interrupts == {"config": 0, "input.0": 1200, "output.0": 300}
+    assert w.injections == {"config": 0, "input.0": 0, "output.0": 0}
+    assert throughput.wiring_problems("vhost-net-irqfd", w) == []
+
+
+def test_irqfd_configuration_fails_when_the_vmm_injects_its_queue_interrupts():
+    w = wiring(PER_VQ, "per-vq", 1200, 300,
+               "{ irq_num:        212, level:          1 } hitcount:       1200\n"
+               "{ irq_num:        212, level:          0 } hitcount:       1200\n")
+    assert throughput.wiring_problems("vhost-net-irqfd", w) == [
+        "vhost-net-irqfd: the VMM injected 1200 queue interrupts; irqfd should have raised them all"]
+
+
+def test_irqfd_configuration_fails_in_any_other_mode_or_without_queue_interrupts():
+    shared = wiring(SINGLE, "shared", 1200)
+    assert throughput.wiring_problems("vhost-net-irqfd", shared) == [
+        "vhost-net-irqfd: irq_mode is shared, not per-vq"]
+    idle = wiring(PER_VQ, "per-vq", 0, 0)
+    assert throughput.wiring_problems("vhost-net-irqfd", idle) == [
+        "vhost-net-irqfd: no interrupt on input.0 or output.0"]
+
+
+def test_pci_configuration_shows_its_queues_on_msix():
+    w = wiring(MSIX, None, 1500, 300)
+    assert w.controllers["input.0"] == "GICv2m-PCI-MSIX-0000:00:01.0"
+    assert w.injections == {}  # MSI vectors are no GIC INTIDs
+    assert throughput.wiring_problems("virtio-net-pci-msi", w) == []
+
+
+def test_pci_configuration_fails_when_its_queues_are_not_on_msix():
+    on_gic = wiring(PER_VQ, None, 1500, 300)
+    assert throughput.wiring_problems("virtio-net-pci-msi", on_gic) == [
+        "virtio-net-pci-msi: input.0 is on GIC-0, not MSI-X",
+        "virtio-net-pci-msi: output.0 is on GIC-0, not MSI-X"]
+    single = wiring(SINGLE, "single", 1500)
+    assert throughput.wiring_problems("virtio-net-pci-msi", single) == [
+        "virtio-net-pci-msi: no interrupt line for input.0, output.0 (lines: [''])"]
+
+
+def test_single_line_configurations_run_in_single_mode():
+    for config in ("virtio-net", "vhost-net"):
+        assert throughput.wiring_problems(config, wiring(SINGLE, "single", 900)) == []
+        assert throughput.wiring_problems(config, wiring(PER_VQ, "per-vq", 900)) == [
+            f"{config}: irq_mode is per-vq, not single"]
+        assert throughput.wiring_problems(config, wiring(SINGLE, "single", 0)) == [
+            f"{config}: no interrupt on its line"]

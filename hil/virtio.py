@@ -34,20 +34,6 @@ def parse_list(text: str) -> list[VirtioDevice]:
     return out
 
 
-def expected_mode(guest_patched: bool, vmm_patched: bool, lines: int,
-                  callback_queues: list[int], modern: bool = True) -> str:
-    """The interrupt mode firmware/PROTOCOL.md prescribes (section 5 and its matrix).
-
-    An unpatched guest always ends up in single mode (its line carries the plain name).
-    """
-    if not (guest_patched and vmm_patched and modern) or lines < 2 or not callback_queues:
-        return "single"
-    names_say_queues = lines == 2  # the board names two lines "config", "queues"
-    if not names_say_queues and lines >= max(callback_queues) + 2:
-        return "per-vq"
-    return "shared"
-
-
 def expected_line_names(mode: str, vq_names: list[str]) -> set[str]:
     """Suffixes of a device's interrupt names in each mode (see lines_of)."""
     return {"single": {""}, "shared": {"config", "queues"},

@@ -15,15 +15,8 @@ def test_lines_of_a_device_by_suffix():
     assert list(virtio.lines_of(rows, "virtio10")) == [""]
 
 
-def test_expected_modes_follow_the_protocol_matrix():
-    net = [0, 1]  # virtio-net, one queue pair: rx and tx have callbacks, ctrl has none
-    assert virtio.expected_mode(True, True, 3, net) == "per-vq"
-    assert virtio.expected_mode(True, True, 4, net) == "per-vq"
-    assert virtio.expected_mode(True, True, 2, net) == "shared"
-    assert virtio.expected_mode(True, True, 4, [0, 1, 2, 3]) == "shared"  # fewer than 1+nvqs
-    assert virtio.expected_mode(True, True, 1, net) == "single"
-    assert virtio.expected_mode(False, True, 3, net) == "single"  # unpatched guest
-    assert virtio.expected_mode(True, False, 1, net) == "single"  # unpatched VMM
-    assert virtio.expected_mode(True, True, 3, net, modern=False) == "single"
+def test_each_mode_names_its_lines():
+    assert virtio.expected_line_names("single", ["input.0", "output.0"]) == {""}
+    assert virtio.expected_line_names("shared", ["input.0", "output.0"]) == {"config", "queues"}
     assert virtio.expected_line_names("per-vq", ["input.0", "output.0"]) == \
         {"config", "input.0", "output.0"}

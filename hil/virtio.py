@@ -50,3 +50,24 @@ def lines_of(rows: list[interrupts.IrqRow], device: str) -> dict[str, interrupts
         elif row.name.startswith(device + "-"):
             out[row.name[len(device) + 1:]] = row
     return out
+
+
+def affinity_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tuple[int, ...]],
+                      cpu_of: dict[str, int]) -> list[str]:
+    """Each queue in `cpu_of` must have taken interrupts during a run, all on its own CPU.
+
+    `lines` comes from lines_of, `grown` from interrupts.delta. A queue that took none proves
+    nothing about where its interrupts go, so it is a problem too.
+    """
+    problems = []
+    for vq, cpu in cpu_of.items():
+        row = lines.get(vq)
+        if row is None:
+            problems.append(f"{vq}: no interrupt line (lines: {sorted(lines)})")
+            continue
+        per_cpu = list(grown.get(row.irq, ()))
+        if not sum(per_cpu):
+            problems.append(f"{vq} took no interrupt during the run")
+        elif sum(per_cpu) != (per_cpu[cpu] if cpu < len(per_cpu) else 0):
+            problems.append(f"{vq} bound to CPU{cpu} fired elsewhere: per CPU {per_cpu}")
+    return problems

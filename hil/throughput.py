@@ -2,13 +2,33 @@
 
 Under emulation absolute numbers are noise; runs of all configurations are interleaved
 (A B C A B C ...) so that drift hits each alike, and only ratios are compared. Pass or fail
-comes from thresholds a board declares, never from a built-in figure.
+comes from thresholds a board declares, never from a built-in figure; a board that declares
+none is measured, not gated.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from hil import interrupts, kvm_trace, virtio
+
+# The configurations the throughput testcase runs (it holds their VMM settings), each with how
+# its queue interrupts must reach the guest; every run proves it (wiring_problems). Names
+# contain no underscore, so that threshold keys split unambiguously.
+CONFIGS = {
+    "virtio-net": "single",  # QEMU's userspace backend on one virtio-mmio line
+    "vhost-net": "single",  # one line: QEMU relays every interrupt
+    "virtio-net-pci-msi": "msi-x",  # the reference: PCI, MSI-X through GICv2m, irqfd
+    "vhost-net-irqfd": "per-vq",  # a line per queue, raised by KVM irqfds
+}
+BASELINE = "virtio-net"
+NET_QUEUES = ("input.0", "output.0")  # virtio-net with one queue pair
+
+MIN_GBPS = "_min_gbps"
+OVER = "_over_"
 
 
 @dataclass(frozen=True)
@@ -39,18 +59,140 @@ def ratios(summaries: dict[str, Summary], baseline: str) -> dict[str, float]:
     return {name: s.median / base for name, s in summaries.items() if base}
 
 
-def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]) -> list[str]:
-    """Thresholds as `<config>_min_gbps` or `<config>_over_<other>`; returns the violations."""
+def named_configs(key: str) -> tuple[str, ...] | None:
+    """The configurations a threshold key names: `<config>_min_gbps` -> (config,),
+    `<num>_over_<den>` -> (num, den); None for a key of neither form."""
+    if key.endswith(MIN_GBPS):
+        return (key.removesuffix(MIN_GBPS),)
+    if OVER in key:
+        num, den = key.split(OVER, 1)
+        return num, den
+    return None
+
+
+def _is_number(value: object) -> bool:
+    # YAML reads `yes` as True, and bool is an int: a limit of True is a typo, not 1.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def threshold_problems(thresholds: Any, configs: Iterable[str] = CONFIGS) -> list[str]:
+    """What is wrong with a board's `options.thresholds`, each message saying what to fix.
+
+    Checked before power-on: a misspelt key would otherwise never be compared and the gate
+    would pass without having been applied.
+    """
+    if thresholds is None:
+        return []
+    if not isinstance(thresholds, dict):
+        return [f"thresholds must be a mapping of key to number, not {type(thresholds).__name__}"]
+    known = list(configs)
+    problems = []
+    for key, limit in thresholds.items():
+        names = named_configs(str(key))
+        if names is None:
+            problems.append(f"threshold {key!r}: unknown key; write `<config>{MIN_GBPS}` "
+                            f"or `<config>{OVER}<config>`")
+        else:
+            problems += [f"threshold {key!r}: no configuration {name!r}; "
+                         f"choose one of {', '.join(known)}" for name in names if name not in known]
+        if not _is_number(limit):
+            problems.append(f"threshold {key!r}: limit {limit!r} is not a number; "
+                            f"write it unquoted, e.g. 1.5")
+    return problems
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A throughput gate's verdict. Without thresholds nothing was gated, which a report must
+    not read as "all met"."""
+
+    gated: bool
+    violations: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        if not self.gated:
+            return "not gated"
+        return "violated" if self.violations else "met"
+
+
+def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]) -> GateResult:
+    """Thresholds as `<config>_min_gbps` or `<num>_over_<den>`.
+
+    Fails closed: a threshold that cannot be evaluated (a configuration that did not run, a
+    key of neither form) is a violation, never a silent pass.
+    """
     bad = []
     for key, limit in thresholds.items():
-        if key.endswith("_min_gbps"):
-            name = key.removesuffix("_min_gbps")
-            if name in summaries and summaries[name].median / 1e9 < limit:
-                bad.append(f"{name}: {summaries[name].median / 1e9:.3f} Gbit/s < {limit}")
-        elif "_over_" in key:
-            num, den = key.split("_over_", 1)
-            if num in summaries and den in summaries:
-                r = summaries[num].median / summaries[den].median
-                if r < limit:
-                    bad.append(f"{num}/{den}: {r:.2f} < {limit}")
-    return bad
+        names = named_configs(key)
+        if names is None:
+            bad.append(f"{key}: not a threshold key")
+            continue
+        missing = [n for n in names if n not in summaries]
+        if missing:
+            bad.append(f"{key}: {', '.join(missing)} not measured, so the threshold cannot be met")
+        elif len(names) == 1:
+            gbps = summaries[names[0]].median / 1e9
+            if gbps < limit:
+                bad.append(f"{names[0]}: {gbps:.3f} Gbit/s < {limit}")
+        else:
+            num, den = names
+            if not summaries[den].median:
+                bad.append(f"{num}/{den}: {den} moved nothing, so the ratio is undefined")
+                continue
+            r = summaries[num].median / summaries[den].median
+            if r < limit:
+                bad.append(f"{num}/{den}: {r:.2f} < {limit}")
+    return GateResult(gated=bool(thresholds), violations=tuple(bad))
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How virtio-net's interrupts reached the guest during one run."""
+
+    irq_mode: str | None  # the driver's sysfs irq_mode; None on PCI or an unpatched guest
+    controllers: dict[str, str]  # line ("" in single mode, "config", "input.0", ...) -> controller
+    interrupts: dict[str, int]  # line -> interrupts the guest took during the run
+    injections: dict[str, int]  # GIC line -> times the VMM raised it through KVM_IRQ_LINE
+
+
+def observe(net: virtio.VirtioDevice, before: list[interrupts.IrqRow],
+            after: list[interrupts.IrqRow], counters: kvm_trace.Counters) -> Wiring:
+    lines = virtio.lines_of(after, net.name)
+    grown = interrupts.delta(before, after)
+    return Wiring(
+        irq_mode=net.irq_mode,
+        controllers={k: r.controller or "" for k, r in lines.items()},
+        interrupts={k: sum(grown.get(r.irq, ())) for k, r in lines.items()},
+        # An MSI row's hwirq is a vector number, not a GIC INTID that KVM_IRQ_LINE could name.
+        injections={k: counters.userspace_injections([r.hwirq]) for k, r in lines.items()
+                    if r.hwirq is not None and interrupts.gic_spi(r) is not None},
+    )
+
+
+def wiring_problems(config: str, w: Wiring) -> list[str]:
+    """Why a run of `config` did not run as named (empty if it did)."""
+    expected = CONFIGS[config]
+    if expected == "msi-x":
+        missing = [q for q in NET_QUEUES if q not in w.controllers]
+        if missing:
+            return [f"{config}: no interrupt line for {', '.join(missing)} (lines: {sorted(w.controllers)})"]
+        problems = [f"{config}: {q} is on {w.controllers[q]}, not MSI-X" for q in NET_QUEUES
+                    if "MSI" not in w.controllers[q]]
+        queue_lines: tuple[str, ...] = NET_QUEUES
+    else:
+        if w.irq_mode != expected:
+            return [f"{config}: irq_mode is {w.irq_mode}, not {expected}"]
+        want = {""} if expected == "single" else {"config", *NET_QUEUES}
+        if set(w.controllers) != want:
+            return [f"{config}: lines {sorted(w.controllers)}, not {sorted(want)}"]
+        problems = []
+        queue_lines = ("",) if expected == "single" else NET_QUEUES
+        if expected == "per-vq":
+            injected = sum(w.injections.get(q, 0) for q in queue_lines)
+            if injected:
+                problems.append(f"{config}: the VMM injected {injected} queue interrupts; "
+                                "irqfd should have raised them all")
+    if not sum(w.interrupts[q] for q in queue_lines):
+        problems.append(f"{config}: no interrupt on {' or '.join(q or 'its line' for q in queue_lines)}")
+    return problems

@@ -34,20 +34,6 @@ def parse_list(text: str) -> list[VirtioDevice]:
     return out
 
 
-def expected_mode(guest_patched: bool, vmm_patched: bool, lines: int,
-                  callback_queues: list[int], modern: bool = True) -> str:
-    """The interrupt mode firmware/PROTOCOL.md prescribes (section 5 and its matrix).
-
-    An unpatched guest always ends up in single mode (its line carries the plain name).
-    """
-    if not (guest_patched and vmm_patched and modern) or lines < 2 or not callback_queues:
-        return "single"
-    names_say_queues = lines == 2  # the board names two lines "config", "queues"
-    if not names_say_queues and lines >= max(callback_queues) + 2:
-        return "per-vq"
-    return "shared"
-
-
 def expected_line_names(mode: str, vq_names: list[str]) -> set[str]:
     """Suffixes of a device's interrupt names in each mode (see lines_of)."""
     return {"single": {""}, "shared": {"config", "queues"},
@@ -64,3 +50,24 @@ def lines_of(rows: list[interrupts.IrqRow], device: str) -> dict[str, interrupts
         elif row.name.startswith(device + "-"):
             out[row.name[len(device) + 1:]] = row
     return out
+
+
+def affinity_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tuple[int, ...]],
+                      cpu_of: dict[str, int]) -> list[str]:
+    """Each queue in `cpu_of` must have taken interrupts during a run, all on its own CPU.
+
+    `lines` comes from lines_of, `grown` from interrupts.delta. A queue that took none proves
+    nothing about where its interrupts go, so it is a problem too.
+    """
+    problems = []
+    for vq, cpu in cpu_of.items():
+        row = lines.get(vq)
+        if row is None:
+            problems.append(f"{vq}: no interrupt line (lines: {sorted(lines)})")
+            continue
+        per_cpu = list(grown.get(row.irq, ()))
+        if not sum(per_cpu):
+            problems.append(f"{vq} took no interrupt during the run")
+        elif sum(per_cpu) != (per_cpu[cpu] if cpu < len(per_cpu) else 0):
+            problems.append(f"{vq} bound to CPU{cpu} fired elsewhere: per CPU {per_cpu}")
+    return problems

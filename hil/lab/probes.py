@@ -57,3 +57,25 @@ def iperf_with_counters(board: Shell, guest: Shell, seconds: int = 3, parallel: 
     after = guest_interrupts(guest)
     counters = read_kvm_counters(board)
     return TrafficRun(iperf.parse(out), counters, before, after)
+
+
+def iperf_from_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int,
+                                      seconds: int = 3) -> TrafficRun:
+    """One iperf3 client pinned to each guest CPU, all at once, each to its own server.
+
+    So every queue pair of a multiqueue virtio-net carries traffic: the guest sends on the
+    queue of the sending CPU (XPS), and the board's tap answers a flow on the queue it came
+    from. iperf3's -P alone sends every stream from one CPU.
+    """
+    for cpu in range(cpus):
+        board.check(iperf.server_command(iperf.PORT + cpu))
+    arm_kvm_counters(board)
+    before = guest_interrupts(guest)
+    clients = " ".join(
+        f"{iperf.client_command(BOARD_ADDR, seconds, port=iperf.PORT + cpu, cpu=cpu)}"
+        f" >/tmp/iperf-{cpu}.json 2>&1 &" for cpu in range(cpus))
+    guest.check(f"{clients} wait", timeout=seconds * 10 + 60)
+    after = guest_interrupts(guest)
+    counters = read_kvm_counters(board)
+    results = [iperf.parse(guest.check(f"cat /tmp/iperf-{cpu}.json")) for cpu in range(cpus)]
+    return TrafficRun(iperf.combine(results), counters, before, after)

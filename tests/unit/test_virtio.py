@@ -15,15 +15,48 @@ def test_lines_of_a_device_by_suffix():
     assert list(virtio.lines_of(rows, "virtio10")) == [""]
 
 
-def test_expected_modes_follow_the_protocol_matrix():
-    net = [0, 1]  # virtio-net, one queue pair: rx and tx have callbacks, ctrl has none
-    assert virtio.expected_mode(True, True, 3, net) == "per-vq"
-    assert virtio.expected_mode(True, True, 4, net) == "per-vq"
-    assert virtio.expected_mode(True, True, 2, net) == "shared"
-    assert virtio.expected_mode(True, True, 4, [0, 1, 2, 3]) == "shared"  # fewer than 1+nvqs
-    assert virtio.expected_mode(True, True, 1, net) == "single"
-    assert virtio.expected_mode(False, True, 3, net) == "single"  # unpatched guest
-    assert virtio.expected_mode(True, False, 1, net) == "single"  # unpatched VMM
-    assert virtio.expected_mode(True, True, 3, net, modern=False) == "single"
+def test_each_mode_names_its_lines():
+    assert virtio.expected_line_names("single", ["input.0", "output.0"]) == {""}
+    assert virtio.expected_line_names("shared", ["input.0", "output.0"]) == {"config", "queues"}
     assert virtio.expected_line_names("per-vq", ["input.0", "output.0"]) == \
         {"config", "input.0", "output.0"}
+
+
+# Two queue pairs on a two-CPU guest; pair n is bound to CPU n. Counts: (CPU0, CPU1) per queue.
+MQ = """\
+           CPU0       CPU1
+ 14:          1          0     GIC-0  79 Edge      virtio0-config
+ 15: {0[0]:10d} {0[1]:10d}     GIC-0 212 Edge      virtio0-input.0
+ 16: {1[0]:10d} {1[1]:10d}     GIC-0 213 Edge      virtio0-output.0
+ 17: {2[0]:10d} {2[1]:10d}     GIC-0 214 Edge      virtio0-input.1
+ 18: {3[0]:10d} {3[1]:10d}     GIC-0 215 Edge      virtio0-output.1
+"""
+BEFORE = MQ.format((10, 0), (5, 0), (0, 12), (0, 7))
+PAIRS = {"input.0": 0, "output.0": 0, "input.1": 1, "output.1": 1}
+
+
+def problems_after(*counts: tuple[int, int]) -> list[str]:
+    before, after = interrupts.parse(BEFORE), interrupts.parse(MQ.format(*counts))
+    lines = virtio.lines_of(after, "virtio0")
+    return virtio.affinity_problems(lines, interrupts.delta(before, after), PAIRS)
+
+
+def test_every_queue_taking_interrupts_on_its_own_cpu_is_fine():
+    assert problems_after((900, 0), (300, 0), (0, 800), (0, 200)) == []
+
+
+def test_an_output_queue_firing_on_another_cpu_is_a_problem():
+    assert problems_after((900, 0), (300, 0), (0, 800), (4, 200)) == [
+        "output.1 bound to CPU1 fired elsewhere: per CPU [4, 193]"]
+
+
+def test_a_queue_without_interrupts_is_a_problem_not_a_pass():
+    assert problems_after((900, 0), (300, 0), (0, 800), (0, 7)) == [
+        "output.1 took no interrupt during the run"]
+
+
+def test_a_queue_without_a_line_is_a_problem():
+    lines = virtio.lines_of(interrupts.parse(BEFORE), "virtio0")
+    del lines["input.1"]
+    assert virtio.affinity_problems(lines, {}, {"input.1": 1}) == [
+        "input.1: no interrupt line (lines: ['config', 'input.0', 'output.0', 'output.1'])"]

@@ -8,6 +8,7 @@ from typing import Any
 from labgrid.util.yaml import load
 from yaml import YAMLError
 
+from hil import throughput
 from hil.errors import ConfigError
 
 
@@ -26,6 +27,13 @@ def problems(data: Any) -> list[str]:
         drivers = target.get("drivers")
         if drivers is not None and not isinstance(drivers, (dict, list)):
             out.append(f"target '{name}': 'drivers:' must be a mapping or a list")
+        options = target.get("options") or {}
+        if not isinstance(options, dict):
+            out.append(f"target '{name}': 'options:' must be a mapping")
+        else:
+            # A misspelt threshold would never be compared: the gate would pass unapplied.
+            out += [f"target '{name}': options.thresholds: {p}"
+                    for p in throughput.threshold_problems(options.get("thresholds"))]
         remote = target.get("resources", {})
         if "RemotePlace" not in str(remote) and drivers is None:
             out.append(f"target '{name}' has no drivers: add a power/console driver and "

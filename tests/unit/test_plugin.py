@@ -157,3 +157,14 @@ def test_long_campaigns_run_only_when_asked_for(qualify, pytester):
                                        "--hil-results", str(pytester.path / "r2"),
                                        "--hil-campaigns", "-p", "no:cacheprovider")
     r2.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("thresholds", [{"vhost-net-irqfd_min_gbs": 1.5},
+                                        {"vhost-net-msi_over_vhost-net": 1.1},
+                                        {"vhost-net_min_gbps": "fast"}])
+def test_bad_thresholds_are_a_usage_error_before_anything_is_powered(qualify, pytester,
+                                                                    thresholds):
+    r, _ = qualify(CASES, options={"thresholds": thresholds})
+    assert r.ret == 4
+    r.stderr.fnmatch_lines(["*target 'main': options.thresholds: threshold *"])
+    assert events(pytester.path) == []

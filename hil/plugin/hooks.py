@@ -90,7 +90,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         # Shown beside the failure; not read from a console that is out of sync.
         if lab is not None and lab.reached and not verdict.needs_power_cycle(e):
             try:
-                found = lab.kernel_reports(item)
+                found = lab.case_kernel_reports(item)
             except Exception as scan_error:
                 found, note = {}, f"kernel logs not scanned: {scan_error}"
                 item.add_report_section("call", "kernel log", note)
@@ -99,7 +99,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         raise
     if lab is not None and lab.reached:
         item.stash[PHASE] = Phase.KERNEL_LOG
-        kernel_logs.raise_on_findings(lab.kernel_reports(item))
+        kernel_logs.raise_on_findings(lab.case_kernel_reports(item))
     return result
 
 

@@ -83,6 +83,8 @@ class Lab:
 
     @contextlib.contextmanager
     def phase(self, node: pytest.Item, phase: Phase) -> Iterator[None]:
+        """Steps inside run in `phase`; on an error the phase stays set (no finally), for
+        the classification to read."""
         node.stash[PHASE] = phase
         yield
         node.stash[PHASE] = Phase.TEST
@@ -135,8 +137,12 @@ class Lab:
         left out."""
         allow = [p for m in node.iter_markers("kernel_log_allows") for p in m.args]
         up = {"board": "board" in self.strategy.path, "guest": self.guest_up()}
-        found = {side: kernel_logs.check_since_last(self.strategy.shell(side), allow)
-                 for side in sides if up[side]}
+        return {side: kernel_logs.check_since_last(self.strategy.shell(side), allow)
+                for side in sides if up[side]}
+
+    def case_kernel_reports(self, node: pytest.Item) -> dict[str, list[Finding]]:
+        """All the case's kernel reports: now, and of guests it restarted before."""
+        found = self.kernel_reports(node)
         for side, earlier in node.stash.get(EARLIER_REPORTS, {}).items():
             found[side] = earlier + found.get(side, [])
         return found

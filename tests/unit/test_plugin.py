@@ -168,3 +168,13 @@ def test_bad_thresholds_are_a_usage_error_before_anything_is_powered(qualify, py
     assert r.ret == 4
     r.stderr.fnmatch_lines(["*target 'main': options.thresholds: threshold *"])
     assert events(pytester.path) == []
+
+
+def test_a_warning_of_a_guest_that_the_case_restarted_is_reported_once(qualify):
+    cases = ("def test_restarts(guest, boot_guest):\n    guest.check('provoke')\n"
+             "    boot_guest(cpus=2)\n    boot_guest(cpus=1)\n")
+    r, results = qualify(cases, guest_warn_on=("provoke",))
+    assert r.ret == 1
+    assert kinds(results)["test_restarts"] == ["product"]
+    (failure,) = ET.parse(results / "junit.xml").getroot().iter("failure")
+    assert failure.get("message").count("WARNING: CPU: 0 PID: 57 at drivers/virtio") == 1

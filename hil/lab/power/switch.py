@@ -267,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = threading.Thread(target=switch.serve_forever, name="switch")
+    # A short poll: shutdown() waits for it.
+    server = threading.Thread(target=switch.serve_forever, args=(0.05,), name="switch")
     server.start()
     if args.ready_file:
         write_ready(args.ready_file, switch.port)

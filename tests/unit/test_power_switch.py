@@ -209,3 +209,12 @@ def test_the_url_is_shown_without_credentials():
     assert redact("http://hil:pw@127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
     assert redact("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
     assert redact("pdu.lab") == "pdu.lab"
+
+
+def test_a_malformed_request_gets_an_error_not_a_hang(switch):
+    port, _ = switch
+    for length, status in ((b"-1", b"400"), (b"x", b"400"), (b"99999", b"413")):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PUT /restapi/relay/outlets/=1/state/ HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: " + length + b"\r\n\r\n")
+            assert s.recv(100).split()[1] == status

@@ -159,9 +159,13 @@ class Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > dli.MAX_BODY:
-            self._send(dli.Reply(413))
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        # A negative length would read until the client hangs up.
+        if not 0 <= length <= dli.MAX_BODY:
+            self._send(dli.Reply(400 if length < 0 else 413))
             return
         body = self.rfile.read(length)
         now = time.time()

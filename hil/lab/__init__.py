@@ -5,5 +5,6 @@ environment file can name them after `imports: [hil.lab]`.
 """
 
 from hil.lab import drivers, strategy
+from hil.lab.power import driver as power
 
-__all__ = ["drivers", "strategy"]
+__all__ = ["drivers", "power", "strategy"]

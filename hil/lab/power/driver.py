@@ -1,0 +1,114 @@
+"""NetworkPowerDriver with a deadline and one clear error per failure.
+
+labgrid's network power backends call `requests` without a timeout: a switch that accepts the
+connection and never answers (hung firmware, a stopped process) blocks the run forever. Its
+failures also surface as a chain of urllib3 exceptions. This driver runs the same backend
+with a deadline and raises one InfrastructureError that names the switch (without the
+credentials of its URL) and what went wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import attr
+from labgrid.driver import NetworkPowerDriver
+from labgrid.driver.common import Driver
+from labgrid.factory import target_factory
+from labgrid.step import step
+
+from hil.errors import InfrastructureError
+
+T = TypeVar("T")
+
+
+def redact(host: str) -> str:
+    """The switch's address without `user:password@`."""
+    url = urlsplit(host if "//" in host else f"//{host}")
+    if url.password is None and url.username is None:
+        return host
+    netloc = url.netloc.rpartition("@")[2]
+    return url._replace(netloc=netloc).geturl()
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        # urllib3 keeps the socket error in `reason` or an argument, not only as a cause.
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+
+
+def describe(error: BaseException) -> str:
+    """What a backend's exception means for whoever runs the lab, in one line."""
+    causes = list(_causes(error))
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return "nothing listens there (connection refused): is the switch running?"
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status == 401:
+        return "it refused the credentials (HTTP 401): check the user and password of its URL"
+    if status is not None:
+        return f"it answered HTTP {status} {getattr(response, 'reason', '')}".rstrip()
+    for e in causes:
+        if isinstance(e, OSError) and e.strerror:
+            return f"cannot talk to it: {e.strerror}"
+    return f"{type(error).__name__}: {error}"
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class PowerSwitchDriver(NetworkPowerDriver):  # type: ignore[misc]
+    """NetworkPowerDriver that gives up after `timeout` seconds with an InfrastructureError.
+
+    `timeout` must exceed the longest an honest switch takes: for hil's own switch, an off
+    that escalates to SIGKILL takes its `--grace` period.
+    """
+
+    timeout: float = attr.ib(default=30.0, converter=float)
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        where = f"power switch {self.port.model} at {redact(self.port.host)}, outlet " \
+                f"{self.port.index}: {what}"
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = fn(self._host, self._port, self.port.index, *args)
+            except Exception as e:
+                outcome["error"] = e
+
+        # A daemon thread, as a request without timeout cannot be cancelled: if the switch
+        # never answers, it stays blocked until the connection drops.
+        worker = threading.Thread(target=run, name=f"power-{self.port.index}", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise InfrastructureError(f"{where}: no answer within {self.timeout:g} s")
+        if "error" in outcome:
+            # The chain is urllib3's retries and sockets: the message already says it all.
+            raise InfrastructureError(f"{where}: {describe(outcome['error'])}") from None
+        return outcome["value"]  # type: ignore[no-any-return]
+
+    @Driver.check_active
+    @step()
+    def on(self) -> None:
+        self._call("on", self.backend.power_set, True)
+
+    @Driver.check_active
+    @step()
+    def off(self) -> None:
+        self._call("off", self.backend.power_set, False)
+
+    @Driver.check_active
+    def get(self) -> bool:
+        return bool(self._call("get", self.backend.power_get))

@@ -59,3 +59,14 @@ def test_install_copies_each_dtb_once_and_fails_on_a_missing_one(tmp_path: Path)
 def test_requests_need_targets():
     with pytest.raises(ConfigError, match="no 'targets:'"):
         dtbs.requests({}, "e")
+
+
+def test_the_image_recipe_takes_the_dtbs_of_the_real_boards():
+    from hil.build import images
+
+    recipe = images.Recipe.load()
+    assert recipe.dtbs_from == ("places/boards.yaml",)
+    wanted = dtbs.load_requests([images.REPO / p for p in recipe.dtbs_from], images.REPO)
+    assert {r.dtb for r in wanted} >= {"broadcom/bcm2711-rpi-4-b.dtb", "arm/juno-r2.dtb",
+                                       "freescale/fsl-ls1043a-rdb.dtb"}
+    assert all(r.source == "places/boards.yaml" for r in wanted)

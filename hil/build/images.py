@@ -1,8 +1,9 @@
 """The board and guest images: Debian's arm64 kernel plus initramfs built from Debian's packages.
 
-The board image is what a real board would get by TFTP or on its SD card: a kernel and one
-initramfs. It carries the guest's kernel and initramfs under /guest, so the board needs no
-network or disk to start its KVM guest.
+The board image is what a real board would get by TFTP or on its SD card: a kernel, one
+initramfs and the real boards' device trees (dtbs/, see hil/build/dtbs.py). It carries the
+guest's kernel and initramfs under /guest, so the board needs no network or disk to start its
+KVM guest.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from hil.build import apt, cpio, elf, kernel, kmod, qemu
+from hil.build import apt, cpio, dtbs, elf, kernel, kmod, qemu
 from hil.build.cache import Store, digest, sha256_file
 from hil.errors import ConfigError, InfrastructureError
 
@@ -49,6 +50,7 @@ class Recipe:
     kernel_regex: str
     host_packages: dict[str, str | None]
     images: dict[str, ImageSpec]
+    dtbs_from: tuple[str, ...] = ()  # environment files whose targets name their DTB
 
     @classmethod
     def load(cls, path: Path = RECIPE) -> Recipe:
@@ -66,7 +68,8 @@ class Recipe:
                 )
                 for name, spec in data["images"].items()
             }
-            recipe = cls(data["kernel"]["package_regex"], dict(data["host_packages"]), images)
+            recipe = cls(data["kernel"]["package_regex"], dict(data["host_packages"]), images,
+                         tuple(data.get("dtbs_from") or ()))
         except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: not a valid image recipe ({e!r})") from e
         for spec in images.values():
@@ -80,17 +83,22 @@ class Recipe:
         return sorted({kernel_package, *(p for i in self.images.values() for p in i.packages)})
 
 
-def _inputs(recipe_path: Path, debs: list[apt.Deb], built: list[Path]) -> list[str | bytes | Path]:
-    sources = [Path(__file__), *sorted(ROOTFS.iterdir())]
+def _inputs(recipe_path: Path, debs: list[apt.Deb], built: list[Path],
+            wanted: list[dtbs.Request]) -> list[str | bytes | Path]:
+    sources = [Path(__file__), Path(dtbs.__file__), *sorted(ROOTFS.iterdir())]
     # Built artefacts (guest kernel, patched QEMU) carry their content key in their names.
+    # Only the DTB names count: renaming a board or editing its other options rebuilds nothing.
     return [recipe_path, *sources, *(p.name for p in built),
-            *(f"{d.filename} {d.size} {d.checksum}" for d in debs)]
+            *(f"{d.filename} {d.size} {d.checksum}" for d in debs),
+            *(f"dtb {name}" for name in sorted({r.dtb for r in wanted}))]
 
 
 def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = print) -> Path:
     """Build (or find in the cache) the images and point images/board-image at them."""
     store = store or Store()
     recipe = Recipe.load(recipe_path)
+    # A malformed DTB name fails here, before anything is fetched or built.
+    wanted = dtbs.load_requests([REPO / p for p in recipe.dtbs_from], REPO)
     apt.ensure_sources(log)
     apt.ensure_host_packages(recipe.host_packages, log)
     guest_kernel = kernel.build_guest_kernel(store, log)
@@ -103,20 +111,20 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     archive = apt.Arm64Archive(store.root / "debs")
     packages = recipe.packages(kernel_package)
     debs = archive.resolve(packages)
-    key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm]))
+    key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm], wanted))
 
     def assemble(out: Path) -> dict[str, Any]:
         log(f"images: {len(debs)} packages, kernel {kernel_package}")
         paths = archive.fetch(packages, debs)
         return _assemble(recipe, kernel_package, debs, paths, guest_kernel, debug_kernel, vmm,
-                         out, log)
+                         wanted, out, log)
 
     return store.ensure(ARTIFACT, key, assemble, log)
 
 
 def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: list[Path],
-              guest_kernel: Path, debug_kernel: Path, vmm: Path, out: Path,
-              log: Log) -> dict[str, Any]:
+              guest_kernel: Path, debug_kernel: Path, vmm: Path, wanted: list[dtbs.Request],
+              out: Path, log: Log) -> dict[str, Any]:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hil-sysroot-") as tmp:
         root = Path(tmp)
@@ -124,6 +132,11 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
             subprocess.run(["dpkg-deb", "-x", str(p), str(root)], check=True)
         kver, image = _kernel(root)
         (out / "Image").write_bytes(image)
+        # Debian installs the DTBs beside the kernel's release; a missing one fails the build
+        # before the initramfs work, naming the board that wants it.
+        dtb_sums = dtbs.install(wanted, root / f"usr/lib/linux-image-{kver}", kernel_package, out)
+        if dtb_sums:
+            log(f"images: {len(dtb_sums)} board DTBs")
         stock_vmm = root / "usr/bin" / qemu.BINARY
         stock_vmm_sha = sha256_file(stock_vmm) if stock_vmm.is_file() else None
         deps = _depmod(root, kver)
@@ -143,6 +156,7 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
     return {
         "kernel": {"package": kernel_package, "release": kver,
                    "sha256": sha256_file(out / "Image")},
+        "dtbs": dtb_sums,
         "stock_vmm": {"package": f"qemu-system-arm {qemu_debs[0] if qemu_debs else '?'}",
                       "sha256": stock_vmm_sha},
         "guest_kernel": {"artifact": guest_kernel.name,

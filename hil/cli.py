@@ -1,4 +1,4 @@
-"""The `hil` command: firmware builds, qualification runs and benchmarks."""
+"""The `hil` command: firmware builds, qualification runs, benchmarks and lab host checks."""
 
 from __future__ import annotations
 
@@ -49,6 +49,39 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.boots(Path(args.lg_env), args.runs)
 
 
+def _lab_check(args: argparse.Namespace) -> int:
+    import jinja2
+    import yaml
+    from labgrid.exceptions import NoConfigFoundError
+
+    from hil.lab import exporters, udev_check, udev_host
+
+    path = Path(args.exporter)
+    try:
+        data = exporters.load(path)
+    except (NoConfigFoundError, jinja2.TemplateError, yaml.YAMLError, OSError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    problems = exporters.resource_problems(path.name, data)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    resources = exporters.udev_resources(data)
+    if args.udev_dump:
+        devices = udev_host.read_dump(Path(args.udev_dump))
+    else:
+        # tty and usb always, so that a recorded dump also serves a file that adds resources.
+        devices = udev_host.list_devices(udev_check.subsystems(resources) | {"tty", "usb"})
+        if args.export_udev:
+            udev_host.write_dump(Path(args.export_udev), devices)
+            print(f"lab check: {len(devices)} devices written to {args.export_udev}")
+    findings = udev_check.check_all(resources, devices)
+    for f in findings:
+        print("\n".join(udev_check.render(f)))
+    code = udev_check.exit_code(findings)
+    print(f"lab check: {len(resources)} udev-matched resources in {path.name}, "
+          f"{'all resolve' if code is ExitCode.PASSED else 'not all resolve'}")
+    return int(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--suite", action="store_true",
                    help="time the whole qualification suite and count its boots instead")
     b.set_defaults(func=_bench)
+
+    lab = sub.add_parser("lab", help="check a lab host")
+    lab_sub = lab.add_subparsers(dest="action", required=True)
+    lc = lab_sub.add_parser(
+        "check", help="does each udev match of an exporter file name exactly one device here?")
+    lc.add_argument("exporter", help="labgrid exporter configuration (places/exporters/*.yaml)")
+    source = lc.add_mutually_exclusive_group()
+    source.add_argument("--udev-dump", metavar="FILE",
+                        help="check against devices recorded with --export-udev, not this host's")
+    source.add_argument("--export-udev", metavar="FILE",
+                        help="also write this host's devices to FILE (JSON) to send or replay")
+    lc.set_defaults(func=_lab_check)
 
     args = parser.parse_args(argv)
     try:

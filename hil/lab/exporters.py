@@ -7,7 +7,9 @@ no (or two) exporter groups at review time instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,10 @@ import attr
 import labgrid.resource  # noqa: F401  (registers the resource classes with the factory)
 from labgrid.factory import target_factory
 from labgrid.remote.config import ResourceConfig
+from labgrid.resource.udev import USBResource
+
+from hil.errors import ConfigError
+from hil.lab.udev_check import Resource
 
 # What each `boot` option needs from the place, by labgrid resource class.
 BOOT_NEEDS = {"usbsdmux": "USBSDMuxDevice", "uboot-tftp": "TFTPProvider"}
@@ -24,8 +30,10 @@ POWER = ("NetworkPowerPort", "PDUDaemonPort")
 def load(path: Path) -> dict[str, Any]:
     """An exporter file as labgrid-exporter reads it: rendered by Jinja2, then YAML. The
     template gets an empty environment: a file must not need secrets to be checked."""
-    config = ResourceConfig(str(path), {"env": {}, "isolated": False, "hostname": "check",
-                                        "name": "check"})
+    # labgrid 26's ResourceConfig pprints the rendered and loaded file to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = ResourceConfig(str(path), {"env": {}, "isolated": False, "hostname": "check",
+                                            "name": "check"})
     data: dict[str, Any] = config.data
     return data
 
@@ -38,6 +46,22 @@ def resources(group: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
             continue
         params = dict(params)
         out[str(name)] = (str(params.pop("cls", name)), params)
+    return out
+
+
+def udev_resources(data: dict[str, Any]) -> list[Resource]:
+    """The resources that labgrid finds by udev `match:` (its USBResource classes), in file
+    order; ConfigError for a match that is not a mapping (labgrid would refuse it too)."""
+    out = []
+    for group, entries in data.items():
+        for name, (cls, params) in resources(entries or {}).items():
+            klass = target_factory.resources.get(cls)
+            if klass is None or not issubclass(klass, USBResource):
+                continue
+            match = params.get("match", {})
+            if not isinstance(match, dict):
+                raise ConfigError(f"{group}/{name}: match must be a mapping, not {match!r}")
+            out.append(Resource(str(group), name, cls, {str(k): v for k, v in match.items()}))
     return out
 
 

@@ -102,6 +102,7 @@ class Finding:
     status: Status
     matched: tuple[Candidate, ...] = ()  # OK: the device; AMBIGUOUS: every one
     nearest: tuple[Candidate, ...] = ()  # MISSING: the closest devices present
+    present: int = 0  # MISSING: devices of its subsystem, of any class
     notes: tuple[str, ...] = ()
 
 
@@ -213,7 +214,8 @@ def check(resource: Resource, devices: Sequence[Device]) -> Finding:
             for d, ks in zip(found, keys, strict=True)))
     pool = [d for d in devices if matches(d, base)]
     ranked = sorted(pool, key=lambda d: (-_closeness(d, {k: effective[k] for k in own}), d.sys_name))
-    return Finding(resource, Status.MISSING, notes=notes,
+    present = sum(matches(d, {"SUBSYSTEM": effective["SUBSYSTEM"]}) for d in devices)
+    return Finding(resource, Status.MISSING, notes=notes, present=present,
                    nearest=tuple(Candidate(d, _keys(d, own)) for d in ranked[:NEAREST]))
 
 
@@ -277,7 +279,9 @@ def render(finding: Finding) -> list[str]:
         if finding.nearest:
             lines += [f"    nearest: {c.device.sys_name}: {_show(c.keys)}" for c in finding.nearest]
         else:
-            lines.append("    no device of its class is present at all")
+            subsystem = effective_match(r.cls, r.match) or {}
+            lines.append(f"    no {r.cls} candidate at all ({finding.present} devices in "
+                         f"subsystem {subsystem.get('SUBSYSTEM')}, none of its class)")
     else:
         lines = [head]
     return lines + [f"    note: {n}" for n in finding.notes]
@@ -307,3 +311,13 @@ def from_data(data: Mapping[str, Any]) -> Device:
         raise ValueError(f"{data['sys_name']}: parents must be a list")
     return Device(data["sys_name"], strings("properties"), strings("attributes"),
                   strings("fields"), tuple(from_data(p) for p in parents))
+
+
+def subsystems(resources: Sequence[Resource]) -> set[str]:
+    """The udev subsystems the modelled resources are found in (labgrid lists only those)."""
+    out = set()
+    for r in resources:
+        effective = effective_match(r.cls, r.match)
+        if effective is not None:
+            out.add(str(effective["SUBSYSTEM"]))
+    return out

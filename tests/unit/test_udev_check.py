@@ -104,7 +104,8 @@ def test_an_unplugged_adapter_is_missing_and_the_nearest_present_ones_are_named(
 def test_missing_with_no_usb_serial_port_at_all():
     f = check(serial({"ID_SERIAL_SHORT": "FT4JUNO0"}), [TTYS0])
     assert (f.status, f.nearest) == (Status.MISSING, ())
-    assert render(f)[1] == "    no device of its class is present at all"
+    assert render(f)[1] == ("    no USBSerialPort candidate at all "
+                            "(1 devices in subsystem tty, none of its class)")
 
 
 def test_a_parent_match_on_id_path_finds_the_adapter_on_that_hub_port():

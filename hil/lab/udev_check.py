@@ -177,10 +177,17 @@ def _suggest(dev: Device, others: Sequence[Device], match: Mapping[str, Any], ba
              devices: Sequence[Device]) -> dict[str, str] | None:
     """The fewest preferred keys (in preference order) that pick `dev` alone from the devices
     that `match` fits; without the file's own keys if those add nothing."""
-    usable = [g for g in PREFERRED if all(k in dev.properties for k in g)]
+    usable = [{k: dev.properties[k] for k in g} for g in PREFERRED
+              if all(k in dev.properties for k in g)]
+    # Then the parents': an SD mux's ID_PATH is on its hub port, not on itself.
+    for g in PREFERRED:
+        parents = {f"@{k}": v for k in g if k not in dev.properties
+                   and (v := _value(dev, f"@{k}")) is not None}
+        if len(parents) == len(g):
+            usable.append(parents)
     for n in (1, 2):
         for combo in itertools.combinations(usable, n):
-            keys = {k: dev.properties[k] for g in combo for k in g}
+            keys = {k: v for group in combo for k, v in group.items()}
             if any(matches(o, keys) for o in others):
                 continue
             lean = {**base, **keys}

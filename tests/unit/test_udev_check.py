@@ -155,6 +155,17 @@ def test_an_sd_mux_by_its_hub_port():
     assert check(sdmux, [mux, ftdi("ttyUSB0", "X", "1.1")]).status is Status.OK
 
 
+def test_two_sd_muxes_are_told_apart_by_their_hub_ports():
+    def mux(port: str) -> Device:
+        hub_port = Device(f"1-{port}", {"SUBSYSTEM": "usb", "ID_PATH": f"pci-0000:00:14.0-usb-0:{port}"})
+        return Device(f"1-{port}.1", {"SUBSYSTEM": "usb", "ID_VENDOR_ID": "0424", "ID_MODEL_ID": "4041"},
+                      parents=(hub_port,))
+
+    f = check(Resource("rpi4", "sdmux", "USBSDMuxDevice", {}), [mux("2.1"), mux("2.2")])
+    assert f.status is Status.AMBIGUOUS
+    assert f.matched[1].suggestion == {"@ID_PATH": "pci-0000:00:14.0-usb-0:2.2"}
+
+
 def test_classes_with_their_own_filter_are_skipped_not_failed():
     f = check(Resource("g", "r", "IMXUSBLoader", {"ID_PATH": "p"}), [])
     assert f.status is Status.SKIPPED

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from hil.errors import ConfigError, HilError
 from hil.verdict import ExitCode
@@ -82,8 +83,17 @@ def _lab_check(args: argparse.Namespace) -> int:
     return int(code)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a usage error (exit 4), not argparse's 2, which a scheduler
+    would read as an inconclusive run."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE_ERROR), f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hil", description=__doc__)
+    parser = _Parser(prog="hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     fw = sub.add_parser("firmware", help="build the board and guest images")

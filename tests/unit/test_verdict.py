@@ -106,3 +106,12 @@ def test_exit_codes_are_distinct_and_documented():
 def test_missing_features_are_named_with_their_case_counts():
     run = outcome(skipped={FEATURE_SKIP: 15, "unsupported feature(s): gicv3, multi-irq-vmm": 2})
     assert verdict.missing_features(run) == Counter({"multi-irq-vmm": 17, "gicv3": 2})
+
+
+def test_a_bad_hil_command_line_is_a_usage_error_not_an_inconclusive_run(capsys):
+    from hil import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["qualify", "--no-such-option"])
+    assert e.value.code == ExitCode.USAGE_ERROR
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err

@@ -35,6 +35,11 @@ def default_root() -> Path:
     return Path(os.environ.get("HIL_CACHE", Path.home() / ".cache" / "hil"))
 
 
+def default_images() -> Path:
+    """Where environment files find the images (HIL_IMAGES): images/ of the default store."""
+    return Path(os.environ.get("HIL_IMAGES", default_root() / "images"))
+
+
 def default_seed() -> Store | None:
     seed = os.environ.get("HIL_CACHE_SEED")
     return Store(Path(seed)) if seed else None

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
+from hil.build.cache import default_images
 from hil.errors import HilError, InfrastructureError
 from hil.lab import envfile
 from hil.lab.shell import Shell
 
-os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+# The images `hil firmware build` made: under HIL_CACHE, wherever that is.
+os.environ.setdefault("HIL_IMAGES", str(default_images()))
 
 FAILURE_KIND = "hil_failure_kind"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hil.build import kernel, qemu
-from hil.build.cache import SEEDABLE, Store, digest, read_manifest
+from hil.build.cache import SEEDABLE, Store, default_images, digest, read_manifest
 
 KEY = digest(["inputs"])
 
@@ -116,3 +116,10 @@ def test_the_environment_seeds_the_default_store_only(tmp_path, monkeypatch):
 def test_seedable_names_are_the_compiled_artefacts():
     assert {kernel.ARTIFACT, qemu.ARM64.artifact, qemu.X86.artifact} == SEEDABLE
 
+
+def test_images_follow_the_cache_unless_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("HIL_IMAGES", raising=False)
+    monkeypatch.setenv("HIL_CACHE", str(tmp_path))
+    assert default_images() == tmp_path / "images"
+    monkeypatch.setenv("HIL_IMAGES", str(tmp_path / "elsewhere"))
+    assert default_images() == tmp_path / "elsewhere"

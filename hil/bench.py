@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from hil.build import images
+from hil.build.cache import default_images
 
 
 def _fmt(xs: list[float]) -> str:
@@ -22,7 +23,7 @@ def _fmt(xs: list[float]) -> str:
 
 
 def boots(env_path: Path, runs: int = 3) -> int:
-    os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+    os.environ.setdefault("HIL_IMAGES", str(default_images()))
     from labgrid import Environment
 
     import hil.lab  # noqa: F401  (registers the drivers)

@@ -99,8 +99,11 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     recipe = Recipe.load(recipe_path)
     # A malformed DTB name fails here, before anything is fetched or built.
     wanted = dtbs.load_requests([REPO / p for p in recipe.dtbs_from], REPO)
+    t0 = time.monotonic()
     apt.ensure_sources(log)
     apt.ensure_host_packages(recipe.host_packages, log)
+    # Step times: a first run does every step, and its test reports them.
+    log(f"apt: sources and host packages ready in {time.monotonic() - t0:.1f} s")
     guest_kernel = kernel.build_guest_kernel(store, log)
     debug_kernel = kernel.build_guest_kernel(store, log, debug=True)
     vmm = qemu.build_qemu(store, log)
@@ -110,12 +113,17 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     )
     archive = apt.Arm64Archive(store.root / "debs")
     packages = recipe.packages(kernel_package)
+    t0 = time.monotonic()
     debs = archive.resolve(packages)
+    log(f"apt: resolved {len(debs)} arm64 packages in {time.monotonic() - t0:.1f} s")
     key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm], wanted))
 
     def assemble(out: Path) -> dict[str, Any]:
         log(f"images: {len(debs)} packages, kernel {kernel_package}")
+        t0 = time.monotonic()
         paths = archive.fetch(packages, debs)
+        log(f"apt: {len(paths)} .debs ({sum(d.size for d in debs) / 1e6:.0f} MB) ready in "
+            f"{time.monotonic() - t0:.1f} s ({archive.cache})")
         return _assemble(recipe, kernel_package, debs, paths, guest_kernel, debug_kernel, vmm,
                          wanted, out, log)
 

@@ -13,13 +13,15 @@ import pytest
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil import verdict
+from hil.build.cache import default_images
 from hil.errors import HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import rundir
 from hil.verdict import Kind, Phase
 
-os.environ.setdefault("HIL_IMAGES", str(Path.home() / ".cache" / "hil" / "images"))
+# The images `hil firmware build` made: under HIL_CACHE, wherever that is.
+os.environ.setdefault("HIL_IMAGES", str(default_images()))
 
 NOT_GATED = "not gated"
 

@@ -85,87 +85,73 @@ def test_thresholds_must_be_a_mapping():
         "thresholds must be a mapping of key to number, not list"]
 
 
-# /proc/interrupts of a one-CPU guest before and after an iperf3 run, in each wiring.
-PER_VQ = """\
-           CPU0
- 11:  {timer} GIC-0  27 Level     arch_timer
- 17:        1 GIC-0  79 Edge      virtio0-config
- 18:    {rx} GIC-0 212 Edge      virtio0-input.0
- 19:    {tx} GIC-0 213 Edge      virtio0-output.0
-"""
-MSIX = """\
-           CPU0
- 11:  {timer} GIC-0  27 Level     arch_timer
- 18:        0 GICv2m-PCI-MSIX-0000:00:01.0   0 Edge      virtio0-config
- 19:    {rx} GICv2m-PCI-MSIX-0000:00:01.0   1 Edge      virtio0-input.0
- 20:    {tx} GICv2m-PCI-MSIX-0000:00:01.0   2 Edge      virtio0-output.0
-"""
-SINGLE = """\
-           CPU0
- 11:  {timer} GIC-0  27 Level     arch_timer
- 17:    {rx} GIC-0  79 Edge      virtio0
-"""
+
+# Recorded on the virtual lab: a one-CPU guest's /proc/interrupts before and after an iperf3
+# run of each wiring, and the board's kvm_irq_line histogram of the irqfd run.
+IRQFD_RUN = "hist-kvm_irq_line-per-vq.txt"
+SINGLE_RUN = "hist-kvm_irq_line.txt"
 
 
-def run_of(text: str, rx: int, tx: int, irq_line_hist: str = "") -> tuple:
-    before = interrupts.parse(text.format(timer=800, rx=10, tx=5))
-    after = interrupts.parse(text.format(timer=900, rx=10 + rx, tx=5 + tx))
-    counters = kvm_trace.Counters(kvm_trace.parse_hist(irq_line_hist), {}, {})
-    return before, after, counters
-
-
-def wiring(text: str, irq_mode: str | None, rx: int, tx: int = 0,
-           irq_line_hist: str = "") -> throughput.Wiring:
+def recorded(data, wiring: str, irq_mode: str | None, hist: str, idle: bool = False
+             ) -> throughput.Wiring:
+    """`idle`: the "before" snapshot twice, a run in which no interrupt arrived."""
+    before = interrupts.parse((data / f"guest-interrupts-{wiring}-before.txt").read_text())
+    after = before if idle else interrupts.parse(
+        (data / f"guest-interrupts-{wiring}-after.txt").read_text())
     net = virtio.VirtioDevice("virtio0", "net", irq_mode)
-    return throughput.observe(net, *run_of(text, rx, tx, irq_line_hist))
+    return throughput.observe(net, before, after,
+                              kvm_trace.Counters(kvm_trace.parse_hist(hist), {}, {}))
 
 
-def test_irqfd_configuration_runs_per_vq_with_no_injection_from_the_vmm():
-    w = wiring(PER_VQ, "per-vq", 1200, 300,
-               "{ irq_num:         33, level:          1 } hitcount:         97\n")
-    assert w.interrupts == {"config": 0, "input.0": 1200, "output.0": 300}
+def test_irqfd_configuration_runs_per_vq_with_no_injection_from_the_vmm(data):
+    w = recorded(data, "per-vq", "per-vq", (data / IRQFD_RUN).read_text())
+    assert w.interrupts == {"config": 0, "input.0": 1096, "output.0": 1237}
     assert w.injections == {"config": 0, "input.0": 0, "output.0": 0}
     assert throughput.wiring_problems("vhost-net-irqfd", w) == []
 
 
-def test_irqfd_configuration_fails_when_the_vmm_injects_its_queue_interrupts():
-    w = wiring(PER_VQ, "per-vq", 1200, 300,
-               "{ irq_num:        212, level:          1 } hitcount:       1200\n"
-               "{ irq_num:        212, level:          0 } hitcount:       1200\n")
+def test_irqfd_configuration_fails_when_the_vmm_injects_its_queue_interrupts(data):
+    w = recorded(data, "per-vq", "per-vq",
+                 "{ irq_num:        270, level:          1 } hitcount:       1096\n"
+                 "{ irq_num:        270, level:          0 } hitcount:       1096\n")
     assert throughput.wiring_problems("vhost-net-irqfd", w) == [
-        "vhost-net-irqfd: the VMM injected 1200 queue interrupts; irqfd should have raised them all"]
+        "vhost-net-irqfd: the VMM injected 1096 queue interrupts; irqfd should have raised them all"]
 
 
-def test_irqfd_configuration_fails_in_any_other_mode_or_without_queue_interrupts():
-    shared = wiring(SINGLE, "shared", 1200)
+def test_irqfd_configuration_fails_in_any_other_mode_or_without_queue_interrupts(data):
+    shared = recorded(data, "single", "shared", (data / SINGLE_RUN).read_text())
     assert throughput.wiring_problems("vhost-net-irqfd", shared) == [
         "vhost-net-irqfd: irq_mode is shared, not per-vq"]
-    idle = wiring(PER_VQ, "per-vq", 0, 0)
+    idle = recorded(data, "per-vq", "per-vq", "", idle=True)
     assert throughput.wiring_problems("vhost-net-irqfd", idle) == [
         "vhost-net-irqfd: no interrupt on input.0 or output.0"]
 
 
-def test_pci_configuration_shows_its_queues_on_msix():
-    w = wiring(MSIX, None, 1500, 300)
+def test_pci_configuration_shows_its_queues_on_msix(data):
+    w = recorded(data, "msix", None, (data / IRQFD_RUN).read_text())
     assert w.controllers["input.0"] == "GICv2m-PCI-MSIX-0000:00:01.0"
+    assert w.interrupts == {"config": 0, "input.0": 1129, "output.0": 1463}
     assert w.injections == {}  # MSI vectors are no GIC INTIDs
     assert throughput.wiring_problems("virtio-net-pci-msi", w) == []
 
 
-def test_pci_configuration_fails_when_its_queues_are_not_on_msix():
-    on_gic = wiring(PER_VQ, None, 1500, 300)
+def test_pci_configuration_fails_when_its_queues_are_not_on_msix(data):
+    on_gic = recorded(data, "per-vq", None, "")
     assert throughput.wiring_problems("virtio-net-pci-msi", on_gic) == [
         "virtio-net-pci-msi: input.0 is on GIC-0, not MSI-X",
         "virtio-net-pci-msi: output.0 is on GIC-0, not MSI-X"]
-    single = wiring(SINGLE, "single", 1500)
+    single = recorded(data, "single", "single", "")
     assert throughput.wiring_problems("virtio-net-pci-msi", single) == [
         "virtio-net-pci-msi: no interrupt line for input.0, output.0 (lines: [''])"]
 
 
-def test_single_line_configurations_run_in_single_mode():
+def test_single_line_configurations_run_in_single_mode(data):
     for config in ("virtio-net", "vhost-net"):
-        assert throughput.wiring_problems(config, wiring(SINGLE, "single", 900)) == []
-        assert throughput.wiring_problems(config, wiring(PER_VQ, "per-vq", 900)) == [
+        single = recorded(data, "single", "single", (data / SINGLE_RUN).read_text())
+        assert single.interrupts == {"": 1239}
+        assert throughput.wiring_problems(config, single) == []
+        per_vq = recorded(data, "per-vq", "per-vq", "")
+        assert throughput.wiring_problems(config, per_vq) == [
             f"{config}: irq_mode is per-vq, not single"]
-        assert throughput.wiring_problems(config, wiring(SINGLE, "single", 0)) == [
-            f"{config}: no interrupt on its line"]
+        idle = recorded(data, "single", "single", "", idle=True)
+        assert throughput.wiring_problems(config, idle) == [f"{config}: no interrupt on its line"]

@@ -49,6 +49,11 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
             raise ArtifactMissing(f"environment has no image '{key}' under images:") from e
         return path
 
+    def state_off(self) -> None:
+        # A U-Boot prompt seen before this power cycle is gone: the next one must be awaited.
+        self.target.deactivate(self.uboot)
+        super().state_off()
+
     @GraphStrategy.depends("off")
     def state_uboot(self) -> None:
         self.bring_up_uboot()
@@ -83,8 +88,13 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
             bootargs=self.bootargs,
         )
         t0 = time.monotonic()
-        for cmd in uboot.load_commands(plan):
-            self.uboot.run_check(cmd, timeout=self.tftp_timeout)
+        try:
+            for cmd in uboot.load_commands(plan):
+                self.uboot.run_check(cmd, timeout=self.tftp_timeout)
+        finally:
+            if self.tftp_server is not None:
+                # Loaded (or failed): free the port now rather than at the end of the session.
+                self.target.deactivate(self.tftp_server)
         self.timings["tftp_s"] = time.monotonic() - t0
         self.uboot.boot()
         # From here on the console belongs to Linux, not U-Boot.

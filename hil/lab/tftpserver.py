@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import subprocess
 import time
 from typing import Any, ClassVar
@@ -19,6 +20,21 @@ from labgrid.factory import target_factory
 from labgrid.step import step
 
 from hil.errors import InfrastructureError
+
+
+def primary_ipv4() -> str:
+    """This host's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        addr: str = s.getsockname()[0]
+    return addr
+
+
+def resolve_address(address: str, primary: str) -> tuple[str, str]:
+    """(host, host:port) for `address`; host `auto` is this host's primary address."""
+    host, _, port = address.rpartition(":")
+    host = primary if host == "auto" else host
+    return host, f"{host}:{port}"
 
 
 def server_command(binary: str, address: str, root: str, user: str) -> list[str]:
@@ -34,7 +50,13 @@ def server_command(binary: str, address: str, root: str, user: str) -> list[str]
 @target_factory.reg_driver
 @attr.s(eq=False)
 class TFTPServerDriver(Driver):  # type: ignore[misc]
-    """Runs tftpd-hpa on `address` for the bound TFTPProvider's directory."""
+    """Runs tftpd-hpa on `address` for the bound TFTPProvider's directory.
+
+    `address` is host:port; host `auto` takes this host's primary address, for boards on QEMU
+    user networking: its slirp answers TFTP to its own host alias (10.0.2.2:69) itself, with
+    "Access violation" when it has no tftp= directory, so U-Boot must ask a real address,
+    which slirp forwards through its gateway. `host` is the address the server listens on.
+    """
 
     bindings: ClassVar[dict[str, Any]] = {"provider": "TFTPProvider"}
 
@@ -44,6 +66,7 @@ class TFTPServerDriver(Driver):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.process: subprocess.Popen[bytes] | None = None
+        self.host = ""
 
     def on_activate(self) -> None:
         root = self.provider.internal
@@ -59,7 +82,9 @@ class TFTPServerDriver(Driver):  # type: ignore[misc]
 
     @step(args=["root"])
     def start(self, root: str) -> None:
-        cmd = server_command(self.binary, self.address, root, getpass.getuser())
+        self.host, address = resolve_address(
+            self.address, primary_ipv4() if self.address.startswith("auto:") else "")
+        cmd = server_command(self.binary, address, root, getpass.getuser())
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tftpd-hpa exits at once when it cannot bind: give it that moment to fail.
         time.sleep(0.3)
@@ -67,7 +92,7 @@ class TFTPServerDriver(Driver):  # type: ignore[misc]
             err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
             self.process = None
             raise InfrastructureError(
-                f"tftpd-hpa could not serve {root} on {self.address}: {err.strip()} "
+                f"tftpd-hpa could not serve {root} on {address}: {err.strip()} "
                 "(another TFTP server on that port? only one U-Boot virtual board runs at a time)")
 
     def on_deactivate(self) -> None:

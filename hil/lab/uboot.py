@@ -16,6 +16,9 @@ class TFTPBoot:
     board names the DTB the board image carries for it.
     """
 
+    ipaddr: str
+    netmask: str
+    gatewayip: str
     serverip: str
     kernel: str
     initrd: str
@@ -37,6 +40,9 @@ def load_commands(boot: TFTPBoot) -> list[str]:
     `filesize`) for the latest transfer.
     """
     cmds = [
+        f"setenv ipaddr {boot.ipaddr}",
+        f"setenv netmask {boot.netmask}",
+        f"setenv gatewayip {boot.gatewayip}",
         f"setenv serverip {boot.serverip}",
         f"setenv bootargs {_quote(boot.bootargs)}",
         f"tftpboot ${{kernel_addr_r}} {boot.kernel}",

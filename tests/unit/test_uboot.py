@@ -10,13 +10,14 @@ import yaml
 from labgrid import Environment
 
 from hil.lab import uboot
-from hil.lab.tftpserver import server_command
+from hil.lab.tftpserver import resolve_address, server_command
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def plan(**kw):
-    return uboot.TFTPBoot(**{"serverip": "10.0.2.2", "kernel": "/t/Image",
+    return uboot.TFTPBoot(**{"ipaddr": "10.0.2.15", "netmask": "255.255.255.0",
+                             "gatewayip": "10.0.2.2", "serverip": "192.0.2.2", "kernel": "/t/Image",
                              "initrd": "/t/initramfs.cpio", "bootargs": "console=ttyAMA0 quiet",
                              **kw})
 
@@ -24,7 +25,10 @@ def plan(**kw):
 def test_the_initramfs_is_fetched_last_and_booted_with_its_own_size():
     cmds = uboot.load_commands(plan())
     assert cmds == [
-        "setenv serverip 10.0.2.2",
+        "setenv ipaddr 10.0.2.15",
+        "setenv netmask 255.255.255.0",
+        "setenv gatewayip 10.0.2.2",
+        "setenv serverip 192.0.2.2",
         "setenv bootargs 'console=ttyAMA0 quiet'",
         "tftpboot ${kernel_addr_r} /t/Image",
         "tftpboot ${ramdisk_addr_r} /t/initramfs.cpio",
@@ -51,6 +55,11 @@ def test_tftpd_hpa_serves_absolute_names_without_chroot():
     cmd = server_command("/usr/sbin/in.tftpd", "127.0.0.1:69", "/tmp/x/", "me")
     assert cmd[:3] == ["/usr/sbin/in.tftpd", "--listen", "--foreground"]
     assert "--secure" not in cmd and cmd[-1] == "/tmp/x/"
+
+
+def test_an_auto_server_address_is_this_hosts_primary_one():
+    assert resolve_address("auto:69", "192.0.2.2") == ("192.0.2.2", "192.0.2.2:69")
+    assert resolve_address("127.0.0.1:6969", "") == ("127.0.0.1", "127.0.0.1:6969")
 
 
 def uboot_env(tmp_path, port=69):

@@ -37,7 +37,12 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
     kernel: str = attr.ib(default="board-kernel")
     initrd: str = attr.ib(default="board-initrd")
     dtb: str | None = attr.ib(default=None)
-    serverip: str = attr.ib(default="10.0.2.2")
+    # QEMU user networking's defaults: the board is 10.0.2.15 behind gateway 10.0.2.2.
+    ipaddr: str = attr.ib(default="10.0.2.15")
+    netmask: str = attr.ib(default="255.255.255.0")
+    gatewayip: str = attr.ib(default="10.0.2.2")
+    # `auto`: the address the bound TFTPServerDriver listens on.
+    serverip: str = attr.ib(default="auto")
     bootargs: str = attr.ib(default="console=ttyAMA0 hil.role=board quiet")
     # The initramfs is large and TFTP is slow under emulation.
     tftp_timeout: int = attr.ib(default=300, converter=int)
@@ -81,7 +86,10 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
             self.target.activate(self.tftp_server)
         self.target.activate(self.tftp)
         plan = uboot.TFTPBoot(
-            serverip=self.serverip,
+            ipaddr=self.ipaddr,
+            netmask=self.netmask,
+            gatewayip=self.gatewayip,
+            serverip=self.tftp_server.host if self.serverip == "auto" else self.serverip,
             kernel=self.tftp.stage(self._image(self.kernel)),
             initrd=self.tftp.stage(self._image(self.initrd)),
             dtb=self.tftp.stage(self._image(self.dtb)) if self.dtb else None,

@@ -4,7 +4,8 @@ Importing this package registers the drivers and the strategy with labgrid's fac
 environment file can name them after `imports: [hil.lab]`.
 """
 
-from hil.lab import drivers, strategy
+from hil.lab import drivers, strategy, tftpserver
 from hil.lab.power import driver as power
+from hil.lab.strategies import uboot as uboot_strategy
 
-__all__ = ["drivers", "power", "strategy"]
+__all__ = ["drivers", "power", "strategy", "tftpserver", "uboot_strategy"]

@@ -87,6 +87,10 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         boot.forget_history(self.board_console)
         self.boots["board"] += 1
         self.power.on()
+        self.await_board()
+
+    def await_board(self) -> None:
+        """Wait for the booting board's shell and check that it is ready for the guest."""
         self.timings["board_boot_s"] = boot.wait_for_boot(
             self.board_console, "board", self.board_timeout, self._hint(self.board_console))
         self.target.activate(self.board_shell)

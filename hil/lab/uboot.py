@@ -1,0 +1,60 @@
+"""U-Boot commands that load a board's images over TFTP and boot them (pure: no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# U-Boot's own DTB: on QEMU's virt machine, the one QEMU generated for this very board.
+CONTROL_DTB = "${fdtcontroladdr}"
+
+
+@dataclass(frozen=True)
+class TFTPBoot:
+    """What U-Boot fetches and boots. Paths are as the TFTP server is asked for them.
+
+    `dtb` None boots with U-Boot's control DTB (a virtual board's QEMU-made one); a real
+    board names the DTB the board image carries for it.
+    """
+
+    ipaddr: str
+    netmask: str
+    gatewayip: str
+    serverip: str
+    kernel: str
+    initrd: str
+    bootargs: str
+    dtb: str | None = None
+
+
+def _quote(value: str) -> str:
+    # Single quotes keep U-Boot's hush from expanding ${...} while setting the variable.
+    if "'" in value:
+        raise ValueError(f"U-Boot value must not contain a single quote: {value!r}")
+    return f"'{value}'"
+
+
+def load_commands(boot: TFTPBoot) -> list[str]:
+    """Commands that fetch the images and leave `bootcmd` ready to boot them.
+
+    The initramfs is fetched last: booti needs its size, which U-Boot only keeps (in
+    `filesize`) for the latest transfer.
+    """
+    cmds = [
+        f"setenv ipaddr {boot.ipaddr}",
+        f"setenv netmask {boot.netmask}",
+        f"setenv gatewayip {boot.gatewayip}",
+        f"setenv serverip {boot.serverip}",
+        f"setenv bootargs {_quote(boot.bootargs)}",
+        f"tftpboot ${{kernel_addr_r}} {boot.kernel}",
+    ]
+    fdt = CONTROL_DTB
+    if boot.dtb is not None:
+        cmds.append(f"tftpboot ${{fdt_addr_r}} {boot.dtb}")
+        fdt = "${fdt_addr_r}"
+    cmds += [
+        f"tftpboot ${{ramdisk_addr_r}} {boot.initrd}",
+        "setenv hil_initrd_size ${filesize}",
+        "setenv bootcmd "
+        + _quote(f"booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{hil_initrd_size}} {fdt}"),
+    ]
+    return cmds

@@ -71,3 +71,55 @@ def affinity_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tupl
         elif sum(per_cpu) != (per_cpu[cpu] if cpu < len(per_cpu) else 0):
             problems.append(f"{vq} bound to CPU{cpu} fired elsewhere: per CPU {per_cpu}")
     return problems
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One guest x VMM x lines cell of the fallback matrix and the mode the protocol gives it.
+
+    guest and vmm name entries of a board's `guest_kernels` and `vmms` options ("patched" or
+    "stock"); pairs is virtio-net's queue pairs (nvqs with callbacks: 2 per pair).
+    """
+
+    guest: str
+    vmm: str
+    lines: int
+    pairs: int
+    mode: str
+
+    @property
+    def id(self) -> str:
+        return f"guest-{self.guest}-vmm-{self.vmm}-lines-{self.lines}-pairs-{self.pairs}"
+
+
+# Each cell's mode is copied from the compatibility table of firmware/PROTOCOL.md section 8,
+# whose row (Guest | VMM | DT lines) is named above it; it is not computed, so that the
+# driver's decision is checked against the document, not against a second implementation.
+# nvqs: 2 with one queue pair, 4 with two (the control queue has no notifications).
+FALLBACK_MATRIX = (
+    # patched | unpatched | 1
+    MatrixCell("patched", "stock", 1, 1, "single"),
+    # patched | patched | 1
+    MatrixCell("patched", "patched", 1, 1, "single"),
+    # patched | patched | 2
+    MatrixCell("patched", "patched", 2, 1, "shared"),
+    # patched | patched | 1+nvqs or more
+    MatrixCell("patched", "patched", 3, 1, "per-vq"),
+    # patched | patched | fewer: 2 <= N < 1+nvqs
+    MatrixCell("patched", "patched", 4, 2, "shared"),
+    # unpatched | unpatched | 1
+    MatrixCell("stock", "stock", 1, 1, "single"),
+    # unpatched | patched | 1
+    MatrixCell("stock", "patched", 1, 1, "single"),
+    # unpatched | patched | 2, 1+nvqs or more (bit not accepted)
+    MatrixCell("stock", "patched", 2, 1, "single"),
+    MatrixCell("stock", "patched", 3, 1, "single"),
+    # unpatched | patched: 4 lines for nvqs 4 lies between the row's "2" and "1+nvqs or more";
+    # the row's reason (the bit is not accepted) holds for any N.
+    MatrixCell("stock", "patched", 4, 2, "single"),
+)
+
+
+def net_vq_names(pairs: int) -> list[str]:
+    """Names of virtio-net's queues with callbacks, with `pairs` queue pairs."""
+    return [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]

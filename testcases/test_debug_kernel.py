@@ -1,6 +1,7 @@
 """The debug guest kernel (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_SHIRQ, kmemleak) through every
-path that takes and gives back interrupt lines: each mode of the fallback matrix, unbinding
-and binding the transport, and suspend/resume (freeze and restore re-run find_vqs).
+path that takes and gives back interrupt lines: the fallback matrix's cells of the patched
+guest, per-vq with two queue pairs, unbinding and binding the transport, and suspend/resume
+(freeze and restore re-run find_vqs).
 
 The kernel log scan after each case fails it on any lockdep, atomic-sleep or DEBUG_SHIRQ
 report; kmemleak must find nothing. A long campaign: it runs with --hil-campaigns
@@ -9,7 +10,7 @@ report; kmemleak must find nothing. A long campaign: it runs with --hil-campaign
 
 import pytest
 
-from hil import kmemleak, virtio
+from hil import interrupts, kmemleak, virtio
 from hil.lab import probes
 
 pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm")]
@@ -20,9 +21,9 @@ READDRESS = (". /etc/hil/network; for d in /sys/class/net/eth*; do n=${d##*/}; "
              "ip addr add $GUEST_ADDR/24 dev $n 2>/dev/null; ip link set $n up; done")
 
 
-def boot_debug(boot_guest, board_options, lines, pairs=1):
+def boot_debug(boot_guest, board_options, lines, pairs=1, vmm="patched"):
     guest = boot_guest(kernel=board_options["guest_kernels"]["debug"],
-                       qemu=board_options["vmms"]["patched"], irq_lines=lines, queues=pairs,
+                       qemu=board_options["vmms"][vmm], irq_lines=lines, queues=pairs,
                        cpus=pairs)
     guest.check("test -e /sys/kernel/debug/kmemleak")
     guest.check(kmemleak.CLEAR)
@@ -40,12 +41,22 @@ def assert_no_leaks(guest, measurements):
     assert not leaks, "kmemleak:\n" + "\n".join(leaks[:5])
 
 
-@pytest.mark.parametrize(("lines", "pairs", "mode"), [
-    (1, 1, "single"), (2, 1, "shared"), (3, 1, "per-vq"), (5, 2, "per-vq")])
-def test_each_mode_runs_clean_under_lockdep_and_kmemleak(boot_guest, board_options, lines,
+# The matrix's cells for the patched guest (the debug kernel is the patched one), and per-vq
+# with two queue pairs, where the most lines are requested and freed.
+CELLS = [pytest.param(c.vmm, c.lines, c.pairs, c.mode, id=c.id)
+         for c in virtio.FALLBACK_MATRIX if c.guest == "patched"]
+CELLS.append(pytest.param("patched", 5, 2, "per-vq", id="guest-patched-vmm-patched-lines-5-pairs-2"))
+
+
+@pytest.mark.parametrize(("vmm", "lines", "pairs", "mode"), CELLS)
+def test_each_mode_runs_clean_under_lockdep_and_kmemleak(boot_guest, board_options, vmm, lines,
                                                          pairs, mode, measurements):
-    guest = boot_debug(boot_guest, board_options, lines, pairs)
-    assert net_device(guest).irq_mode == mode
+    guest = boot_debug(boot_guest, board_options, lines, pairs, vmm)
+    net = net_device(guest)
+    assert net.irq_mode == mode
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    assert set(virtio.lines_of(rows, net.name)) == \
+        virtio.expected_line_names(mode, virtio.net_vq_names(pairs))
     guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
     assert_no_leaks(guest, measurements)
 

@@ -53,42 +53,8 @@ def test_lines_match_the_device_tree_and_their_names_show_the_mode(boot_guest, b
     guest.check(f"ping -c 2 -W 5 {BOARD_ADDR}")
 
 
-def net_vqs(pairs: int) -> list[str]:
-    """Names of virtio-net's queues with callbacks, with `pairs` queue pairs."""
-    return [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]
-
-
-def cell(guest: str, vmm: str, lines: int, pairs: int, mode: str):
-    return pytest.param(guest, vmm, lines, pairs, mode,
-                        id=f"guest-{guest}-vmm-{vmm}-lines-{lines}-pairs-{pairs}")
-
-
-# Each cell's mode is copied from the compatibility table of firmware/PROTOCOL.md section 8,
-# whose row (Guest | VMM | DT lines) is named above it; it is not computed, so that the
-# driver's decision is checked against the document, not against a second implementation.
-# nvqs: 2 with one queue pair, 4 with two (the control queue has no notifications).
-MATRIX = [
-    # patched | unpatched | 1
-    cell("patched", "stock", 1, 1, "single"),
-    # patched | patched | 1
-    cell("patched", "patched", 1, 1, "single"),
-    # patched | patched | 2
-    cell("patched", "patched", 2, 1, "shared"),
-    # patched | patched | 1+nvqs or more
-    cell("patched", "patched", 3, 1, "per-vq"),
-    # patched | patched | fewer: 2 <= N < 1+nvqs
-    cell("patched", "patched", 4, 2, "shared"),
-    # unpatched | unpatched | 1
-    cell("stock", "stock", 1, 1, "single"),
-    # unpatched | patched | 1
-    cell("stock", "patched", 1, 1, "single"),
-    # unpatched | patched | 2, 1+nvqs or more (bit not accepted)
-    cell("stock", "patched", 2, 1, "single"),
-    cell("stock", "patched", 3, 1, "single"),
-    # unpatched | patched: 4 lines for nvqs 4 lies between the row's "2" and "1+nvqs or more";
-    # the row's reason (the bit is not accepted) holds for any N.
-    cell("stock", "patched", 4, 2, "single"),
-]
+MATRIX = [pytest.param(c.guest, c.vmm, c.lines, c.pairs, c.mode, id=c.id)
+          for c in virtio.FALLBACK_MATRIX]
 
 
 @pytest.mark.parametrize(("guest_kernel", "vmm", "lines", "pairs", "mode"), MATRIX)
@@ -97,7 +63,7 @@ def test_every_guest_and_vmm_combination_boots_passes_traffic_in_the_documented_
     guest = boot(boot_guest, board_options, guest_kernel, vmm, lines, queues=pairs, cpus=pairs)
     guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
     net = net_device(guest)
-    vq_names = net_vqs(pairs)
+    vq_names = virtio.net_vq_names(pairs)
     rows = interrupts.parse(guest.read("/proc/interrupts"))
     assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, vq_names)
     if guest_kernel == "patched":

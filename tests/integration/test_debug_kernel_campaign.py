@@ -12,6 +12,6 @@ def test_debug_kernel_campaign_runs_clean_on_the_virtual_lab(built_images, tmp_p
                    "--unbind-cycles", "3", "--pm-test-cycles", "2", timeout=1500)
     assert p.returncode == 0, p.stdout[-5000:]
     verdict = json.loads((results / "verdict.json").read_text())
-    assert verdict["passed"] == 6, verdict
+    assert verdict["passed"] == 8, verdict
     rows = [json.loads(line) for line in (results / "measurements.jsonl").read_text().splitlines()]
-    assert [r["value"] for r in rows if r["name"] == "kmemleak.suspected_leaks"] == [0] * 6
+    assert [r["value"] for r in rows if r["name"] == "kmemleak.suspected_leaks"] == [0] * 8

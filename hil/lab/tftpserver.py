@@ -1,8 +1,11 @@
 """A TFTP server (tftpd-hpa) for a TFTPProvider on this host, run only while it is active.
 
 labgrid's TFTPProviderDriver stages files as symlinks in the provider's `internal` directory
-and expects a server to be there already. For the virtual lab, hil runs that server itself on
-loopback, so nothing is configured system-wide and nothing outlives the session.
+and expects a server to be there already. For the virtual lab, hil runs that server itself,
+only while U-Boot loads, so nothing is configured system-wide and nothing outlives the session.
+It listens on this host's primary address (see TFTPServerDriver) and, without `--secure`,
+serves any absolute path its user can read: on a host with an open network, run the virtual
+U-Boot board behind a firewall or give the server its own user.
 """
 
 from __future__ import annotations

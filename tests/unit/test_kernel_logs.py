@@ -105,3 +105,50 @@ def test_findings_fail_as_a_product_failure_naming_each_side(data: Path) -> None
     assert "    Trying to free already-free IRQ 47" in text
     assert "... and 3 more" in text
     assert set(e.value.findings) == {"board", "guest"}
+
+
+def _on_the_board(log: list[str], token: str) -> str:
+    """The mark command's awk, run by this machine's awk on `log` plus the new mark."""
+    import subprocess
+
+    awk = kernel_log.mark_command(token).split("dmesg | ", 1)[1]
+    text = "\n".join([*log, f"[  999.000000] hil-kmsg-mark {token}"]) + "\n"
+    return subprocess.run(["sh", "-c", awk], input=text, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("sample", ["board-dmesg-splats.txt", "guest-dmesg-warn.txt",
+                                    "guest-dmesg-oops.txt"])
+def test_the_board_sends_a_region_with_a_report_whole(data: Path, sample: str) -> None:
+    before = ["[    1.000000] Booting Linux", "[    2.000000] hil-kmsg-mark aaa"]
+    region = (data / sample).read_text().splitlines()
+    out = _on_the_board([*before, *region], "bbb")
+    assert kernel_log.scan(kernel_log.since_mark(out, "bbb") or "") == \
+        kernel_log.scan("\n".join(region))
+    assert kernel_log.scan("\n".join(region))
+
+
+def test_a_clean_region_costs_two_lines_over_the_console(data: Path) -> None:
+    boot = (data / "board-dmesg.txt").read_text().splitlines()
+    out = _on_the_board([*boot, "[  100.000000] hil-kmsg-mark aaa", "[  101.0] eth0: up"], "bbb")
+    assert len(out.splitlines()) == 2 and kernel_log.since_mark(out, "bbb") == ""
+    first = _on_the_board(boot, "aaa")  # the first look after a boot: no earlier mark
+    assert len(first.splitlines()) == 1 and kernel_log.since_mark(first, "aaa") == ""
+
+
+def test_every_report_kind_trips_the_trigger() -> None:
+    openers = ["WARNING: possible circular locking dependency detected",
+               "WARNING: CPU: 0 PID: 1 at drivers/virtio/virtio_mmio.c:1 f+0x0/0x4",
+               "Internal error: Oops: 0000000096000004 [#1] SMP",
+               "Unable to handle kernel NULL pointer dereference at virtual address 0",
+               "Kernel panic - not syncing: Fatal exception",
+               "BUG: sleeping function called from invalid context at mm/slub.c:1",
+               "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!",
+               "kernel BUG at drivers/virtio/virtio_mmio.c:1!",
+               "rcu: INFO: rcu_sched self-detected stall on CPU",
+               "INFO: task sh:61 blocked for more than 120 seconds.",
+               "irq 48: nobody cared (try booting with the \"irqpoll\" option)",
+               "genirq: Flags mismatch irq 48. 00000000 (virtio1) vs. 00000000 (virtio0)"]
+    kinds = {kernel_log.scan(line)[0].kind for line in openers}
+    assert kinds == {kind for kind, _ in kernel_log.KINDS}
+    assert all(re.search(kernel_log.TRIGGER, line) for line in openers)

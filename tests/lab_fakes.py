@@ -17,6 +17,8 @@ from labgrid.factory import target_factory
 from labgrid.protocol import ConsoleProtocol
 from pexpect import TIMEOUT
 
+from hil.errors import ArtifactMissing
+
 
 def _log(path: str, event: str) -> None:
     if path:
@@ -28,6 +30,12 @@ def _log(path: str, event: str) -> None:
 @attr.s(eq=False)
 class LoggingPowerDriver(FakePowerDriver):  # type: ignore[misc]
     log: str = attr.ib(default="")
+    # As VirtualBoardDriver does when its image is missing: it fails to activate.
+    missing: str = attr.ib(default="")
+
+    def on_activate(self) -> None:
+        if self.missing:
+            raise ArtifactMissing(f"board image '{self.missing}' not found")
 
     @Driver.check_active
     def on(self, *args: Any) -> None:

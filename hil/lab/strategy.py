@@ -72,6 +72,12 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
         return console_log_hint(self.target.name, console.name or type(console).__name__)
 
     def state_off(self) -> None:
+        self.power_off()
+
+    @never_retry
+    def power_off(self) -> None:
+        """A power switch that cannot even be bound (on the virtual board: a missing image or
+        QEMU, checked when the driver activates) will not be bound on the next case either."""
         self.target.activate(self.power)
         self.power.off()
 

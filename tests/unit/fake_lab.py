@@ -15,7 +15,7 @@ FAKES = "tests.lab_fakes"
 def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
              board_hang_on: tuple[str, ...] = (), guest_hang_on: tuple[str, ...] = (),
              board_fail_on: tuple[str, ...] = (), guest_warn_on: tuple[str, ...] = (),
-             options: dict[str, Any] | None = None,
+             options: dict[str, Any] | None = None, power_missing: str = "",
              features: tuple[str, ...] = ()) -> Path:
     log = str(tmp / "events.log")
     data = {
@@ -24,7 +24,7 @@ def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
             "features": list(features),
             "options": options or {"board_cpus": 2, "thresholds": {}},
             "drivers": [
-                {"LoggingPowerDriver": {"name": "power", "log": log}},
+                {"LoggingPowerDriver": {"name": "power", "log": log, "missing": power_missing}},
                 {"ScriptedConsoleDriver": {"name": "board-console", "boot": board_boot}},
                 {"ScriptedShellDriver": {"name": "board-shell", "log": log,
                                          "hang_on": list(board_hang_on),

@@ -178,3 +178,13 @@ def test_a_warning_of_a_guest_that_the_case_restarted_is_reported_once(qualify):
     assert kinds(results)["test_restarts"] == ["product"]
     (failure,) = ET.parse(results / "junit.xml").getroot().iter("failure")
     assert failure.get("message").count("WARNING: CPU: 0 PID: 57 at drivers/virtio") == 1
+
+
+def test_a_power_switch_that_cannot_be_bound_breaks_the_lab_once(qualify, pytester):
+    r, results = qualify(CASES + "\ndef test_third(board):\n    pass\n",
+                         power_missing="board-kernel")
+    assert r.ret == 2
+    root = ET.parse(results / "junit.xml").getroot()
+    assert len(list(root.iter("error"))) == 1 and len(list(root.iter("skipped"))) == 2
+    r.stdout.fnmatch_lines(["*board image 'board-kernel' not found*",
+                            "not run: 2 case(s) after the lab broke (infrastructure)"])

@@ -133,7 +133,7 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     def start(self, **changes: Any) -> vmm.GuestConfig:
         cfg = self.config.with_changes(**changes)
         missing = [p for p in (cfg.qemu, cfg.kernel, cfg.initrd)
-                   if self.shell.run(f"test -e {p}")[2] != 0]
+                   if self.shell.run(f"test -e {shlex.quote(p)}")[2] != 0]
         if missing:
             raise ArtifactMissing(f"board lacks {', '.join(missing)}: {BUILD_HINT}")
         self.stop()

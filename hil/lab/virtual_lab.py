@@ -264,9 +264,9 @@ class Supervisor:
         for b in plan.all_boards():
             Path(b.tftp_dir).mkdir(parents=True, exist_ok=True)
 
-        self.ssh = sshd.LabSSHServer(self.directory / "ssh", plan.address, plan.sshd_port,
-                                     self.directory.name)
-        self.ssh.start(self.logs / "sshd.log")
+        ssh = self.ssh = sshd.LabSSHServer(self.directory / "ssh", plan.address,
+                                           plan.sshd_port, self.directory.name)
+        ssh.start(self.logs / "sshd.log")
         self._spawn("tftpd", [TFTPD, "--listen", "--foreground", "--address",
                               f"{plan.address}:69", "--user", "root",
                               str(self.directory / "tftp")])
@@ -282,7 +282,7 @@ class Supervisor:
         self._wait("power switch", ready_file.exists, 30, "power-switch")
         switch_port = int(ready_file.read_text())
         self.state.switch = f"http://127.0.0.1:{switch_port}"
-        self._wait("ssh to the lab host", lambda: _succeeds(self.ssh.check), 15, "tftpd")
+        self._wait("ssh to the lab host", lambda: _succeeds(ssh.check), 15, "tftpd")
         self._alive("tftpd")
         self._wait("coordinator", lambda: _listening("127.0.0.1", plan.coordinator_port), 30,
                    "coordinator")

@@ -5,6 +5,7 @@ appears in no output; `hil lab down` leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hil.lab import sshd, virtual_lab
 from hil.lab.virtual_lab import LabState
@@ -33,8 +35,8 @@ def client(state: LabState, *args: str) -> subprocess.CompletedProcess[str]:
                            *args], capture_output=True, text=True, timeout=60)
 
 
-def lab_processes(directory: Path) -> list[int]:
-    """Every process whose command line names the lab's directory (QEMU's cables do)."""
+def processes_naming(*needles: str) -> list[int]:
+    """Every process whose command line names one of `needles`."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and proc.name != str(os.getpid()):
@@ -42,9 +44,14 @@ def lab_processes(directory: Path) -> list[int]:
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if str(directory).encode() in cmdline:
+            if any(n.encode() in cmdline for n in needles):
                 pids.append(int(proc.name))
     return pids
+
+
+def lab_processes(directory: Path) -> list[int]:
+    """The lab's processes: each names the lab's directory (QEMU its cables)."""
+    return processes_naming(str(directory))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_hil_lab_up_makes_two_places_with_the_lab_resources(lab: Any, record_property) -> None:
-    state, directory, _, up_s = lab
+    state, _, _, up_s = lab
     record_property("lab_up_to_ready_s", round(up_s, 2))
     assert state.places == ["virtual-0", "virtual-1"]
     for place in state.places:
@@ -105,10 +112,7 @@ def test_both_places_boot_their_boards_at_once_through_the_coordinator(
         r = runs[place]
         assert r.returncode == 0, f"{place}:\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}"
         assert "3 passed" in r.stdout
-        session = (tmp_path / place / "session.json").read_text()
-        import json
-
-        timings = json.loads(session)["timings"]
+        timings = json.loads((tmp_path / place / "session.json").read_text())["timings"]
         record_property(f"{place}_power_on_to_board_s", round(timings["power_on_to_board_s"], 1))
     assert both_up.is_set(), "the two boards never ran at the same time"
 
@@ -138,10 +142,16 @@ def test_hil_lab_down_leaves_nothing_behind(lab: Any) -> None:
     state, directory, _, _ = lab
     ports = [int(state.coordinator.rsplit(":", 1)[1]), int(state.switch.rsplit(":", 1)[1])]
     assert lab_processes(directory)
+    # ser2net names only the cable's tty: ask for those by name.
+    ttys = [f"{res['port']},"
+            for group in yaml.safe_load((directory / "exporter.yaml").read_text()).values()
+            for res in group.values() if isinstance(res, dict) and res.get("cls") == "RawSerialPort"]
+    assert len(ttys) == 4
     r = subprocess.run([sys.executable, "-m", "hil.cli", "lab", "down", "--dir", str(directory)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert lab_processes(directory) == []
+    assert processes_naming(*ttys) == []
     assert not directory.exists()
     assert not sshd.dropin_path(directory.name).exists()
     for port in ports:

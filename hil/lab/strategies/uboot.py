@@ -56,7 +56,7 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
         if self.serverip != "auto":
             return self.serverip
         if self.tftp_server is not None:
-            return str(self.tftp_server.host)
+            return str(self.tftp_server.listen_address()[0])
         try:
             host = self.tftp.get_export_vars().get("host")
         except AttributeError:  # a local TFTPProvider has no host
@@ -77,7 +77,16 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
 
     @never_retry
     def bring_up_uboot(self) -> None:
-        """Power on and stop U-Boot's autoboot at its prompt."""
+        """Power on and stop U-Boot's autoboot at its prompt; a missing image is named
+        before the board is powered."""
+        for key in (self.kernel, self.initrd, *([self.dtb] if self.dtb else [])):
+            self._image(key)
+        found = uboot.problems(uboot.TFTPBoot(
+            ipaddr=self.ipaddr, netmask=self.netmask, gatewayip=self.gatewayip,
+            serverip=self._serverip(), kernel="-", initrd="-", bootargs=self.bootargs))
+        if found:
+            raise ConfigError(f"{type(self).__name__} in the environment file: "
+                              + "; ".join(found))
         self.target.activate(self.board_console)
         boot.forget_history(self.board_console)
         self.boots["board"] += 1

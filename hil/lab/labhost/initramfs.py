@@ -1,0 +1,126 @@
+"""The lab-host VM's initramfs: busybox and the 9p modules, nothing else.
+
+Stage 1 (/init, busybox) loads the 9p modules, mounts this host's root read-only over
+virtio-9p (tag `hostroot`) and switches to it with tmpfs on /run and /tmp. Stage 2 (copied to
+/run, run by the host's own /bin/sh and tools) loads the USB modules from the same kernel package,
+starts the host's own systemd-udevd, triggers and settles, brings the network up and leaves a
+shell on the serial console. The VM so has this host's python, venv, pyudev and labgrid at the
+same paths, and nothing needs debootstrap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+from pathlib import Path
+
+from hil.build import kmod
+from hil.build.cpio import CpioWriter
+from hil.errors import InfrastructureError
+from hil.lab.labhost.packages import Kernel
+
+BUSYBOX = Path("/bin/busybox")
+ROOT_TAG = "hostroot"
+SHARE_TAG = "hilshare"
+SHARE_MOUNT = "/mnt"  # exists in Debian's root, so the share needs no writable root
+READY = "HIL-LABHOST-READY"
+# Loaded from the initramfs, before the host's root is there.
+EARLY_MODULES = ("netfs", "9pnet", "9pnet_virtio", "9p")
+# Loaded by stage 2 with the host's modprobe (udev would load most of them itself).
+LATE_MODULES = ("xhci_pci", "usbserial", "ftdi_sio", "virtio_net")
+
+STAGE1 = f"""\
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules/order); do insmod /modules/$m || echo "hil: insmod $m failed"; done
+mkdir -p /newroot
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 \\
+        {ROOT_TAG} /newroot; then
+    echo "hil: cannot mount the host's root over 9p"; exec sh
+fi
+mount -t tmpfs -o mode=755 run /newroot/run
+mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+cp /stage2 /newroot/run/hil-stage2
+chmod 755 /newroot/run/hil-stage2
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+exec switch_root /newroot /run/hil-stage2
+"""
+
+STAGE2 = f"""\
+#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp LANG=C.UTF-8
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 shm /dev/shm
+mount -t tmpfs -o mode=1777 vartmp /var/tmp
+ln -sf /proc/self/fd /dev/fd
+if grep -qs {SHARE_TAG} /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; then
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 {SHARE_TAG} {SHARE_MOUNT}
+fi
+modprobe -a {" ".join(LATE_MODULES)}
+/lib/systemd/systemd-udevd --daemon
+udevadm trigger --type=subsystems --action=add
+udevadm trigger --type=devices --action=add
+udevadm settle --timeout=60
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+    ip addr add 10.0.2.15/24 dev eth0
+    ip link set eth0 up
+    ip route add default via 10.0.2.2
+fi
+dmesg -n 1
+stty -echo -onlcr
+echo "{READY} $(cut -d' ' -f1 /proc/uptime)"
+while true; do /bin/sh; done
+"""
+
+
+def module_order(kernel: Kernel, names: tuple[str, ...] = EARLY_MODULES) -> list[str]:
+    """Module paths (relative to kernel.modules) to insmod, dependencies first."""
+    deps = kmod.parse_modules_dep((kernel.modules / "modules.dep").read_text())
+    builtin = kmod.parse_builtin((kernel.modules / "modules.builtin").read_text())
+    try:
+        return kmod.closure(deps, list(names), builtin)
+    except KeyError as e:
+        raise InfrastructureError(f"{kernel.release} has no module {e}") from e
+
+
+def _module_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    # busybox insmod takes plain ELF modules only.
+    return lzma.decompress(data) if path.name.endswith(".xz") else data
+
+
+def build(kernel: Kernel, out: Path) -> Path:
+    """Write the initramfs to `out` (rebuilt only when its contents change)."""
+    if not BUSYBOX.exists():
+        raise InfrastructureError(f"{BUSYBOX} is missing (Debian's busybox-static)")
+    buf = io.BytesIO()
+    w = CpioWriter(buf)
+    for d in ("/bin", "/dev", "/proc", "/sys", "/modules", "/newroot"):
+        w.dir(d)
+    w.chardev("/dev/console", 5, 1)
+    w.copy("/bin/busybox", BUSYBOX, 0o755)
+    w.file("/init", STAGE1.encode(), 0o755)
+    w.file("/stage2", STAGE2.encode(), 0o755)
+    names = []
+    for rel in module_order(kernel):
+        name = kmod.module_name(rel) + ".ko"
+        w.file(f"/modules/{name}", _module_bytes(kernel.modules / rel))
+        names.append(name)
+    w.file("/modules/order", ("\n".join(names) + "\n").encode())
+    w.close()
+    data = buf.getvalue()
+    if not out.exists() or hashlib.sha256(out.read_bytes()).digest() != hashlib.sha256(data).digest():
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    return out

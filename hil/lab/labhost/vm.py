@@ -1,0 +1,154 @@
+"""The lab-host VM: Debian's amd64 kernel under TCG (Debian's kernel dies under this machine's
+KVM), an xHCI controller with QEMU's FTDI `usb-serial` adapters, this host's root over 9p and
+its systemd-udevd, controlled over its serial console."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from hil.errors import InfrastructureError
+from hil.lab.labhost import initramfs, packages
+from hil.lab.labhost.console import Console, Result
+
+QEMU = "qemu-system-x86_64"
+# The xHCI controller's fixed PCI slot, so that ID_PATH is known before boot.
+XHCI_SLOT = 0x10
+XHCI_PORTS = 4  # USB 2 root ports (usb-serial is a full-speed device)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One emulated FTDI adapter: its USB serial number, its xHCI root port (1-4) and the
+    QEMU chardev backend its UART is wired to (without `id=`), e.g. `file,path=/tmp/x` or
+    `socket,path=/tmp/board.sock` (a board's console)."""
+
+    serial: str
+    port: int
+    chardev: str
+
+    @property
+    def id_path(self) -> str:
+        """udev's ID_PATH of its tty (interface 0 of the device on that root port)."""
+        return f"pci-0000:00:{XHCI_SLOT:02x}.0-usb-0:{self.port}:1.0"
+
+
+def _check_adapters(adapters: Sequence[Adapter]) -> None:
+    ports = [a.port for a in adapters]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"two adapters on one xHCI port: {ports}")
+    for a in adapters:
+        if not 1 <= a.port <= XHCI_PORTS:
+            raise ValueError(f"adapter {a.serial}: port {a.port} is not 1-{XHCI_PORTS}")
+        if not a.serial or any(c in a.serial for c in ",= \t\n"):
+            raise ValueError(f"adapter serial {a.serial!r}: no commas, '=' or blanks")
+
+
+class LabHostVM:
+    """Boot with start() (or `with`), run commands with run(), stop with stop().
+
+    `workdir` holds the initramfs, the console socket and log, and `share/`, which the VM
+    mounts read-write at /mnt. `hostfwd` are QEMU user-network forwards
+    (`tcp:127.0.0.1:HOSTPORT-:GUESTPORT`).
+    """
+
+    def __init__(self, workdir: Path, adapters: Sequence[Adapter], *, memory_mb: int = 1024,
+                 hostfwd: Sequence[str] = (), nice: int = 10,
+                 kernel: packages.Kernel | None = None) -> None:
+        _check_adapters(adapters)
+        self.workdir = workdir
+        self.adapters = list(adapters)
+        self.memory_mb = memory_mb
+        self.hostfwd = list(hostfwd)
+        self.nice = nice
+        self.kernel = kernel
+        self.share = workdir / "share"
+        self.console_sock = workdir / "console.sock"
+        self.console_log = workdir / "console.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.console: Console | None = None
+        self.boot_s: float | None = None
+        self.guest_uptime_s: float | None = None
+
+    def command(self, kernel: packages.Kernel, initrd: Path) -> list[str]:
+        netdev = ",".join(["user,id=net0", *(f"hostfwd={f}" for f in self.hostfwd)])
+        cmd = [
+            "nice", "-n", str(self.nice), QEMU,
+            "-machine", "pc,accel=tcg", "-smp", "1", "-m", str(self.memory_mb),
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", str(kernel.image), "-initrd", str(initrd),
+            "-append", "console=ttyS0 loglevel=4 panic=-1",
+            "-chardev", f"socket,id=con0,path={self.console_sock},server=on,wait=off,"
+                        f"logfile={self.console_log}",
+            "-serial", "chardev:con0",
+            # First, so that no automatically placed device takes its slot.
+            "-device", f"qemu-xhci,id=xhci,addr={XHCI_SLOT:#x},p2={XHCI_PORTS},p3={XHCI_PORTS}",
+            "-virtfs", f"local,path=/,mount_tag={initramfs.ROOT_TAG},security_model=none,"
+                       "readonly=on",
+            "-virtfs", f"local,path={self.share},mount_tag={initramfs.SHARE_TAG},"
+                       "security_model=none",
+            "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",
+        ]
+        for i, a in enumerate(self.adapters):
+            cmd += ["-chardev", f"{a.chardev},id=usb{i}",
+                    "-device", f"usb-serial,bus=xhci.0,port={a.port},chardev=usb{i},"
+                               f"serial={a.serial}"]
+        return cmd
+
+    def start(self, timeout: float = 180.0) -> float:
+        """Boot to the console shell with udev settled; returns seconds from QEMU's start."""
+        kernel = self.kernel or packages.ensure()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.share.mkdir(exist_ok=True)
+        self.console_sock.unlink(missing_ok=True)
+        initrd = initramfs.build(kernel, self.workdir / "initramfs.cpio")
+        cmd = self.command(kernel, initrd)
+        (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.workdir / "qemu.out", "wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.console = Console(self.console_sock)
+            m = self.console.expect(rf"{initramfs.READY} ([0-9.]+)\r?\n".encode(), timeout)
+        except InfrastructureError as e:
+            out = (self.workdir / "qemu.out").read_text(errors="replace")[-2000:]
+            self.stop()
+            raise InfrastructureError(f"{e}\nQEMU: {out}") from e
+        self.boot_s = time.monotonic() - t0
+        self.guest_uptime_s = float(m[1])
+        return self.boot_s
+
+    def run(self, command: str, timeout: float = 120.0) -> Result:
+        if self.console is None:
+            raise InfrastructureError("lab-host VM is not running")
+        return self.console.run(command, timeout)
+
+    def stop(self) -> None:
+        if self.console is not None:
+            self.console.close()
+            self.console = None
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        self.console_sock.unlink(missing_ok=True)
+
+    def __enter__(self) -> LabHostVM:
+        self.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

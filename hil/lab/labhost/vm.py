@@ -112,16 +112,16 @@ class LabHostVM:
         cmd = self.command(kernel, initrd)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.workdir / "qemu.out", "wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.workdir / "qemu.out", "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self.console = Console(self.console_sock)
             m = self.console.expect(rf"{initramfs.READY} ([0-9.]+)\r?\n".encode(), timeout)
         except InfrastructureError as e:
-            out = (self.workdir / "qemu.out").read_text(errors="replace")[-2000:]
+            qemu_out = (self.workdir / "qemu.out").read_text(errors="replace")[-2000:]
             self.stop()
-            raise InfrastructureError(f"{e}\nQEMU: {out}") from e
+            raise InfrastructureError(f"{e}\nQEMU: {qemu_out}") from e
         self.boot_s = time.monotonic() - t0
         self.guest_uptime_s = float(m[1])
         return self.boot_s

@@ -56,7 +56,7 @@ exec switch_root /newroot /run/hil-stage2
 STAGE2 = f"""\
 #!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp LANG=C.UTF-8
+export HOME=/tmp LANG=C.UTF-8 TERM=dumb PAGER=cat SYSTEMD_PAGER= SYSTEMD_COLORS=0
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 shm /dev/shm

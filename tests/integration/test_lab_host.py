@@ -7,27 +7,74 @@ only by ID_PATH). The exporter file also names HILBRD03, which is not plugged in
 
 from __future__ import annotations
 
+import ast
+import os
 import re
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hil.lab.labhost import exporter
 from hil.lab.labhost.vm import Adapter, LabHostVM
+from hil.lab.virtual_lab import free_port, labgrid_tool
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the same path inside the VM (the host's root over 9p)
 HIL = f"PYTHONPATH={REPO} {PYTHON} -m hil.cli"
 
 
+class Uart:
+    """The board's end of one adapter: QEMU listens on a unix socket for it, this connects."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.sock.setblocking(False)
+        self.received = b""
+
+    def poll(self) -> bytes:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return self.received
+            if not data:
+                return self.received
+            self.received += data
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+def _wait_for(what: str, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
-def adapters(tmp_path_factory: pytest.TempPathFactory) -> list[Adapter]:
-    d = tmp_path_factory.mktemp("uarts")
+def uart_dir() -> Iterator[Path]:
+    # Short: a unix socket path has at most 107 bytes.
+    d = Path(tempfile.mkdtemp(prefix="hil-uart-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def adapters(uart_dir: Path) -> list[Adapter]:
     spec = [("HILBRD01", 1), ("HILBRD02", 2), ("HILDUP01", 3), ("HILDUP01", 4)]
-    return [Adapter(s, port, f"file,path={d}/port{port}.out") for s, port in spec]
+    return [Adapter(s, port, f"socket,path={uart_dir}/port{port},server=on,wait=off")
+            for s, port in spec]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +87,12 @@ def labhost(tmp_path_factory: pytest.TempPathFactory, adapters: list[Adapter]) -
         yield vm
     finally:
         vm.stop()
+
+
+@pytest.fixture(scope="module")
+def uarts(labhost: LabHostVM, adapters: list[Adapter], uart_dir: Path) -> dict[int, Uart]:
+    """The boards' ends of the adapters, by xHCI port."""
+    return {a.port: Uart(uart_dir / f"port{a.port}") for a in adapters}
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -142,24 +195,167 @@ def test_lab_check_passes_when_every_match_resolves(labhost: LabHostVM,
 
 
 def test_bytes_written_to_a_tty_reach_its_adapters_chardev(
-        labhost: LabHostVM, adapters: list[Adapter], ttys: dict[str, dict[str, str]]) -> None:
+        labhost: LabHostVM, adapters: list[Adapter], ttys: dict[str, dict[str, str]],
+        uarts: dict[int, Uart]) -> None:
     """Each /dev/ttyUSB* in the VM is one of QEMU's adapters: what the VM writes to it comes
     out of that adapter's chardev on this host, and out of no other."""
     by_path = {a.id_path: a for a in adapters}
     sent = {}
-    for tty, props in ttys.items():
+    for tty, props in sorted(ttys.items()):
         adapter = by_path[props["ID_PATH"]]
         probe = f"hil-probe-{tty}-{adapter.serial}-{time.monotonic_ns()}"
         labhost.run(f"stty -F /dev/{tty} 115200 raw -echo && printf '%s\\n' {probe} > /dev/{tty}"
                     ).check()
-        sent[adapter.port] = probe
-    files = {a.port: Path(a.chardev.split("path=", 1)[1]) for a in adapters}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        got = {p: f.read_text(errors="replace") if f.exists() else "" for p, f in files.items()}
-        if all(sent[p] in got[p] for p in sent):
-            break
-        time.sleep(0.5)
+        sent[adapter.port] = probe.encode()
+    _wait_for("the probes on the adapters' chardevs",
+              lambda: all(sent[p] in uarts[p].poll() for p in sent))
     for port, probe in sent.items():
-        assert probe in got[port], (port, got)
-        assert all(probe not in got[p] for p in got if p != port), got
+        assert all(probe not in uarts[p].poll() for p in uarts if p != port)
+
+
+# --- labgrid's exporter in the lab host, its coordinator on this host --------------------------
+
+EXPORTER = "hil-labhost-vm"
+
+
+@pytest.fixture(scope="module")
+def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """labgrid-coordinator on 127.0.0.1 (the VM's 10.0.2.2); yields its port."""
+    port = free_port()
+    d = tmp_path_factory.mktemp("coordinator")
+    with open(d / "coordinator.log", "wb") as log:
+        proc = subprocess.Popen([labgrid_tool("labgrid-coordinator"), "--listen",
+                                 f"127.0.0.1:{port}"], cwd=d, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        _wait_for("labgrid-coordinator", listening)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _client(port: int, *args: str, check: bool = True) -> str:
+    p = subprocess.run([labgrid_tool("labgrid-client"), "-x", f"127.0.0.1:{port}", *args],
+                       capture_output=True, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def _resources(text: str) -> dict[str, dict[str, object]]:
+    """`labgrid-client -v resources` -> {exporter/group/name: the resource's dict}."""
+    out: dict[str, dict[str, object]] = {}
+    head = re.compile(r"^    Resource '(?P<name>[^']+)' \((?P<exp>[^/]+)/(?P<group>[^/]+)/")
+    lines = text.splitlines()
+    for i, ln in enumerate(lines):
+        m = head.match(ln)
+        if m:
+            body = []
+            for nxt in lines[i + 1:]:
+                if not nxt.startswith("      "):
+                    break
+                body.append(nxt)
+            out[f"{m['exp']}/{m['group']}/{m['name']}"] = ast.literal_eval("\n".join(body).strip())
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(labhost: LabHostVM, adapters: list[Adapter],
+             coordinator: int) -> Iterator[dict[str, dict[str, object]]]:
+    """The VM's exporter on the faulty exporter file, once the coordinator lists it."""
+    config = _write_exporter(labhost, adapters, "exporter.yaml", with_faults=True)
+    pid = exporter.start(labhost, config, coordinator, EXPORTER)
+    wanted = {f"{EXPORTER}/{g}/console" for g in ("brd1", "brd2", "dup", "gone")}
+    seen: dict[str, dict[str, object]] = {}
+
+    def listed() -> bool:
+        seen.update(_resources(_client(coordinator, "-vv", "resources", check=False)))
+        return wanted <= set(seen)
+
+    try:
+        try:
+            _wait_for("the VM exporter's resources at the coordinator", listed, 90)
+        except BaseException:
+            print(exporter.log(labhost))
+            raise
+        yield seen
+    finally:
+        exporter.stop(labhost, pid)
+
+
+def test_exporter_in_the_lab_host_publishes_the_adapters(
+        coordinator: int, exported: dict[str, dict[str, object]],
+        ttys: dict[str, dict[str, str]]) -> None:
+    available = set(_client(coordinator, "resources").split())
+    print(_client(coordinator, "resources"))
+    for group, serial in (("brd1", "HILBRD01"), ("brd2", "HILBRD02")):
+        res = exported[f"{EXPORTER}/{group}/console"]
+        assert res["avail"] is True and res["cls"] == "NetworkSerialPort", res
+        assert f"{EXPORTER}/{group}/NetworkSerialPort" in available
+        params = res["params"]
+        assert isinstance(params, dict)
+        assert params["extra"]["path"] == "/dev/" + _serial_ttys(ttys, serial)[0], res
+    # labgrid binds the shared serial to one of the two, silently: hil lab check names both.
+    dup = exported[f"{EXPORTER}/dup/console"]
+    assert dup["avail"] is True and f"{EXPORTER}/dup/NetworkSerialPort" in available
+    dup_params = dup["params"]
+    assert isinstance(dup_params, dict)
+    assert dup_params["extra"]["path"] in {"/dev/" + t for t in _serial_ttys(ttys, "HILDUP01")}
+    # The missing adapter is published, but not available.
+    assert exported[f"{EXPORTER}/gone/console"]["avail"] is False
+    assert f"{EXPORTER}/gone/NetworkSerialPort" not in available
+
+
+def test_a_client_on_this_host_reaches_a_board_through_the_lab_host(
+        labhost: LabHostVM, coordinator: int, exported: dict[str, dict[str, object]],
+        uarts: dict[int, Uart], adapters: list[Adapter], tmp_path: Path) -> None:
+    """board UART -> FTDI adapter -> VM's ttyUSB -> ser2net (started by the exporter on
+    acquire) -> QEMU forward -> labgrid's SerialDriver through a RemotePlace on this host."""
+    from labgrid import Environment
+    from labgrid.driver import SerialDriver
+
+    place = f"labhost-brd1-{os.getpid()}"
+    _client(coordinator, "-p", place, "create")
+    _client(coordinator, "-p", place, "add-match", f"{EXPORTER}/brd1/*")
+    _client(coordinator, "-p", place, "acquire")
+    try:
+        key = f"{EXPORTER}/brd1/console"
+        port: list[int] = []
+
+        def started() -> bool:
+            params = _resources(_client(coordinator, "-v", "resources"))[key]["params"]
+            assert isinstance(params, dict)
+            if params.get("port"):
+                port.append(int(params["port"]))
+            return bool(port)
+
+        _wait_for("ser2net in the VM", started)
+        # The exporter publishes --hostname 127.0.0.1 and ser2net's port inside the VM: the
+        # same port on this host's loopback is forwarded to it.
+        labhost.forward(port[0], port[0])
+        env_file = tmp_path / "env.yaml"
+        env_file.write_text(yaml.safe_dump({
+            "targets": {"main": {"resources": {"RemotePlace": {"name": place}},
+                                 "drivers": {"SerialDriver": {}}}},
+        }))
+        os.environ["LG_COORDINATOR"] = f"127.0.0.1:{coordinator}"
+        try:
+            target = Environment(str(env_file)).get_target("main")
+            assert target is not None
+            serial = target.get_driver(SerialDriver)
+            board = uarts[next(a.port for a in adapters if a.serial == "HILBRD01")]
+            hello = f"hello-from-board-{time.monotonic_ns()}".encode()
+            board.send(hello + b"\n")
+            serial.expect(hello.decode(), timeout=30)
+            reply = f"hello-from-client-{time.monotonic_ns()}".encode()
+            serial.write(reply + b"\n")
+            _wait_for("the client's bytes at the board", lambda: reply in board.poll())
+            target.cleanup()
+        finally:
+            os.environ.pop("LG_COORDINATOR", None)
+    finally:
+        _client(coordinator, "-p", place, "release", check=False)
+        _client(coordinator, "-p", place, "delete", check=False)

@@ -71,9 +71,11 @@ udevadm trigger --type=subsystems --action=add
 udevadm trigger --type=devices --action=add
 udevadm settle --timeout=60
 ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
-    ip addr add 10.0.2.15/24 dev eth0
-    ip link set eth0 up
+# QEMU's user network; udev has renamed the interface by now (ens4 or so).
+nic=$(ls /sys/class/net | grep -vx lo | head -n 1)
+if [ -n "$nic" ]; then
+    ip addr add 10.0.2.15/24 dev "$nic"
+    ip link set "$nic" up
     ip route add default via 10.0.2.2
 fi
 dmesg -n 1

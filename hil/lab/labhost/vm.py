@@ -72,6 +72,7 @@ class LabHostVM:
         self.share = workdir / "share"
         self.console_sock = workdir / "console.sock"
         self.console_log = workdir / "console.log"
+        self.monitor_sock = workdir / "monitor.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.console: Console | None = None
         self.boot_s: float | None = None
@@ -88,6 +89,7 @@ class LabHostVM:
             "-chardev", f"socket,id=con0,path={self.console_sock},server=on,wait=off,"
                         f"logfile={self.console_log}",
             "-serial", "chardev:con0",
+            "-monitor", f"unix:{self.monitor_sock},server=on,wait=off",
             # First, so that no automatically placed device takes its slot.
             "-device", f"qemu-xhci,id=xhci,addr={XHCI_SLOT:#x},p2={XHCI_PORTS},p3={XHCI_PORTS}",
             "-virtfs", f"local,path=/,mount_tag={initramfs.ROOT_TAG},security_model=none,"
@@ -108,6 +110,7 @@ class LabHostVM:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.share.mkdir(exist_ok=True)
         self.console_sock.unlink(missing_ok=True)
+        self.monitor_sock.unlink(missing_ok=True)
         initrd = initramfs.build(kernel, self.workdir / "initramfs.cpio")
         cmd = self.command(kernel, initrd)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
@@ -130,6 +133,25 @@ class LabHostVM:
         if self.console is None:
             raise InfrastructureError("lab-host VM is not running")
         return self.console.run(command, timeout)
+
+    def monitor(self, command: str, timeout: float = 10.0) -> str:
+        """One HMP command on QEMU's monitor; its answer."""
+        if self.proc is None:
+            raise InfrastructureError("lab-host VM is not running")
+        mon = Console(self.monitor_sock, connect_timeout=timeout)
+        try:
+            mon.expect(rb"\(qemu\) ", timeout)
+            mon.send(command + "\n")
+            return mon.expect(rb"(?s)\r?\n(.*?)\(qemu\) ", timeout)[1].decode(errors="replace")
+        finally:
+            mon.close()
+
+    def forward(self, host_port: int, guest_port: int, host_address: str = "127.0.0.1") -> None:
+        """Forward host_address:host_port on this host to the VM's guest_port (TCP), e.g. to a
+        ser2net port that labgrid's exporter picked inside the VM."""
+        answer = self.monitor(f"hostfwd_add net0 tcp:{host_address}:{host_port}-:{guest_port}")
+        if answer.strip():
+            raise InfrastructureError(f"lab-host VM: hostfwd {host_port}->{guest_port}: {answer}")
 
     def stop(self) -> None:
         if self.console is not None:

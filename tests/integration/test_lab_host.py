@@ -32,18 +32,28 @@ HIL = f"PYTHONPATH={REPO} {PYTHON} -m hil.cli"
 
 
 class Uart:
-    """The board's end of one adapter: QEMU listens on a unix socket for it, this connects."""
+    """The board's end of one adapter: it listens on a unix socket and QEMU connects to it (a
+    usb-serial adapter is plugged in only while its chardev is connected)."""
 
     def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.sock.setblocking(False)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(1)
+        self.sock: socket.socket | None = None
         self.received = b""
 
+    def _conn(self) -> socket.socket:
+        if self.sock is None:
+            self.server.settimeout(30)
+            self.sock, _ = self.server.accept()
+            self.sock.setblocking(False)
+        return self.sock
+
     def poll(self) -> bytes:
+        sock = self._conn()
         while True:
             try:
-                data = self.sock.recv(65536)
+                data = sock.recv(65536)
             except BlockingIOError:
                 return self.received
             if not data:
@@ -51,7 +61,15 @@ class Uart:
             self.received += data
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        sock = self._conn()
+        sock.setblocking(True)
+        sock.sendall(data)
+        sock.setblocking(False)
+
+    def close(self) -> None:
+        for s in (self.sock, self.server):
+            if s is not None:
+                s.close()
 
 
 def _wait_for(what: str, ready: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -71,10 +89,18 @@ def uart_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def adapters(uart_dir: Path) -> list[Adapter]:
+def uarts(uart_dir: Path) -> Iterator[dict[int, Uart]]:
+    """The boards' ends of the adapters, by xHCI port, listening before the VM starts."""
+    ends = {port: Uart(uart_dir / f"port{port}") for port in (1, 2, 3, 4)}
+    yield ends
+    for u in ends.values():
+        u.close()
+
+
+@pytest.fixture(scope="module")
+def adapters(uart_dir: Path, uarts: dict[int, Uart]) -> list[Adapter]:
     spec = [("HILBRD01", 1), ("HILBRD02", 2), ("HILDUP01", 3), ("HILDUP01", 4)]
-    return [Adapter(s, port, f"socket,path={uart_dir}/port{port},server=on,wait=off")
-            for s, port in spec]
+    return [Adapter(s, port, f"socket,path={uart_dir}/port{port}") for s, port in spec]
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +113,6 @@ def labhost(tmp_path_factory: pytest.TempPathFactory, adapters: list[Adapter]) -
         yield vm
     finally:
         vm.stop()
-
-
-@pytest.fixture(scope="module")
-def uarts(labhost: LabHostVM, adapters: list[Adapter], uart_dir: Path) -> dict[int, Uart]:
-    """The boards' ends of the adapters, by xHCI port."""
-    return {a.port: Uart(uart_dir / f"port{a.port}") for a in adapters}
 
 
 def _properties(text: str) -> dict[str, str]:

@@ -28,7 +28,9 @@ XHCI_PORTS = 4  # USB 2 root ports (usb-serial is a full-speed device)
 class Adapter:
     """One emulated FTDI adapter: its USB serial number, its xHCI root port (1-4) and the
     QEMU chardev backend its UART is wired to (without `id=`), e.g. `file,path=/tmp/x` or
-    `socket,path=/tmp/board.sock` (a board's console)."""
+    `socket,path=/tmp/board.sock` (a board's console listening there). QEMU plugs the
+    adapter into the xHCI port only while its chardev is connected: a socket chardev that
+    QEMU serves itself (`server=on`) leaves the adapter unplugged until someone connects."""
 
     serial: str
     port: int

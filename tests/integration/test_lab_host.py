@@ -120,8 +120,9 @@ def _properties(text: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ttys(labhost: LabHostVM) -> dict[str, dict[str, str]]:
+def ttys(labhost: LabHostVM, adapters: list[Adapter]) -> dict[str, dict[str, str]]:
     """Every /dev/ttyUSB* in the VM with its udev properties."""
+    labhost.wait_adapters(len(adapters))
     names = labhost.run("cd /dev && ls -1 ttyUSB*").check().output.split()
     return {n: _properties(labhost.run(f"udevadm info --query=property --name=/dev/{n}")
                            .check().output) for n in names}

@@ -17,6 +17,8 @@ HOST_PACKAGES: dict[str, str | None] = {
     # systemd-udevd and udevadm, run inside the VM from this host's root.
     "udev": None,
     "busybox-static": None,
+    # labgrid's exporter in the VM serves the adapters with it.
+    "ser2net": None,
 }
 
 

@@ -136,6 +136,22 @@ class LabHostVM:
             raise InfrastructureError("lab-host VM is not running")
         return self.console.run(command, timeout)
 
+    def wait_adapters(self, count: int, timeout: float = 30.0) -> list[str]:
+        """Wait until the kernel has `count` USB serial ports and udev has settled on them
+        (a hub enumerates asynchronously); their tty names."""
+        deadline = time.monotonic() + timeout
+        while True:
+            names = self.run("ls /sys/bus/usb-serial/devices").check().output.split()
+            if len(names) >= count:
+                break
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"lab-host VM: {len(names)} of {count} USB serial adapters after "
+                    f"{timeout:.0f} s (is each adapter's chardev connected?)")
+            time.sleep(0.5)
+        self.run("udevadm settle --timeout=30").check()
+        return sorted(names)
+
     def monitor(self, command: str, timeout: float = 10.0) -> str:
         """One HMP command on QEMU's monitor; its answer."""
         if self.proc is None:

@@ -1,0 +1,135 @@
+"""The lab-host VM's pure parts: adapters, QEMU's command line, the initramfs, the console."""
+
+from __future__ import annotations
+
+import lzma
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from hil.lab.labhost import initramfs
+from hil.lab.labhost.__main__ import parse_adapter
+from hil.lab.labhost.console import Console
+from hil.lab.labhost.packages import Kernel
+from hil.lab.labhost.vm import Adapter, LabHostVM
+
+
+def test_id_path_names_the_xhci_port() -> None:
+    assert Adapter("A", 3, "null").id_path == "pci-0000:00:10.0-usb-0:3:1.0"
+
+
+@pytest.mark.parametrize("adapters, message", [
+    ([Adapter("A", 1, "null"), Adapter("B", 1, "null")], "two adapters on one xHCI port"),
+    ([Adapter("A", 5, "null")], "port 5 is not 1-4"),
+    ([Adapter("A,x", 1, "null")], "no commas"),
+    ([Adapter("", 1, "null")], "no commas"),
+])
+def test_bad_adapters_are_refused(tmp_path: Path, adapters: list[Adapter], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LabHostVM(tmp_path, adapters)
+
+
+def test_command_line(tmp_path: Path) -> None:
+    kernel = Kernel("6.12.1+deb12-amd64", tmp_path / "vmlinuz", tmp_path / "modules")
+    vm = LabHostVM(tmp_path, [Adapter("HILBRD01", 2, "socket,path=/tmp/b1"),
+                              Adapter("HILDUP01", 1, "file,path=/tmp/d")],
+                   hostfwd=["tcp:127.0.0.1:2000-:22"])
+    cmd = vm.command(kernel, tmp_path / "initrd")
+    assert cmd[:4] == ["nice", "-n", "10", "qemu-system-x86_64"]
+    assert "accel=tcg" in cmd[cmd.index("-machine") + 1]
+    devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+    # The controller first, at its fixed slot, so ID_PATH is known before boot.
+    assert devices[0].startswith("qemu-xhci,id=xhci,addr=0x10")
+    assert "usb-serial,bus=xhci.0,port=2,chardev=usb0,serial=HILBRD01" in devices
+    assert "usb-serial,bus=xhci.0,port=1,chardev=usb1,serial=HILDUP01" in devices
+    assert "socket,path=/tmp/b1,id=usb0" in cmd and "file,path=/tmp/d,id=usb1" in cmd
+    assert "user,id=net0,hostfwd=tcp:127.0.0.1:2000-:22" in cmd
+    virtfs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-virtfs"]
+    assert any("path=/," in v and "readonly=on" in v for v in virtfs)
+
+
+def test_parse_adapter() -> None:
+    assert parse_adapter("HILBRD01:2") == Adapter("HILBRD01", 2, "")
+    assert parse_adapter("X:1:socket,path=/a") == Adapter("X", 1, "socket,path=/a")
+    with pytest.raises(Exception, match="SERIAL:PORT"):
+        parse_adapter("HILBRD01")
+
+
+def _cpio(data: bytes) -> dict[str, bytes]:
+    """name -> contents of a newc archive."""
+    out, pos = {}, 0
+    while True:
+        hdr = data[pos:pos + 110]
+        assert hdr[:6] == b"070701"
+        size, namesize = int(hdr[54:62], 16), int(hdr[94:102], 16)
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos = (pos + 110 + namesize + 3) & ~3
+        if name == "TRAILER!!!":
+            return out
+        out[name] = data[pos:pos + size]
+        pos = (pos + size + 3) & ~3
+
+
+@pytest.mark.skipif(not initramfs.BUSYBOX.exists(), reason="no busybox-static")
+def test_initramfs_has_the_9p_modules_dependencies_first(tmp_path: Path) -> None:
+    mods = tmp_path / "modules"
+    deps = {
+        "kernel/fs/netfs/netfs.ko.xz": [],
+        "kernel/net/9p/9pnet.ko.xz": ["kernel/fs/netfs/netfs.ko.xz"],
+        "kernel/net/9p/9pnet_virtio.ko.xz": ["kernel/net/9p/9pnet.ko.xz",
+                                             "kernel/fs/netfs/netfs.ko.xz"],
+        "kernel/fs/9p/9p.ko.xz": ["kernel/net/9p/9pnet.ko.xz", "kernel/fs/netfs/netfs.ko.xz"],
+    }
+    for rel in deps:
+        (mods / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mods / rel).write_bytes(lzma.compress(f"ELF {rel}".encode(), format=lzma.FORMAT_XZ))
+    (mods / "modules.dep").write_text("".join(f"{k}: {' '.join(v)}\n" for k, v in deps.items()))
+    (mods / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    out = initramfs.build(Kernel("6.12.1+deb12-amd64", tmp_path / "vmlinuz", mods),
+                          tmp_path / "initrd.cpio")
+    files = _cpio(out.read_bytes())
+    order = files["modules/order"].decode().split()
+    assert order[0] == "netfs.ko" and order.index("9pnet.ko") < order.index("9p.ko")
+    assert set(order) == {"netfs.ko", "9pnet.ko", "9pnet_virtio.ko", "9p.ko"}
+    assert files["modules/9p.ko"] == b"ELF kernel/fs/9p/9p.ko.xz"  # decompressed for insmod
+    assert initramfs.ROOT_TAG in files["init"].decode()
+    assert initramfs.READY in files["stage2"].decode()
+
+
+def _fake_shell(server: socket.socket, rc: int, output: str) -> None:
+    conn, _ = server.accept()
+    with conn:
+        line = b""
+        while not line.endswith(b"\n"):
+            line += conn.recv(4096)
+        conn.sendall(line.replace(b"\n", b"\r\n"))  # a console that echoes what is typed
+        tag = re.search(rb"HIL_B''EGIN_([0-9a-f]+)", line)
+        assert tag
+        t = tag[1]
+        conn.sendall(b"HIL_BEGIN_" + t + b"\r\n" + output.encode().replace(b"\n", b"\r\n")
+                     + b"HIL_END_" + t + b"=" + str(rc).encode() + b"\r\n")
+        conn.recv(1)
+
+
+def test_console_run_frames_output_and_exit_code(tmp_path: Path) -> None:
+    path = tmp_path / "c.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    t = threading.Thread(target=_fake_shell, args=(server, 3, "line one\nHIL_END_x=0\n"))
+    t.start()
+    console = Console(path, connect_timeout=5)
+    try:
+        r = console.run("false", timeout=10)
+    finally:
+        console.close()
+        t.join(5)
+        server.close()
+    assert (r.rc, r.output) == (3, "line one\nHIL_END_x=0\n")
+    with pytest.raises(Exception, match="exited 3"):
+        r.check()
+    with pytest.raises(ValueError):
+        Console.run(console, "a\nb")

@@ -75,7 +75,8 @@ def tests(old: dict[str, Case], new: dict[str, Case]) -> tuple[list[TestChange],
         if so == sn:
             continue
         change = TestChange(nodeid, so, sn)
-        if so == "passed" and n is not None and n.outcome == "failed":
+        # A regression is the product's: a case that passed now fails as a product failure.
+        if so == "passed" and n is not None and n.outcome == "failed" and n.kind == "product":
             regressed.append(change)
         elif o is not None and o.outcome == "failed" and sn == "passed":
             fixed.append(change)
@@ -127,12 +128,13 @@ def counters(old: list[Measurement], new: list[Measurement]) -> list[ValueChange
 
 def throughput(old: list[Measurement], new: list[Measurement]) -> list[ThroughputChange]:
     a, b = figures.throughput_samples(old), figures.throughput_samples(new)
+    board_noise = stats.noise([*a.values(), *b.values()])
     out = []
     for config in [c for c in b if c in a] + [c for c in a if c not in b]:
         xs, ys = a.get(config, []), b.get(config, [])
         out.append(ThroughputChange(
             config, statistics.median(xs) if xs else None,
-            statistics.median(ys) if ys else None, stats.decide(xs, ys)))
+            statistics.median(ys) if ys else None, stats.decide(xs, ys, board_noise)))
     return out
 
 

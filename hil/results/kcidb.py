@@ -98,8 +98,10 @@ def _tests(board: BoardReport, run: str) -> list[dict[str, Any]]:
             "id": _id(run, _segment(board.name), path), "build_id": build_id, "origin": ORIGIN,
             "path": path, "status": status(case.outcome, case.kind, case.message),
             "environment": env, "duration": case.time,
-            "misc": {"nodeid": nodeid, "failure_kind": case.kind},
+            "misc": {"nodeid": nodeid},
         }
+        if case.kind:
+            test["misc"]["failure_kind"] = case.kind
         if case.outcome != "passed":
             text = case.message
             f = failures.get(nodeid)
@@ -111,7 +113,11 @@ def _tests(board: BoardReport, run: str) -> list[dict[str, Any]]:
         v = number(m.value)
         if v is None:
             continue
-        path = f"{test_path(m.test)}.{_segment(m.name)}" if m.test else f"{ORIGIN}.{_segment(m.name)}"
+        # A measurement's dotted name (and its configuration, if any) extend its case's path.
+        tail = [_segment(p) for p in m.name.split(".")]
+        if m.ctx("config"):
+            tail.append(_segment(str(m.ctx("config"))))
+        path = ".".join([test_path(m.test) if m.test else ORIGIN, *tail])
         unit, prefix = UNITS.get(m.unit, (m.unit or None, None))
         num: dict[str, Any] = {"value": v}
         if unit:

@@ -137,7 +137,8 @@ def _rows(path: Path, problems: list[str]) -> list[Measurement]:
 
 
 def _board(directory: Path, default_name: str, suffix: str = "",
-           rows: list[Measurement] | None = None, console_dir: Path | None = None) -> BoardRun:
+           rows: list[Measurement] | None = None, console_dir: Path | None = None,
+           named: bool = False) -> BoardRun:
     problems: list[str] = []
     suite = _suite(directory / f"junit{suffix}.xml", problems)
     prov_path = directory / f"provenance{suffix}.json"
@@ -145,7 +146,8 @@ def _board(directory: Path, default_name: str, suffix: str = "",
         prov_path = directory / "provenance.json"
     provenance = _read_json(prov_path, problems, "what was qualified is unknown")
     environment = _environment(directory / "environment.yaml", problems)
-    name = default_name if suffix else board_name(provenance, environment, default_name)
+    # A release run names each board by its file or directory; a single run by what it ran on.
+    name = default_name if named else board_name(provenance, environment, default_name)
     verdict = _read_json(directory / f"verdict{suffix}.json", problems,
                          "the run did not finish (interrupted); its verdict is rebuilt here")
     session = _read_json(directory / f"session{suffix}.json", problems,
@@ -178,12 +180,12 @@ def load(directory: Path) -> Results:
                 mine = [r for r in all_rows if r.ctx("board") == name]
             console = directory / CONSOLE / name
             results.boards.append(_board(directory, name, f"-{name}", mine,
-                                         console if console.is_dir() else None))
+                                         console if console.is_dir() else None, named=True))
         return results
     subdirs = [d for d in sorted(directory.iterdir()) if d.is_dir() and d.name != CONSOLE
                and _is_run(d)] if directory.is_dir() else []
     if subdirs and not _is_run(directory):
-        results.boards = [_board(d, d.name) for d in subdirs]
+        results.boards = [_board(d, d.name, named=True) for d in subdirs]
         return results
     if _is_run(directory):
         results.boards = [_board(directory, "board")]

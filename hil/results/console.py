@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from hil import kernel_log
 
+# The JUnit property the plugin gives a failed case: {console: [start, end]}, byte offsets of
+# the case's output in each console log (hil/plugin/hooks.py).
+OFFSETS_PROPERTY = "hil_console"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HEADER_END = "=== Log starts here ==="
 BEFORE, AFTER = 12, 25
@@ -65,6 +69,21 @@ def locate(console: str, text: str, anchors_: Iterable[str],
                 start = max(0, i - before)
                 return Excerpt(console, start + 1, tuple(lines[start:i + after + 1]), anchor)
     return None
+
+
+def sizes(directory: Path | None) -> dict[str, int]:
+    """Each console log's size now: labgrid writes them unbuffered, so this is where the next
+    output will begin."""
+    if directory is None or not directory.is_dir():
+        return {}
+    return {p.name.removeprefix("console_"): p.stat().st_size
+            for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def ranges(before: dict[str, int], after: dict[str, int]) -> dict[str, list[int]]:
+    """What each console wrote between two sizes() (a console new since then began at 0)."""
+    return {name: [before.get(name, 0), end] for name, end in after.items()
+            if end > before.get(name, 0)}
 
 
 def tail(console: str, data: bytes, start: int, end: int, limit: int = 60) -> Excerpt:

@@ -17,7 +17,6 @@ from hil.results import compare, console, figures, html, junit, kcidb, load, ver
 from hil.results.junit import Case
 from hil.verdict import ExitCode
 
-CONSOLE_PROPERTY = "hil_console"  # {console: [start, end]} byte offsets of a case's output
 HTML = "report.html"
 KCIDB = "kcidb.json"
 
@@ -63,7 +62,7 @@ class Report:
 
 
 def _excerpts(case: Case, kernel: list[str], run: load.BoardRun) -> tuple[list[console.Excerpt], str]:
-    offsets = [v for k, v in case.properties if k == CONSOLE_PROPERTY]
+    offsets = [v for k, v in case.properties if k == console.OFFSETS_PROPERTY]
     found: list[console.Excerpt] = []
     if offsets:
         try:

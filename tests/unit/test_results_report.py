@@ -232,3 +232,24 @@ def test_hil_report_exits_with_the_verdict(fail_dir, pass_dir, tmp_path, capsys)
     page = (tmp_path / "f" / report.HTML).read_text()
     assert "Tests that regressed: 2" in page and "throughput-changes" in page
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 4
+
+
+def test_a_case_with_recorded_console_offsets_shows_exactly_its_output(fail_dir, tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(fail_dir, d)
+    guest = (d / "console" / "console_main_guest-serial").read_bytes()
+    start = guest.index(b"hil-guest# dmesg")
+    cell = "guest-patched-vmm-patched-lines-3-pairs-1"
+    junit_xml = (d / "junit.xml").read_text()
+    at = junit_xml.index(f"[{cell}]")
+    at = junit_xml.index("</properties>", at)
+    prop = json.dumps({"main_guest-serial": [start, len(guest)]}).replace('"', "&quot;")
+    (d / "junit.xml").write_text(junit_xml[:at] + f'<property name="hil_console" value="{prop}"/>'
+                                 + junit_xml[at:])
+    (board,) = report.build(d).boards
+    (failure,) = [f for f in board.failures if cell in f.nodeid]
+    (excerpt,) = failure.excerpts
+    assert excerpt.lines[0] == "hil-guest# dmesg"
+    assert excerpt.first_line == guest[:start].count(b"\n") + 1
+    # The kernel report in that output is shown as the failure's kernel log lines.
+    assert any("Trying to free already-free IRQ 47" in k for k in failure.kernel)

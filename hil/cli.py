@@ -1,5 +1,5 @@
-"""The `hil` command: firmware builds, qualification runs, reports, benchmarks and lab host
-checks."""
+"""The `hil` command: firmware builds, qualification runs, reports, benchmarks, the virtual lab
+and lab host checks."""
 
 from __future__ import annotations
 
@@ -114,6 +114,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(int(ExitCode.USAGE_ERROR), f"{self.prog}: error: {message}\n")
 
 
+def _lab_up(args: argparse.Namespace) -> int:
+    from hil.lab import virtual_lab
+
+    virtual_lab.up(Path(args.dir), args.boards, args.credentials)
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from hil.lab import virtual_lab
+
+    virtual_lab.down(Path(args.dir))
+    return 0
+
+
+def _lab_env(args: argparse.Namespace) -> int:
+    from hil.lab import virtual_lab
+
+    state = virtual_lab.LabState.read(Path(args.dir))
+    if state is None or state.status != "ready":
+        raise ConfigError(f"no virtual lab is ready in {args.dir}: run `hil lab up`")
+    for k, v in state.exports().items():
+        print(f"export {k}={v}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="where report.html and kcidb.json go (default: RESULTS_DIR)")
     rp.set_defaults(func=_report)
 
-    lab = sub.add_parser("lab", help="check a lab host")
+    lab = sub.add_parser("lab", help="run the virtual lab, check a lab host")
     lab_sub = lab.add_subparsers(dest="action", required=True)
     lc = lab_sub.add_parser(
         "check", help="does each udev match of an exporter file name exactly one device here?")
@@ -162,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--export-udev", metavar="FILE",
                         help="also write this host's devices to FILE (JSON) to send or replay")
     lc.set_defaults(func=_lab_check)
+    from hil.lab.virtual_lab import DEFAULT_DIR
+
+    lu = lab_sub.add_parser("up", help="start the virtual lab: coordinator, exporter, boards")
+    lu.add_argument("--boards", type=int, default=2, help="virtual boards (default 2)")
+    lu.add_argument("--credentials", metavar="FILE",
+                    help="the power switch's user:password (mode 600; default: made up)")
+    ld = lab_sub.add_parser("down", help="stop the virtual lab and remove what it made")
+    le = lab_sub.add_parser("env", help="print the exports that reach the virtual lab")
+    for p, fn in ((lu, _lab_up), (ld, _lab_down), (le, _lab_env)):
+        p.add_argument("--dir", default=str(DEFAULT_DIR),
+                       help=f"the lab's runtime directory (default {DEFAULT_DIR}, $HIL_LAB_DIR)")
+        p.set_defaults(func=fn)
 
     args = parser.parse_args(argv)
     try:

@@ -8,10 +8,12 @@ event log (`log:`), so a test can tell a power cycle from a board that stayed up
 from __future__ import annotations
 
 import re
-from typing import Any
+import shutil
+from pathlib import Path, PurePath
+from typing import Any, ClassVar
 
 import attr
-from labgrid.driver import Driver
+from labgrid.driver import Driver, USBSDMuxDriver, USBStorageDriver
 from labgrid.driver.fake import FakeCommandDriver, FakePowerDriver
 from labgrid.factory import target_factory
 from labgrid.protocol import ConsoleProtocol
@@ -112,3 +114,42 @@ class ScriptedShellDriver(FakeCommandDriver):  # type: ignore[misc]
             self.kernel_log.append(mark[1])
             return list(self.kernel_log), [], 0
         return [], [], 1 if any(s in cmd for s in self.fail_on) else 0
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class FakeSDMuxDriver(USBSDMuxDriver):  # type: ignore[misc]
+    """A USB-SD-Mux without hardware: logs who the card is handed to."""
+
+    bindings: ClassVar[dict[str, Any]] = {}
+    log: str = attr.ib(default="")
+
+    def __attrs_post_init__(self) -> None:
+        Driver.__attrs_post_init__(self)
+
+    @Driver.check_active
+    def set_mode(self, mode: str) -> None:
+        _log(self.log, f"sdmux {mode}")
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class FakeStorageDriver(USBStorageDriver):  # type: ignore[misc]
+    """The card's partition as a directory, written as USBStorageDriver writes (`cp -t` into a
+    directory, `cp -T` onto a file, whose directory must exist)."""
+
+    bindings: ClassVar[dict[str, Any]] = {}
+    log: str = attr.ib(default="")
+    card: str = attr.ib(default="")
+
+    @Driver.check_active
+    def write_files(self, sources: list[str], target: PurePath, partition: int,
+                    target_is_directory: bool = True) -> None:
+        dest = Path(self.card) / target.relative_to(target.root)
+        if target_is_directory:
+            for s in sources:
+                shutil.copyfile(s, dest / Path(s).name)
+        else:
+            (src,) = sources
+            shutil.copyfile(src, dest)  # fails like cp -T when the directory is missing
+        _log(self.log, f"write {partition}:{target} {' '.join(Path(s).name for s in sources)}")

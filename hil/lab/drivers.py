@@ -20,6 +20,17 @@ from hil.lab import vmm
 BUILD_HINT = "run `hil firmware build` (or set HIL_IMAGES to a built image directory)"
 
 
+def image_path(target: Any, key: str) -> str:
+    """The file of the environment's image `key`, which must exist."""
+    try:
+        path: str = target.env.config.get_image_path(key)
+    except KeyError as e:
+        raise ArtifactMissing(f"environment has no image '{key}' under images:") from e
+    if not os.path.exists(path):
+        raise ArtifactMissing(f"board image '{key}' not found at {path}: {BUILD_HINT}")
+    return path
+
+
 @target_factory.reg_driver
 @attr.s(eq=False)
 class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
@@ -37,13 +48,7 @@ class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
     _child: Any
 
     def _image(self, key: str) -> str:
-        try:
-            path: str = self.target.env.config.get_image_path(key)
-        except KeyError as e:
-            raise ArtifactMissing(f"environment has no image '{key}' under images:") from e
-        if not os.path.exists(path):
-            raise ArtifactMissing(f"board image '{key}' not found at {path}: {BUILD_HINT}")
-        return path
+        return image_path(self.target, key)
 
     def get_qemu_base_args(self) -> list[str]:
         qemu = self.target.env.config.get_tool(self.qemu_bin)
@@ -128,7 +133,7 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     def start(self, **changes: Any) -> vmm.GuestConfig:
         cfg = self.config.with_changes(**changes)
         missing = [p for p in (cfg.qemu, cfg.kernel, cfg.initrd)
-                   if self.shell.run(f"test -e {p}")[2] != 0]
+                   if self.shell.run(f"test -e {shlex.quote(p)}")[2] != 0]
         if missing:
             raise ArtifactMissing(f"board lacks {', '.join(missing)}: {BUILD_HINT}")
         self.stop()

@@ -83,10 +83,14 @@ class TFTPServerDriver(Driver):  # type: ignore[misc]
         os.makedirs(root, exist_ok=True)
         self.start(root)
 
+    def listen_address(self) -> tuple[str, str]:
+        """(host, host:port) the server listens on, known before it starts."""
+        return resolve_address(
+            self.address, primary_ipv4() if self.address.startswith("auto:") else "")
+
     @step(args=["root"])
     def start(self, root: str) -> None:
-        self.host, address = resolve_address(
-            self.address, primary_ipv4() if self.address.startswith("auto:") else "")
+        self.host, address = self.listen_address()
         cmd = server_command(self.binary, address, root, getpass.getuser())
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tftpd-hpa exits at once when it cannot bind: give it that moment to fail.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 # U-Boot's own DTB: on QEMU's virt machine, the one QEMU generated for this very board.
@@ -33,16 +35,52 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
+# `ipaddr: dhcp`: the board's address, netmask and gateway come from the lab's DHCP server.
+DHCP = "dhcp"
+
+# A TFTP file name that U-Boot's hush takes as one word, expanding nothing.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._/+:@-]+")
+
+
+def problems(boot: TFTPBoot) -> list[str]:
+    """Values that would not reach U-Boot as one literal word, each named."""
+    out = []
+    for name in ("ipaddr", "netmask", "gatewayip", "serverip"):
+        value = getattr(boot, name)
+        if boot.ipaddr == DHCP and name != "serverip":
+            continue
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            out.append(f"{name} must be an IPv4 address, got {value!r}")
+    for name in ("kernel", "initrd", "dtb"):
+        value = getattr(boot, name)
+        if value is not None and not _SAFE_NAME.fullmatch(value):
+            out.append(f"{name}: TFTP path {value!r} has characters U-Boot's shell would "
+                       "interpret (use letters, digits and ._/+:@-)")
+    return out
+
+
 def load_commands(boot: TFTPBoot) -> list[str]:
     """Commands that fetch the images and leave `bootcmd` ready to boot them.
 
     The initramfs is fetched last: booti needs its size, which U-Boot only keeps (in
-    `filesize`) for the latest transfer.
+    `filesize`) for the latest transfer. `netretry no`: a TFTP server that does not answer
+    fails the transfer once its retries are out, instead of U-Boot retrying for ever.
     """
+    found = problems(boot)
+    if found:
+        raise ValueError("; ".join(found))
+    if boot.ipaddr == DHCP:
+        # autoload no: take the lease only; serverip is set after it, as the lab's TFTP
+        # server need not be the DHCP server's idea of one.
+        network = ["setenv autoload no", "dhcp"]
+    else:
+        network = [f"setenv ipaddr {boot.ipaddr}", f"setenv netmask {boot.netmask}",
+                   f"setenv gatewayip {boot.gatewayip}"]
     cmds = [
-        f"setenv ipaddr {boot.ipaddr}",
-        f"setenv netmask {boot.netmask}",
-        f"setenv gatewayip {boot.gatewayip}",
+        "setenv netretry no",
+        *network,
         f"setenv serverip {boot.serverip}",
         f"setenv bootargs {_quote(boot.bootargs)}",
         f"tftpboot ${{kernel_addr_r}} {boot.kernel}",

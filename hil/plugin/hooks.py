@@ -15,7 +15,7 @@ from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 from hil import verdict
 from hil.build.cache import default_images
 from hil.errors import HilError, KernelLogFindings
-from hil.lab import envfile, kernel_logs
+from hil.lab import envfile, kernel_logs, places
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import console, rundir
 from hil.verdict import Kind, Phase
@@ -52,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Everything the user can get wrong is checked here, before anything is powered.
     try:
         envfile.check(lg_env)
+        places.check(Path(lg_env))
         given = config.getoption("hil_results")
         directory = rundir.create(Path(given) if given else None)
     except HilError as e:

@@ -1,6 +1,7 @@
 """U-Boot over TFTP: the commands U-Boot is given, staging paths, and the TFTP server."""
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -25,6 +26,7 @@ def plan(**kw):
 def test_the_initramfs_is_fetched_last_and_booted_with_its_own_size():
     cmds = uboot.load_commands(plan())
     assert cmds == [
+        "setenv netretry no",
         "setenv ipaddr 10.0.2.15",
         "setenv netmask 255.255.255.0",
         "setenv gatewayip 10.0.2.2",
@@ -49,6 +51,22 @@ def test_a_named_dtb_is_fetched_and_booted_instead_of_u_boots_own():
 def test_a_quote_in_bootargs_is_refused():
     with pytest.raises(ValueError):
         uboot.load_commands(plan(bootargs="x='y'"))
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"serverip": "10.0.2.2; reset"}, "serverip must be an IPv4 address, got '10.0.2.2; reset'"),
+    ({"kernel": "/t/$(reboot)"}, "kernel: TFTP path '/t/$(reboot)' has characters"),
+    ({"dtb": "/t/a b.dtb"}, "dtb: TFTP path '/t/a b.dtb' has characters"),
+])
+def test_values_u_boot_would_interpret_are_refused_with_their_name(change, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        uboot.load_commands(plan(**change))
+
+
+def test_a_board_on_a_lab_network_takes_its_address_by_dhcp():
+    cmds = uboot.load_commands(plan(ipaddr="dhcp", netmask="-", gatewayip="-"))
+    assert cmds[:4] == ["setenv netretry no", "setenv autoload no", "dhcp",
+                        "setenv serverip 192.0.2.2"]
 
 
 def test_tftpd_hpa_serves_absolute_names_without_chroot():

@@ -9,8 +9,9 @@ credentials of its URL) and what went wrong.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,6 +33,32 @@ def redact(host: str) -> str:
         return host
     netloc = url.netloc.rpartition("@")[2]
     return url._replace(netloc=netloc).geturl()
+
+
+def with_credentials(host: str, environ: Mapping[str, str]) -> str:
+    """`host` with the client's own credentials, when it carries none.
+
+    A NetworkPowerPort's parameters are public (the coordinator shows them to every client),
+    so an exported switch is published without `user:password@`; whoever powers its boards
+    brings them: a file named by HIL_POWER_CREDENTIALS (user:password, mode 600, outside the
+    repository), or LG_POWER_USER and LG_POWER_PASSWORD. Without either, the URL is used as
+    it is and a switch that wants a login answers 401.
+    """
+    url = urlsplit(host)
+    if not url.scheme or url.username is not None:
+        return host
+    from hil.lab.power.switch import load_credentials
+
+    try:
+        creds = load_credentials(environ.get("HIL_POWER_CREDENTIALS") or None, environ)
+    except ValueError as e:
+        if "no credentials" in str(e):
+            return host
+        raise InfrastructureError(f"power switch credentials: {e}") from None
+    except OSError as e:
+        raise InfrastructureError(f"power switch credentials: {e}") from None
+    # labgrid's backend does not unquote userinfo; load_credentials admits only URL-safe ones.
+    return url._replace(netloc=f"{creds.user}:{creds.password}@{url.netloc}").geturl()
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -83,7 +110,8 @@ class PowerSwitchDriver(NetworkPowerDriver):  # type: ignore[misc]
 
         def run() -> None:
             try:
-                outcome["value"] = fn(self._host, self._port, self.port.index, *args)
+                outcome["value"] = fn(with_credentials(self._host, os.environ), self._port,
+                                      self.port.index, *args)
             except Exception as e:
                 outcome["error"] = e
 

@@ -15,8 +15,9 @@ import attr
 from labgrid.factory import target_factory
 from labgrid.strategy import GraphStrategy, never_retry
 
-from hil.errors import ArtifactMissing
+from hil.errors import ConfigError
 from hil.lab import boot, uboot
+from hil.lab.drivers import image_path
 from hil.lab.strategy import BoardGuestStrategy
 
 
@@ -41,18 +42,29 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
     ipaddr: str = attr.ib(default="10.0.2.15")
     netmask: str = attr.ib(default="255.255.255.0")
     gatewayip: str = attr.ib(default="10.0.2.2")
-    # `auto`: the address the bound TFTPServerDriver listens on.
+    # `auto`: the address the bound TFTPServerDriver listens on or, on a place of a lab, the
+    # exporter's host, which runs the TFTP server of a RemoteTFTPProvider.
     serverip: str = attr.ib(default="auto")
     bootargs: str = attr.ib(default="console=ttyAMA0 hil.role=board quiet")
     # The initramfs is large and TFTP is slow under emulation.
     tftp_timeout: int = attr.ib(default=300, converter=int)
 
     def _image(self, key: str) -> str:
+        return image_path(self.target, key)
+
+    def _serverip(self) -> str:
+        if self.serverip != "auto":
+            return self.serverip
+        if self.tftp_server is not None:
+            return str(self.tftp_server.listen_address()[0])
         try:
-            path: str = self.target.env.config.get_image_path(key)
-        except KeyError as e:
-            raise ArtifactMissing(f"environment has no image '{key}' under images:") from e
-        return path
+            host = self.tftp.get_export_vars().get("host")
+        except AttributeError:  # a local TFTPProvider has no host
+            host = None
+        if not host:
+            raise ConfigError("UBootBoardGuestStrategy: serverip auto needs a TFTPServerDriver "
+                              "or a RemoteTFTPProvider; give the TFTP server's address instead")
+        return str(host)
 
     def state_off(self) -> None:
         # A U-Boot prompt seen before this power cycle is gone: the next one must be awaited.
@@ -65,7 +77,16 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
 
     @never_retry
     def bring_up_uboot(self) -> None:
-        """Power on and stop U-Boot's autoboot at its prompt."""
+        """Power on and stop U-Boot's autoboot at its prompt; a missing image is named
+        before the board is powered."""
+        for key in (self.kernel, self.initrd, *([self.dtb] if self.dtb else [])):
+            self._image(key)
+        found = uboot.problems(uboot.TFTPBoot(
+            ipaddr=self.ipaddr, netmask=self.netmask, gatewayip=self.gatewayip,
+            serverip=self._serverip(), kernel="-", initrd="-", bootargs=self.bootargs))
+        if found:
+            raise ConfigError(f"{type(self).__name__} in the environment file: "
+                              + "; ".join(found))
         self.target.activate(self.board_console)
         boot.forget_history(self.board_console)
         self.boots["board"] += 1
@@ -84,12 +105,14 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
         """Stage the images, have U-Boot fetch and boot them, and wait for the board shell."""
         if self.tftp_server is not None:
             self.target.activate(self.tftp_server)
+        # Asked of the provider while it is only bound, as labgrid wants.
+        serverip = self._serverip()
         self.target.activate(self.tftp)
         plan = uboot.TFTPBoot(
             ipaddr=self.ipaddr,
             netmask=self.netmask,
             gatewayip=self.gatewayip,
-            serverip=self.tftp_server.host if self.serverip == "auto" else self.serverip,
+            serverip=serverip,
             kernel=self.tftp.stage(self._image(self.kernel)),
             initrd=self.tftp.stage(self._image(self.initrd)),
             dtb=self.tftp.stage(self._image(self.dtb)) if self.dtb else None,

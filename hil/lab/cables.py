@@ -1,0 +1,138 @@
+"""Serial cables of the virtual lab: a tty device on the lab host that stays while the board's
+power comes and goes, as a USB serial adapter's /dev/ttyUSB0 does.
+
+The exporter exports a `RawSerialPort` through ser2net, which opens the device for each client
+and needs a path under /dev. QEMU's own `-chardev pty` makes a new pty at every power-on and
+removes it at power-off, dropping ser2net's client each time. So each cable is a pty pair held
+by this process for the lab's lifetime (ser2net opens its slave, /dev/pts/N) and a unix socket
+that the board's QEMU connects to with `-chardev socket,path=...` while it runs. Bytes are
+relayed between the two. While no one holds the slave, the board's output is dropped, as a
+real UART's is with no terminal attached; nothing stale waits for the next reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+import tty
+from pathlib import Path
+
+log = logging.getLogger("hil.cables")
+
+# How often a cable whose slave is closed looks whether someone opened it: poll() reports
+# POLLHUP on the master without pause while the slave is closed.
+UNPLUGGED_POLL_S = 0.05
+CHUNK = 4096
+
+
+class SerialCable:
+    """One cable: `device` (the slave, e.g. /dev/pts/5) <-> `socket_path` (the board end)."""
+
+    def __init__(self, name: str, socket_path: Path):
+        self.name = name
+        self.socket_path = socket_path
+        self.master, slave = os.openpty()
+        # Raw, so that the line discipline neither echoes nor translates: ser2net sets its
+        # own modes on open, and this is what the device looks like before that.
+        tty.setraw(slave)
+        self.device = os.ttyname(slave)
+        # Closing the only slave fd leaves the master in "other side closed" (POLLHUP), the
+        # state it returns to whenever ser2net closes the device: one state to handle, not two.
+        os.close(slave)
+        os.set_blocking(self.master, False)
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(socket_path))
+        self.listener.listen(1)
+        self.board: socket.socket | None = None
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._run, name=f"cable-{name}", daemon=True)
+
+    def start(self) -> SerialCable:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        self.thread.join(5)
+        for s in (self.board, self.listener):
+            if s is not None:
+                s.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        for fd in (self.master, self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def _slave_open(self) -> bool:
+        p = select.poll()
+        p.register(self.master, select.POLLIN)
+        return not any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            plugged = self._slave_open()
+            fds: list[int | socket.socket] = [self.listener, self._wake_r]
+            if self.board is not None:
+                fds.append(self.board)
+            if plugged:
+                fds.append(self.master)
+            readable, _, _ = select.select(fds, [], [], None if plugged else UNPLUGGED_POLL_S)
+            if self.listener in readable:
+                conn, _ = self.listener.accept()
+                if self.board is not None:
+                    # A new power-on while the old QEMU's socket lingers: the new one wins.
+                    self.board.close()
+                self.board = conn
+                log.info("cable %s: board connected", self.name)
+            if self.board is not None and self.board in readable:
+                data = b""
+                with contextlib.suppress(ConnectionError):
+                    data = self.board.recv(CHUNK)
+                if not data:
+                    self.board.close()
+                    self.board = None
+                    log.info("cable %s: board disconnected", self.name)
+                elif plugged:
+                    self._to_device(data)
+            if self.master in readable:
+                try:
+                    data = os.read(self.master, CHUNK)
+                except OSError as e:
+                    # EIO: the reader closed the device between poll and read.
+                    if e.errno not in (errno.EIO, errno.EAGAIN):
+                        raise
+                    data = b""
+                if data and self.board is not None:
+                    with contextlib.suppress(OSError):
+                        self.board.sendall(data)
+
+    def _to_device(self, data: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            # A full buffer means nobody reads: drop, as a UART overrun would.
+            os.write(self.master, data)
+
+
+class CableSet:
+    """The cables of a lab, by name; sockets in `directory`."""
+
+    def __init__(self, directory: Path, names: list[str]):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cables = {n: SerialCable(n, directory / f"{n}.sock").start() for n in names}
+
+    def devices(self) -> dict[str, str]:
+        return {n: c.device for n, c in self.cables.items()}
+
+    def sockets(self) -> dict[str, str]:
+        return {n: str(c.socket_path) for n, c in self.cables.items()}
+
+    def close(self) -> None:
+        for c in self.cables.values():
+            c.stop()

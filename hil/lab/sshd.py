@@ -1,0 +1,123 @@
+"""The virtual lab host's SSH server: how labgrid clients put files on an exporter's host.
+
+labgrid copies what a place's `RemoteTFTPProvider` serves over SSH to the exporter's host
+(`ManagedFile`, through the system `ssh` with no way to pass a port or a key), as it does in
+every real lab. The virtual lab runs its own OpenSSH server on the exporter's address and a
+free port, with a key pair made for the lab, and tells the system `ssh` about both in a
+drop-in under /etc/ssh/ssh_config.d (Debian's ssh_config includes that directory) that
+`hil lab down` removes. The user's own keys and ~/.ssh are never touched.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import subprocess
+from pathlib import Path
+
+from hil.errors import InfrastructureError
+
+SSHD = "/usr/sbin/sshd"
+DROPIN_DIR = Path("/etc/ssh/ssh_config.d")
+
+
+def server_config(directory: Path, address: str, port: int, user: str) -> str:
+    return "\n".join([
+        f"ListenAddress {address}:{port}",
+        f"HostKey {directory / 'host_ed25519'}",
+        f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+        f"AllowUsers {user}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        # The lab directory may sit under a world-writable /tmp parent.
+        "StrictModes no",
+        f"PidFile {directory / 'sshd.pid'}",
+        "",
+    ])
+
+
+def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
+    return "\n".join([
+        f"# Written by `hil lab up` for the virtual lab in {directory.parent};",
+        "# `hil lab down` removes it.",
+        f"Host {address}",
+        f"  Port {port}",
+        f"  User {user}",
+        f"  IdentityFile {directory / 'id_ed25519'}",
+        "  IdentitiesOnly yes",
+        f"  UserKnownHostsFile {directory / 'known_hosts'}",
+        "  StrictHostKeyChecking yes",
+        "",
+    ])
+
+
+def dropin_path(lab_name: str) -> Path:
+    return DROPIN_DIR / f"hil-lab-{lab_name}.conf"
+
+
+class LabSSHServer:
+    """sshd on `address:port` for the current user, keys in `directory`."""
+
+    def __init__(self, directory: Path, address: str, port: int, lab_name: str):
+        self.directory = directory
+        self.address = address
+        self.port = port
+        self.user = getpass.getuser()
+        self.dropin = dropin_path(lab_name)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _keygen(self, path: Path) -> str:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hil-lab",
+                        "-f", str(path)], check=True)
+        return path.with_suffix(".pub").read_text().strip()
+
+    def start(self, log: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        host_pub = self._keygen(self.directory / "host_ed25519")
+        user_pub = self._keygen(self.directory / "id_ed25519")
+        (self.directory / "authorized_keys").write_text(user_pub + "\n")
+        # Known hosts are keyed by "[address]:port" for a port other than 22.
+        (self.directory / "known_hosts").write_text(f"[{self.address}]:{self.port} {host_pub}\n")
+        config = self.directory / "sshd_config"
+        config.write_text(server_config(self.directory, self.address, self.port, self.user))
+        # Privilege separation needs this directory; a host without a running sshd lacks it.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise InfrastructureError(f"sshd refuses the lab's configuration: {check.stderr}")
+        self.dropin.write_text(client_dropin(self.directory, self.address, self.port, self.user))
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
+                                            stdout=out, stderr=out, start_new_session=True)
+
+    def check(self, timeout: float = 10) -> None:
+        """One command over the same path labgrid takes (the system ssh and its config)."""
+        q = subprocess.run(["ssh", "-o", "BatchMode=yes", self.address, "true"],
+                           capture_output=True, text=True, timeout=timeout)
+        if q.returncode != 0:
+            raise InfrastructureError(
+                f"ssh to the lab host {self.address}:{self.port} fails: {q.stderr.strip()} "
+                f"(does ~/.ssh/config set Port or IdentityFile for every host? {self.dropin} "
+                "comes after it)")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        self.dropin.unlink(missing_ok=True)
+
+
+def available() -> str | None:
+    """Why the lab cannot run its SSH server here, or None."""
+    if not Path(SSHD).exists() or shutil.which("ssh") is None:
+        return f"{SSHD} or ssh missing: run `hil firmware build` (it installs openssh-server)"
+    if not DROPIN_DIR.is_dir():
+        return f"{DROPIN_DIR} missing: this host's ssh does not read drop-ins"
+    return None

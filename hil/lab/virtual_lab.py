@@ -1,0 +1,456 @@
+"""The virtual lab: a labgrid coordinator, one exporter on a lab host, and N virtual boards
+as its places, all on this machine, reached by clients exactly as a real lab's boards are.
+
+    hil lab up [--boards 2]     # prints the environment to export, returns when places are ready
+    hil lab down                # stops everything and removes what `up` made
+
+What runs, on ports chosen at run time:
+- labgrid-coordinator on 127.0.0.1;
+- the power switch (`hil.lab.power.switch`, Digital Loggers' REST API, digest auth): outlet
+  N starts and kills virtual board N's QEMU, which boots Debian's qemu_arm64 U-Boot;
+- serial cables (`hil.lab.cables`): per board a console and a guest console, tty devices that
+  outlive power cycles;
+- labgrid-exporter: exports each board's two cables as `RawSerialPort` (ser2net), its outlet
+  as `NetworkPowerPort` and a `TFTPProvider` directory;
+- tftpd-hpa on this host's primary address, port 69, where U-Boot asks (see TFTPServerDriver);
+- sshd for labgrid's `RemoteTFTPProvider`, which copies files to the exporter's host over SSH
+  (see `hil.lab.sshd`).
+The exporter's published address is this host's primary address: the boards reach the TFTP
+server there, and clients reach ser2net and sshd there.
+
+Places `virtual-0` .. `virtual-<N-1>` get tags `board=virtual gic=v2 kvm=yes`.
+
+`up` starts a supervisor (`python -m hil.lab.virtual_lab supervise DIR`) in a session of its
+own, which owns every process; `down` sends it SIGTERM. Its state is DIR/lab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hil.errors import ConfigError, InfrastructureError
+from hil.lab import sshd
+from hil.lab.cables import CableSet
+from hil.lab.tftpserver import primary_ipv4
+
+log = logging.getLogger("hil.lab")
+
+DEFAULT_DIR = Path(os.environ.get("HIL_LAB_DIR", "/tmp/hil-lab"))
+EXPORTER = "hil-lab"
+QEMU = "/usr/bin/qemu-system-aarch64"
+UBOOT = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
+TFTPD = "/usr/sbin/in.tftpd"
+SER2NET = "/usr/sbin/ser2net"
+TAGS = {"board": "virtual", "gic": "v2", "kvm": "yes"}
+READY_TIMEOUT_S = 120.0
+
+
+def labgrid_tool(name: str) -> str:
+    """labgrid's commands from the venv that runs hil, whatever PATH says."""
+    return str(Path(sys.executable).parent / name)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+# --- the plan: pure ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    outlet: int
+    console_socket: str
+    guest_socket: str
+    tftp_dir: str
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    directory: Path
+    boards: int
+    address: str  # the exporter host's address: TFTP, ser2net and sshd
+    coordinator_port: int
+    sshd_port: int
+
+    @property
+    def coordinator(self) -> str:
+        return f"127.0.0.1:{self.coordinator_port}"
+
+    def board(self, i: int) -> Board:
+        name = f"virtual-{i}"
+        cables = self.directory / "cables"
+        return Board(name, i + 1, str(cables / f"{name}-console.sock"),
+                     str(cables / f"{name}-guest.sock"), f"{self.directory / 'tftp' / name}/")
+
+    def all_boards(self) -> list[Board]:
+        return [self.board(i) for i in range(self.boards)]
+
+    def qemu_command(self, b: Board) -> list[str]:
+        """The board of places/virtual-uboot.yaml, with its consoles on the lab's cables."""
+        return [
+            QEMU, "-bios", UBOOT,
+            "-machine", "virt,gic-version=2,virtualization=on", "-cpu", "max", "-m", "2048M",
+            "-smp", "2", "-display", "none",
+            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
+            "-chardev", f"socket,id=console,path={b.console_socket}",
+            "-serial", "chardev:console",
+            # The guest's serial reaches the lab through a virtio console (hvc0 on the board).
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=guestcon,path={b.guest_socket}",
+            "-device", "virtconsole,chardev=guestcon",
+        ]
+
+    def exporter_config(self, devices: dict[str, str], switch_port: int) -> dict[str, Any]:
+        """labgrid-exporter's resources; `devices` maps cable names to their tty."""
+        groups: dict[str, Any] = {}
+        for b in self.all_boards():
+            groups[b.name] = {
+                "location": f"virtual lab in {self.directory}",
+                "board-console": {"cls": "RawSerialPort", "port": devices[f"{b.name}-console"],
+                                  "speed": 115200},
+                "guest-console": {"cls": "RawSerialPort", "port": devices[f"{b.name}-guest"],
+                                  "speed": 115200},
+                # No credentials: the coordinator shows every parameter to every client.
+                # Clients bring their own (PowerSwitchDriver, HIL_POWER_CREDENTIALS).
+                "power": {"cls": "NetworkPowerPort", "model": "digitalloggers_restapi",
+                          "host": f"http://127.0.0.1:{switch_port}", "index": b.outlet},
+                "tftp": {"cls": "TFTPProvider", "internal": b.tftp_dir,
+                         "external": b.tftp_dir},
+            }
+        return groups
+
+
+def cable_names(plan: LabPlan) -> list[str]:
+    return [f"{b.name}-{end}" for b in plan.all_boards() for end in ("console", "guest")]
+
+
+def preflight(boards: int, euid: int | None = None) -> list[str]:
+    """What keeps the lab from starting here, each with what to do; [] when nothing does."""
+    problems = []
+    if boards < 1:
+        problems.append(f"--boards must be at least 1, got {boards}")
+    if (os.geteuid() if euid is None else euid) != 0:
+        problems.append("the virtual lab needs root: its TFTP server listens on port 69 (where "
+                        "U-Boot asks) and its ssh drop-in goes to /etc/ssh/ssh_config.d")
+    for path, what in ((QEMU, "qemu-system-arm"), (UBOOT, "u-boot-qemu"),
+                       (TFTPD, "tftpd-hpa"), (SER2NET, "ser2net")):
+        if not Path(path).exists():
+            problems.append(f"{path} missing: run `hil firmware build` (it installs {what})")
+    if (why := sshd.available()) is not None:
+        problems.append(why)
+    for tool in ("labgrid-coordinator", "labgrid-exporter", "labgrid-client"):
+        if not os.access(labgrid_tool(tool), os.X_OK):
+            problems.append(f"{labgrid_tool(tool)} missing: reinstall hil (firmware/bootstrap)")
+    return problems
+
+
+# --- state shared between `up`, the supervisor and `down` -------------------------------------
+
+
+@dataclass
+class LabState:
+    status: str  # starting | ready | failed | stopping
+    pid: int
+    coordinator: str = ""
+    address: str = ""
+    places: list[str] = field(default_factory=list)
+    credentials: str = ""
+    switch: str = ""
+    reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, directory: Path) -> LabState | None:
+        try:
+            return cls(**json.loads((directory / "lab.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, directory: Path) -> None:
+        tmp = directory / ".lab.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, directory / "lab.json")
+
+    def exports(self) -> dict[str, str]:
+        """What a client exports to use the lab (LG_PLACE: one of `places`)."""
+        return {"LG_COORDINATOR": self.coordinator, "HIL_POWER_CREDENTIALS": self.credentials,
+                "LG_PLACE": self.places[0] if self.places else ""}
+
+
+# --- the supervisor ---------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, directory: Path, boards: int, credentials: str | None):
+        self.directory = directory
+        self.logs = directory / "logs"
+        self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
+                            free_port(primary_ipv4()))
+        self.state = LabState("starting", os.getpid(), coordinator=self.plan.coordinator,
+                              address=self.plan.address)
+        self.credentials = credentials
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.cables: CableSet | None = None
+        self.ssh: sshd.LabSSHServer | None = None
+        self.stop_requested = threading.Event()
+
+    def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out.close()
+        self.processes.append((name, proc))
+
+    def _alive(self, name: str) -> None:
+        for n, proc in self.processes:
+            if n == name and proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise InfrastructureError(f"{name} exited ({proc.returncode}):\n{tail}")
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, name: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self._alive(name)
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"{what} not ready within {timeout:.0f} s "
+                                          f"(log: {self.logs / (name + '.log')})")
+            time.sleep(0.2)
+
+    def client(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        q = subprocess.run([labgrid_tool("labgrid-client"), "-x", self.plan.coordinator, *args],
+                           capture_output=True, text=True, timeout=60)
+        if check and q.returncode != 0:
+            raise InfrastructureError(f"labgrid-client {' '.join(args)}: {q.stderr.strip()}")
+        return q
+
+    def _credentials_file(self) -> str:
+        if self.credentials:
+            return self.credentials
+        path = self.directory / "power-credentials"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"hil:{secrets.token_urlsafe(18)}\n")
+        return str(path)
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        plan = self.plan
+        self.state.credentials = self._credentials_file()
+        self.cables = CableSet(self.directory / "cables", cable_names(plan))
+        for b in plan.all_boards():
+            Path(b.tftp_dir).mkdir(parents=True, exist_ok=True)
+
+        ssh = self.ssh = sshd.LabSSHServer(self.directory / "ssh", plan.address,
+                                           plan.sshd_port, self.directory.name)
+        ssh.start(self.logs / "sshd.log")
+        self._spawn("tftpd", [TFTPD, "--listen", "--foreground", "--address",
+                              f"{plan.address}:69", "--user", "root",
+                              str(self.directory / "tftp")])
+        self._spawn("coordinator", [labgrid_tool("labgrid-coordinator"), "--listen",
+                                    plan.coordinator], cwd=self.directory)
+        ready_file = self.directory / "switch.port"
+        outlets = [f"--outlet={b.outlet}={shlex.join(plan.qemu_command(b))}"
+                   for b in plan.all_boards()]
+        self._spawn("power-switch", [sys.executable, "-m", "hil.lab.power.switch", *outlets,
+                                     "--credentials", self.state.credentials,
+                                     "--ready-file", str(ready_file),
+                                     "--log-dir", str(self.logs)])
+        self._wait("power switch", ready_file.exists, 30, "power-switch")
+        switch_port = int(ready_file.read_text())
+        self.state.switch = f"http://127.0.0.1:{switch_port}"
+        self._wait("ssh to the lab host", lambda: _succeeds(ssh.check), 15, "tftpd")
+        self._alive("tftpd")
+        self._wait("coordinator", lambda: _listening("127.0.0.1", plan.coordinator_port), 30,
+                   "coordinator")
+
+        config = self.directory / "exporter.yaml"
+        config.write_text(yaml.safe_dump(plan.exporter_config(self.cables.devices(),
+                                                              switch_port)))
+        self._spawn("exporter", [labgrid_tool("labgrid-exporter"), "-c", plan.coordinator,
+                                 "--name", EXPORTER, "--hostname", plan.address, str(config)])
+        for b in plan.all_boards():
+            self.client("-p", b.name, "create")
+            self.client("-p", b.name, "add-match", f"{EXPORTER}/{b.name}/*")
+            self.client("-p", b.name, "set-tags", *(f"{k}={v}" for k, v in TAGS.items()))
+        wanted = {f"{EXPORTER}/{b.name}/{cls}" for b in plan.all_boards()
+                  for cls in ("NetworkSerialPort", "NetworkPowerPort", "RemoteTFTPProvider")}
+
+        def exported() -> bool:
+            out = self.client("resources", check=False).stdout
+            return wanted <= {line.strip() for line in out.splitlines()}
+
+        self._wait("exporter's resources", exported, 60, "exporter")
+        self.state.places = [b.name for b in plan.all_boards()]
+        self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
+        self.state.status = "ready"
+        self.state.write(self.directory)
+
+    def stop(self) -> None:
+        # The exporter first (clients see resources go), the switch next (its SIGTERM turns
+        # every outlet off), then what they used.
+        order = ["exporter", "power-switch", "coordinator", "tftpd"]
+        for name in order:
+            for n, proc in self.processes:
+                if n == name and proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(30 if name == "power-switch" else 10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        if self.ssh is not None:
+            self.ssh.stop()
+        if self.cables is not None:
+            self.cables.close()
+
+
+def _succeeds(fn: Callable[[], None]) -> bool:
+    try:
+        fn()
+    except (InfrastructureError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def supervise(directory: Path, boards: int, credentials: str | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    sup = Supervisor(directory, boards, credentials)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sup.stop_requested.set())
+    try:
+        sup.state.write(directory)
+        sup.start()
+        log.info("lab ready in %.1f s: %s", sup.state.timings["up_s"], sup.state.places)
+        sup.stop_requested.wait()
+        sup.state.status = "stopping"
+        sup.state.write(directory)
+    except Exception as e:  # every failure ends in the state file, where `up` reads it
+        sup.state.status = "failed"
+        sup.state.reason = str(e)
+        sup.state.write(directory)
+        log.exception("lab failed")
+    finally:
+        sup.stop()
+    return 0 if sup.state.status != "failed" else 1
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+def up(directory: Path, boards: int, credentials: str | None = None,
+       out: Callable[[str], None] = print) -> LabState:
+    problems = preflight(boards)
+    if credentials is not None and not Path(credentials).is_file():
+        problems.append(f"--credentials {credentials}: no such file")
+    if problems:
+        raise ConfigError("the virtual lab cannot start:\n  " + "\n  ".join(problems))
+    existing = LabState.read(directory)
+    if existing is not None and _pid_alive(existing.pid):
+        raise ConfigError(f"a lab already runs from {directory} (pid {existing.pid}): "
+                          "`hil lab down` first, or give another --dir")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    t0 = time.monotonic()
+    log_path = directory / "supervisor.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
+             "--boards", str(boards), *(["--credentials", credentials] if credentials else [])],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
+    while True:
+        state = LabState.read(directory)
+        if state is not None and state.status in ("ready", "failed"):
+            break
+        if proc.poll() is not None or time.monotonic() - t0 > READY_TIMEOUT_S:
+            state = None
+            break
+        time.sleep(0.3)
+    if state is None or state.status != "ready":
+        reason = state.reason if state else f"see {log_path}"
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        proc.wait(60)
+        raise InfrastructureError(f"the virtual lab did not come up: {reason}")
+    out(f"lab: {len(state.places)} places ready in {time.monotonic() - t0:.1f} s "
+        f"({', '.join(state.places)}), coordinator {state.coordinator}, lab host {state.address}")
+    for k, v in state.exports().items():
+        out(f"export {k}={shlex.quote(v)}")
+    return state
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 90) -> None:
+    state = LabState.read(directory)
+    if state is None:
+        if directory.exists():
+            shutil.rmtree(directory)
+        out(f"lab: nothing runs from {directory}")
+        return
+    if _pid_alive(state.pid):
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(state.pid):
+            # Its children share its process group (the boards' QEMUs have their own, and
+            # the switch ends them on SIGTERM).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.pid, signal.SIGKILL)
+    # A supervisor killed outright leaves its drop-in: remove it all the same.
+    sshd.dropin_path(directory.name).unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    out(f"lab: stopped, {directory} removed")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hil.lab.virtual_lab")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("supervise")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--boards", type=int, default=2)
+    s.add_argument("--credentials")
+    args = ap.parse_args(argv)
+    return supervise(args.directory, args.boards, args.credentials)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

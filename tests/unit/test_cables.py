@@ -1,0 +1,91 @@
+"""A serial cable of the virtual lab carries bytes both ways while someone holds its device,
+drops the board's output while no one does, and survives power cycles of the board."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+import tty
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.lab.cables import SerialCable
+
+
+@pytest.fixture
+def cable(tmp_path: Path) -> Iterator[SerialCable]:
+    c = SerialCable("board0-console", tmp_path / "c.sock").start()
+    yield c
+    c.stop()
+
+
+def board(cable: SerialCable) -> socket.socket:
+    """What QEMU's `-chardev socket,path=...` does at power-on."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(cable.socket_path))
+    s.settimeout(3)
+    time.sleep(0.1)
+    return s
+
+
+def open_device(cable: SerialCable) -> int:
+    """What ser2net does when a client connects."""
+    fd = os.open(cable.device, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    time.sleep(0.15)  # the cable notices within UNPLUGGED_POLL_S
+    return fd
+
+
+def read_device(fd: int, timeout: float = 3) -> bytes:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return os.read(fd, 4096) if ready else b""
+
+
+def test_the_device_is_a_tty_under_dev(cable: SerialCable) -> None:
+    # labgrid's exporter asserts this before it starts ser2net on a RawSerialPort.
+    assert cable.device.startswith("/dev/pts/")
+    fd = os.open(cable.device, os.O_RDWR | os.O_NOCTTY)
+    try:
+        assert os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def test_bytes_cross_both_ways(cable: SerialCable) -> None:
+    b = board(cable)
+    fd = open_device(cable)
+    b.sendall(b"U-Boot 2023.01\r\n")
+    assert read_device(fd) == b"U-Boot 2023.01\r\n"
+    os.write(fd, b"\x03")
+    assert b.recv(16) == b"\x03"
+    os.close(fd)
+    b.close()
+
+
+def test_output_while_nobody_listens_is_dropped_not_kept(cable: SerialCable) -> None:
+    b = board(cable)
+    b.sendall(b"hil-board# stale prompt\r\n")
+    time.sleep(0.2)
+    fd = open_device(cable)
+    b.sendall(b"fresh\r\n")
+    assert read_device(fd) == b"fresh\r\n"
+    os.close(fd)
+    b.close()
+
+
+def test_the_device_stays_across_a_power_cycle(cable: SerialCable) -> None:
+    fd = open_device(cable)
+    first = board(cable)
+    first.sendall(b"boot 1\n")
+    assert read_device(fd) == b"boot 1\n"
+    first.close()  # power off: QEMU exits
+    time.sleep(0.1)
+    second = board(cable)  # power on again
+    second.sendall(b"boot 2\n")
+    assert read_device(fd) == b"boot 2\n"
+    os.close(fd)
+    second.close()

@@ -1,0 +1,106 @@
+"""The virtual lab's plan: what each board runs, what the exporter publishes, what keeps the lab
+from starting, and how a client's power switch driver gets its credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hil.errors import InfrastructureError
+from hil.lab import virtual_lab
+from hil.lab.power.driver import with_credentials
+from hil.lab.virtual_lab import LabPlan, LabState
+
+PLAN = LabPlan(Path("/tmp/hil-lab"), boards=2, address="192.0.2.7", coordinator_port=20408,
+               sshd_port=2222)
+
+
+def test_each_board_gets_its_outlet_its_cables_and_its_tftp_directory() -> None:
+    boards = PLAN.all_boards()
+    assert [(b.name, b.outlet) for b in boards] == [("virtual-0", 1), ("virtual-1", 2)]
+    assert len({b.console_socket for b in boards} | {b.guest_socket for b in boards}) == 4
+    assert len({b.tftp_dir for b in boards}) == 2
+    assert virtual_lab.cable_names(PLAN) == ["virtual-0-console", "virtual-0-guest",
+                                             "virtual-1-console", "virtual-1-guest"]
+
+
+def test_a_board_boots_u_boot_with_its_consoles_on_its_cables() -> None:
+    b = PLAN.board(1)
+    cmd = PLAN.qemu_command(b)
+    assert cmd[cmd.index("-bios") + 1] == virtual_lab.UBOOT
+    assert "virt,gic-version=2,virtualization=on" in cmd
+    chardevs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-chardev"]
+    assert f"socket,id=console,path={b.console_socket}" in chardevs
+    assert f"socket,id=guestcon,path={b.guest_socket}" in chardevs
+    # The board never listens on a port of this host: two run at once.
+    assert not any("port=" in c or "server=on" in c for c in chardevs)
+
+
+def test_the_exporter_publishes_each_board_as_a_group_without_credentials() -> None:
+    devices = {n: f"/dev/pts/{i}" for i, n in enumerate(virtual_lab.cable_names(PLAN))}
+    config = PLAN.exporter_config(devices, switch_port=8080)
+    assert set(config) == {"virtual-0", "virtual-1"}
+    g = config["virtual-1"]
+    assert g["board-console"] == {"cls": "RawSerialPort", "port": "/dev/pts/2", "speed": 115200}
+    assert g["guest-console"]["port"] == "/dev/pts/3"
+    assert g["power"] == {"cls": "NetworkPowerPort", "model": "digitalloggers_restapi",
+                          "host": "http://127.0.0.1:8080", "index": 2}
+    assert g["tftp"]["internal"] == g["tftp"]["external"] == "/tmp/hil-lab/tftp/virtual-1/"
+    text = yaml.safe_dump(config)
+    assert "@" not in text
+    # labgrid renders the file with Jinja2 first: a line starting with "#" is a statement.
+    assert not any(line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) -> None:
+    monkeypatch.setattr(virtual_lab, "TFTPD", "/nonexistent/in.tftpd")
+    monkeypatch.setattr(virtual_lab, "SER2NET", "/nonexistent/ser2net")
+    problems = virtual_lab.preflight(0, euid=1000)
+    text = "\n".join(problems)
+    assert "--boards must be at least 1, got 0" in text
+    assert "needs root" in text
+    assert "/nonexistent/in.tftpd missing: run `hil firmware build` (it installs tftpd-hpa)" in text
+    assert "(it installs ser2net)" in text
+
+
+def test_a_second_lab_in_the_same_directory_is_refused_before_anything_starts(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(virtual_lab, "preflight", lambda boards: [])
+    LabState("ready", pid=1).write(tmp_path)  # pid 1 is always alive
+    with pytest.raises(virtual_lab.ConfigError, match="a lab already runs from"):
+        virtual_lab.up(tmp_path, 2)
+    assert (tmp_path / "lab.json").exists()
+
+
+def test_exports_name_the_coordinator_the_credentials_and_the_first_place() -> None:
+    state = LabState("ready", 42, coordinator="127.0.0.1:1", places=["virtual-0", "virtual-1"],
+                     credentials="/run/lab/power-credentials")
+    assert state.exports() == {"LG_COORDINATOR": "127.0.0.1:1",
+                               "HIL_POWER_CREDENTIALS": "/run/lab/power-credentials",
+                               "LG_PLACE": "virtual-0"}
+
+
+def test_a_client_brings_its_own_switch_credentials(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.write_text("lab:s3cret-word\n")
+    creds.chmod(0o600)
+    env = {"HIL_POWER_CREDENTIALS": str(creds)}
+    assert with_credentials("http://127.0.0.1:8080", env) == "http://lab:s3cret-word@127.0.0.1:8080"
+    assert with_credentials("http://127.0.0.1:8080",
+                            {"LG_POWER_USER": "u", "LG_POWER_PASSWORD": "p"}) \
+        == "http://u:p@127.0.0.1:8080"
+    # A URL that has its own keeps them; no credentials at all leaves the URL as it is.
+    assert with_credentials("http://a:b@h:1", env) == "http://a:b@h:1"
+    assert with_credentials("http://h:1", {}) == "http://h:1"
+
+
+def test_unsafe_credential_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.write_text("lab:s3cret-word\n")
+    creds.chmod(0o644)
+    with pytest.raises(InfrastructureError, match="chmod 600"):
+        with_credentials("http://h:1", {"HIL_POWER_CREDENTIALS": str(creds)})
+    with pytest.raises(InfrastructureError, match="No such file"):
+        with_credentials("http://h:1", {"HIL_POWER_CREDENTIALS": str(tmp_path / "none")})

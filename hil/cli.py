@@ -1,4 +1,5 @@
-"""The `hil` command: firmware builds, qualification runs, benchmarks and lab host checks."""
+"""The `hil` command: firmware builds, qualification runs, reports, benchmarks, the virtual lab
+and lab host checks."""
 
 from __future__ import annotations
 
@@ -83,6 +84,27 @@ def _lab_check(args: argparse.Namespace) -> int:
     return int(code)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from hil.results import report, verdicts
+
+    directory = Path(args.results_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such results directory")
+    baseline = Path(args.baseline) if args.baseline else None
+    if baseline is not None and not baseline.is_dir():
+        raise ConfigError(f"{baseline}: no such baseline results directory")
+    t0 = time.monotonic()
+    built = report.build(directory, baseline)
+    html_path, kcidb_path = report.write(built, Path(args.out) if args.out else directory)
+    for b in built.boards:
+        print(f"report: {b.name}: {b.verdict.decision} ({b.verdict.text})")
+    for problem in built.problems:
+        print(f"report: {problem}")
+    print(f"report: {html_path} and {kcidb_path} ({time.monotonic() - t0:.2f} s)")
+    print(f"report: overall: {verdicts.DECISIONS[built.overall]} (exit {int(built.overall)})")
+    return int(built.overall)
+
+
 class _Parser(argparse.ArgumentParser):
     """A bad command line is a usage error (exit 4), not argparse's 2, which a scheduler
     would read as an inconclusive run."""
@@ -144,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--suite", action="store_true",
                    help="time the whole qualification suite and count its boots instead")
     b.set_defaults(func=_bench)
+
+    rp = sub.add_parser("report", help="rebuild the HTML report and the KCIDB document of a "
+                                       "results directory (exit: its verdict)")
+    rp.add_argument("results_dir", metavar="RESULTS_DIR", help="a run's results directory")
+    rp.add_argument("--baseline", metavar="DIR", default=None,
+                    help="an earlier run's results directory to compare with")
+    rp.add_argument("--out", metavar="DIR", default=None,
+                    help="where report.html and kcidb.json go (default: RESULTS_DIR)")
+    rp.set_defaults(func=_report)
 
     lab = sub.add_parser("lab", help="run the virtual lab, check a lab host")
     lab_sub = lab.add_subparsers(dest="action", required=True)

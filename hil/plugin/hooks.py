@@ -17,7 +17,7 @@ from hil.build.cache import default_images
 from hil.errors import HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs, places
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
-from hil.results import rundir
+from hil.results import console, rundir
 from hil.verdict import Kind, Phase
 
 # The images `hil firmware build` made: under HIL_CACHE, wherever that is.
@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.lg_log = None
     ConsoleLoggingReporter.start(os.path.abspath(log_dir))
     config.add_cleanup(ConsoleLoggingReporter.stop)
-    run = Run(directory)
+    run = Run(directory, console_dir=Path(log_dir))
     config.stash[RUN] = run
     config.pluginmanager.register(RunHooks(run), "hil-run")
 
@@ -110,6 +110,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     run = current_run(item.config)
+    if run is not None and call.when == "teardown" and (
+            report.failed or any(k == FAILURE_KIND for k, _ in item.user_properties)):
+        # Where the failed case's own output lies in each console log, for reports.
+        spans = console.ranges(run.console_marks.get(item.nodeid, {}),
+                               console.sizes(run.console_dir))
+        if spans:
+            report.user_properties.append((console.OFFSETS_PROPERTY, json.dumps(spans)))
     if run is None or not report.failed or call.excinfo is None:
         return report
     known = [v for k, v in item.user_properties if k == FAILURE_KIND]
@@ -140,6 +147,9 @@ class RunHooks:
 
     def __init__(self, run: Run) -> None:
         self.run = run
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.run.console_marks[nodeid] = console.sizes(self.run.console_dir)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         run = self.run

@@ -50,6 +50,9 @@ import yaml
 from hil.errors import ConfigError, InfrastructureError
 from hil.lab import sshd
 from hil.lab.cables import CableSet
+from hil.lab.coordinator import Coordinator
+from hil.lab.janitor import Janitor
+from hil.lab.reservations import HEALTH_TAG
 from hil.lab.tftpserver import primary_ipv4
 
 log = logging.getLogger("hil.lab")
@@ -62,6 +65,7 @@ TFTPD = "/usr/sbin/in.tftpd"
 SER2NET = "/usr/sbin/ser2net"
 TAGS = {"board": "virtual", "gic": "v2", "kvm": "yes"}
 READY_TIMEOUT_S = 120.0
+LAB_ENV = Path(__file__).resolve().parents[2] / "places" / "virtual-lab.yaml"
 
 
 def labgrid_tool(name: str) -> str:
@@ -181,6 +185,7 @@ class LabState:
     switch: str = ""
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, directory: Path) -> LabState | None:
@@ -204,7 +209,8 @@ class LabState:
 
 
 class Supervisor:
-    def __init__(self, directory: Path, boards: int, credentials: str | None):
+    def __init__(self, directory: Path, boards: int, credentials: str | None,
+                 health_interval: float = 3600.0):
         self.directory = directory
         self.logs = directory / "logs"
         self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
@@ -216,6 +222,8 @@ class Supervisor:
         self.cables: CableSet | None = None
         self.ssh: sshd.LabSSHServer | None = None
         self.stop_requested = threading.Event()
+        self.health_interval = health_interval
+        self.janitor: Janitor | None = None
 
     def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -223,6 +231,7 @@ class Supervisor:
                                 cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         out.close()
         self.processes.append((name, proc))
+        self.state.pids[name] = proc.pid
 
     def _alive(self, name: str) -> None:
         for n, proc in self.processes:
@@ -308,8 +317,15 @@ class Supervisor:
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
         self.state.write(self.directory)
+        # The janitor's health checks power the boards as any client does.
+        os.environ["HIL_POWER_CREDENTIALS"] = self.state.credentials
+        self.janitor = Janitor(Coordinator(plan.coordinator), LAB_ENV, self.directory / "health",
+                               interval=self.health_interval)
+        threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
 
     def stop(self) -> None:
+        if self.janitor is not None:
+            self.janitor.stop.set()
         # The exporter first (clients see resources go), the switch next (its SIGTERM turns
         # every outlet off), then what they used.
         order = ["exporter", "power-switch", "coordinator", "tftpd"]
@@ -342,9 +358,10 @@ def _listening(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def supervise(directory: Path, boards: int, credentials: str | None) -> int:
+def supervise(directory: Path, boards: int, credentials: str | None,
+              health_interval: float = 3600.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    sup = Supervisor(directory, boards, credentials)
+    sup = Supervisor(directory, boards, credentials, health_interval)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop_requested.set())
     try:
@@ -368,7 +385,8 @@ def supervise(directory: Path, boards: int, credentials: str | None) -> int:
 
 
 def up(directory: Path, boards: int, credentials: str | None = None,
-       out: Callable[[str], None] = print) -> LabState:
+       out: Callable[[str], None] = print, health_interval: float = 3600.0,
+       wait_healthy: float = 0.0) -> LabState:
     problems = preflight(boards)
     if credentials is not None and not Path(credentials).is_file():
         problems.append(f"--credentials {credentials}: no such file")
@@ -385,7 +403,8 @@ def up(directory: Path, boards: int, credentials: str | None = None,
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
-             "--boards", str(boards), *(["--credentials", credentials] if credentials else [])],
+             "--boards", str(boards), "--health-interval", str(health_interval),
+             *(["--credentials", credentials] if credentials else [])],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
     while True:
         state = LabState.read(directory)
@@ -405,7 +424,23 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         f"({', '.join(state.places)}), coordinator {state.coordinator}, lab host {state.address}")
     for k, v in state.exports().items():
         out(f"export {k}={shlex.quote(v)}")
+    if wait_healthy:
+        healthy = wait_until_healthy(state, wait_healthy)
+        state.timings["healthy_s"] = round(time.monotonic() - t0, 1)
+        out(f"lab: health checks done in {state.timings['healthy_s']:.1f} s: "
+            + ", ".join(f"{p} {h}" for p, h in healthy.items()))
     return state
+
+
+def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
+    """Wait for the janitor's first health check of every place; place -> health."""
+    coordinator = Coordinator(state.coordinator)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in coordinator.places()}
+        if all(h != "unknown" for h in found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -448,8 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("directory", type=Path)
     s.add_argument("--boards", type=int, default=2)
     s.add_argument("--credentials")
+    s.add_argument("--health-interval", type=float, default=3600.0)
     args = ap.parse_args(argv)
-    return supervise(args.directory, args.boards, args.credentials)
+    return supervise(args.directory, args.boards, args.credentials, args.health_interval)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil import verdict
 from hil.build.cache import default_images
-from hil.errors import HilError, KernelLogFindings
+from hil.errors import ConfigError, HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs, places
+from hil.plugin import reservation
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import console, rundir
 from hil.verdict import Kind, Phase
@@ -34,6 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-campaigns", action="store_true",
                     help="also run the long campaigns (cases marked `campaign`: debug-kernel "
                          "loops); `hil qualify --release` sets it")
+    reservation.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -52,6 +54,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Everything the user can get wrong is checked here, before anything is powered.
     try:
         envfile.check(lg_env)
+        try:
+            reservation.reserve(config)
+        except ConfigError:
+            raise
+        except HilError as e:
+            # No place in time, or the coordinator failed: the lab's fault, not the user's.
+            pytest.exit(f"hil: {e}", returncode=int(verdict.ExitCode.INCONCLUSIVE))
         places.check(Path(lg_env))
         given = config.getoption("hil_results")
         directory = rundir.create(Path(given) if given else None)
@@ -141,6 +150,11 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(report.longrepr)
 
 
+def _first_infrastructure_failure(run: Run) -> str:
+    bad = [n for n, r in run.cases.items() if r == Kind.INFRASTRUCTURE.value]
+    return f"{bad[0]} (and {len(bad) - 1} more)" if len(bad) > 1 else (bad[0] if bad else "")
+
+
 class RunHooks:
     """The hooks that count a qualification run's cases and end it with a verdict; registered
     only when there is a run."""
@@ -184,7 +198,14 @@ class RunHooks:
             "measured_not_gated": run.not_gated,
             "cases": run.cases,
         }
+        held = reservation.held(session.config)
+        if held is not None and held.lost:
+            summary["lost"] = held.lost
         (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
+        reservation.after_run(
+            session.config,
+            bool(outcome.failures[Kind.INFRASTRUCTURE] or verdict.skipped_for_broken_lab(outcome)),
+            _first_infrastructure_failure(run))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
@@ -202,6 +223,9 @@ class RunHooks:
             write(f"not run: {broken} case(s) after the lab broke (infrastructure)")
         for nodeid in run.not_gated:
             write(f"measured, not gated (the board declares no thresholds): {nodeid}")
+        held = reservation.held(terminalreporter.config)
+        if held is not None and held.lost:
+            write(f"lost the place during the run (infrastructure): {held.lost}")
         if not outcome.lab_reached:
             write("the board never answered on its shell")
         write(f"results: {run.directory}")

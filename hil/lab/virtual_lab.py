@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -224,6 +224,7 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.health_interval = health_interval
         self.janitor: Janitor | None = None
+        self._died: dict[str, float] = {}
 
     def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -284,7 +285,9 @@ class Supervisor:
         ready_file = self.directory / "switch.port"
         outlets = [f"--outlet={b.outlet}={shlex.join(plan.qemu_command(b))}"
                    for b in plan.all_boards()]
+        # A fixed port, so that a restarted switch is where the exporter says it is.
         self._spawn("power-switch", [sys.executable, "-m", "hil.lab.power.switch", *outlets,
+                                     "--port", str(free_port()),
                                      "--credentials", self.state.credentials,
                                      "--ready-file", str(ready_file),
                                      "--log-dir", str(self.logs)])
@@ -322,6 +325,27 @@ class Supervisor:
         self.janitor = Janitor(Coordinator(plan.coordinator), LAB_ENV, self.directory / "health",
                                interval=self.health_interval)
         threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
+
+    # What a lab host's service manager restarts (systemd's Restart=always), and after how long.
+    RESTART: ClassVar[dict[str, float]] = {"exporter": 3.0, "power-switch": 3.0}
+
+    def watch(self) -> None:
+        """Restart a lab process that died (killed by a test of losing it, or crashed)."""
+        now = time.monotonic()
+        for i, (name, proc) in enumerate(self.processes):
+            if name not in self.RESTART or proc.poll() is None:
+                continue
+            died = self._died.setdefault(name, now)
+            if now - died < self.RESTART[name]:
+                continue
+            log.info("%s exited (%s): restarting", name, proc.returncode)
+            del self._died[name]
+            self.processes.pop(i)
+            if name == "power-switch":
+                (self.directory / "switch.port").unlink(missing_ok=True)
+            self._spawn(name, proc.args)  # type: ignore[arg-type]
+            self.state.write(self.directory)
+            return
 
     def stop(self) -> None:
         if self.janitor is not None:
@@ -368,7 +392,8 @@ def supervise(directory: Path, boards: int, credentials: str | None,
         sup.state.write(directory)
         sup.start()
         log.info("lab ready in %.1f s: %s", sup.state.timings["up_s"], sup.state.places)
-        sup.stop_requested.wait()
+        while not sup.stop_requested.wait(1.0):
+            sup.watch()
         sup.state.status = "stopping"
         sup.state.write(directory)
     except Exception as e:  # every failure ends in the state file, where `up` reads it

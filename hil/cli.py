@@ -1,4 +1,5 @@
-"""The `hil` command: firmware builds, qualification runs, benchmarks and lab host checks."""
+"""The `hil` command: firmware builds, qualification runs, reports, benchmarks, the virtual lab
+and lab host checks."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def _qualify(args: argparse.Namespace) -> int:
     # one) and writes junit.xml, the consoles, provenance and the verdict into it.
     results = ["--hil-results", str(args.results)] if args.results else []
     campaigns = ["--hil-campaigns"] if args.release else []
+    if args.reserve:
+        campaigns += ["--hil-reserve", *args.reserve, "--hil-priority", str(args.priority)]
     argv = [
         str(REPO / "testcases"), "--lg-env", str(args.lg_env), *results, *campaigns,
         "-p", "no:cacheprovider", *args.pytest_args,
@@ -83,6 +86,27 @@ def _lab_check(args: argparse.Namespace) -> int:
     return int(code)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from hil.results import report, verdicts
+
+    directory = Path(args.results_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such results directory")
+    baseline = Path(args.baseline) if args.baseline else None
+    if baseline is not None and not baseline.is_dir():
+        raise ConfigError(f"{baseline}: no such baseline results directory")
+    t0 = time.monotonic()
+    built = report.build(directory, baseline)
+    html_path, kcidb_path = report.write(built, Path(args.out) if args.out else directory)
+    for b in built.boards:
+        print(f"report: {b.name}: {b.verdict.decision} ({b.verdict.text})")
+    for problem in built.problems:
+        print(f"report: {problem}")
+    print(f"report: {html_path} and {kcidb_path} ({time.monotonic() - t0:.2f} s)")
+    print(f"report: overall: {verdicts.DECISIONS[built.overall]} (exit {int(built.overall)})")
+    return int(built.overall)
+
+
 class _Parser(argparse.ArgumentParser):
     """A bad command line is a usage error (exit 4), not argparse's 2, which a scheduler
     would read as an inconclusive run."""
@@ -95,7 +119,8 @@ class _Parser(argparse.ArgumentParser):
 def _lab_up(args: argparse.Namespace) -> int:
     from hil.lab import virtual_lab
 
-    virtual_lab.up(Path(args.dir), args.boards, args.credentials)
+    virtual_lab.up(Path(args.dir), args.boards, args.credentials,
+                   health_interval=args.health_interval, wait_healthy=args.wait_healthy)
     return 0
 
 
@@ -103,6 +128,52 @@ def _lab_down(args: argparse.Namespace) -> int:
     from hil.lab import virtual_lab
 
     virtual_lab.down(Path(args.dir))
+    return 0
+
+
+def _coordinator(args: argparse.Namespace) -> str:
+    """--coordinator, else LG_COORDINATOR, else the virtual lab's, else labgrid's default."""
+    from hil.lab import virtual_lab
+    from hil.lab.places import DEFAULT_COORDINATOR
+
+    if args.coordinator:
+        return str(args.coordinator)
+    if os.environ.get("LG_COORDINATOR"):
+        return os.environ["LG_COORDINATOR"]
+    state = virtual_lab.LabState.read(Path(args.dir))
+    return state.coordinator if state and state.status == "ready" else DEFAULT_COORDINATOR
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from hil.lab import status
+    from hil.lab.coordinator import Coordinator
+
+    c = Coordinator(_coordinator(args))
+    print(f"coordinator {c.address}")
+    for line in status.lines(c.places(), c.reservations(), time.time()):
+        print(line)
+    return 0
+
+
+def _lab_health(args: argparse.Namespace) -> int:
+    from hil.lab import health
+    from hil.lab.coordinator import Coordinator
+
+    results = Path(args.results or f"results/health-{args.place}-{int(time.time())}")
+    verdict, _ = health.run_check(Coordinator(_coordinator(args)), args.place,
+                                  Path(args.lg_env), results)
+    return 0 if verdict == "good" else int(ExitCode.INCONCLUSIVE)
+
+
+def _lab_janitor(args: argparse.Namespace) -> int:
+    import logging
+
+    from hil.lab.coordinator import Coordinator
+    from hil.lab.janitor import Janitor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    Janitor(Coordinator(_coordinator(args)), Path(args.lg_env), Path(args.results),
+            interval=args.interval, period=args.period).run()
     return 0
 
 
@@ -133,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="this run's results directory, new or empty (default: results/<run id>)")
     q.add_argument("--release", action="store_true",
                    help="a release qualification: also the long campaigns (debug-kernel loops)")
+    q.add_argument("--reserve", nargs="+", metavar="TAG=VALUE",
+                   help="reserve and lock a healthy place of the coordinator first (e.g. "
+                        "board=virtual, or name=virtual-0), released at the end")
+    q.add_argument("--priority", type=float, default=0.0, help="of the reservation")
     q.add_argument("--no-build", dest="build", action="store_false",
                    help="do not run the firmware build first")
     q.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
@@ -144,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--suite", action="store_true",
                    help="time the whole qualification suite and count its boots instead")
     b.set_defaults(func=_bench)
+
+    rp = sub.add_parser("report", help="rebuild the HTML report and the KCIDB document of a "
+                                       "results directory (exit: its verdict)")
+    rp.add_argument("results_dir", metavar="RESULTS_DIR", help="a run's results directory")
+    rp.add_argument("--baseline", metavar="DIR", default=None,
+                    help="an earlier run's results directory to compare with")
+    rp.add_argument("--out", metavar="DIR", default=None,
+                    help="where report.html and kcidb.json go (default: RESULTS_DIR)")
+    rp.set_defaults(func=_report)
 
     lab = sub.add_parser("lab", help="run the virtual lab, check a lab host")
     lab_sub = lab.add_subparsers(dest="action", required=True)
@@ -162,9 +246,32 @@ def main(argv: list[str] | None = None) -> int:
     lu.add_argument("--boards", type=int, default=2, help="virtual boards (default 2)")
     lu.add_argument("--credentials", metavar="FILE",
                     help="the power switch's user:password (mode 600; default: made up)")
+    lu.add_argument("--health-interval", type=float, default=3600.0, metavar="S",
+                    help="health-check each place this often (default 3600 s; and on first "
+                         "use, after an infrastructure error, after a lease expired)")
+    lu.add_argument("--wait-healthy", type=float, default=0.0, metavar="S",
+                    help="also wait up to S seconds for the first health check of every place")
     ld = lab_sub.add_parser("down", help="stop the virtual lab and remove what it made")
     le = lab_sub.add_parser("env", help="print the exports that reach the virtual lab")
-    for p, fn in ((lu, _lab_up), (ld, _lab_down), (le, _lab_env)):
+    ls = lab_sub.add_parser("status", help="places, health, holders, leases, waiting reservations")
+    lh = lab_sub.add_parser("health", help="health-check one place now and mark it")
+    lh.add_argument("place")
+    lj = lab_sub.add_parser("janitor", help="beside a coordinator: free expired leases, run due "
+                                            "health checks")
+    lj.add_argument("--interval", type=float, default=86400.0, metavar="S",
+                    help="health-check interval (default a day, as LAVA)")
+    lj.add_argument("--period", type=float, default=2.0, metavar="S")
+    for p in (lh, lj):
+        p.add_argument("--lg-env", default=str(REPO / "places" / "virtual-lab.yaml"),
+                       help="environment whose RemotePlace is LG_PLACE (default: "
+                            "places/virtual-lab.yaml)")
+        p.add_argument("--results", default=None if p is lh else "results/health",
+                       help="where the check runs keep their results")
+    for p in (ls, lh, lj):
+        p.add_argument("--coordinator", default=None,
+                       help="HOST:PORT (default LG_COORDINATOR, else the virtual lab's)")
+    for p, fn in ((lu, _lab_up), (ld, _lab_down), (le, _lab_env), (ls, _lab_status),
+                  (lh, _lab_health), (lj, _lab_janitor)):
         p.add_argument("--dir", default=str(DEFAULT_DIR),
                        help=f"the lab's runtime directory (default {DEFAULT_DIR}, $HIL_LAB_DIR)")
         p.set_defaults(func=fn)

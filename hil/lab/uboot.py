@@ -35,6 +35,9 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
+# `ipaddr: dhcp`: the board's address, netmask and gateway come from the lab's DHCP server.
+DHCP = "dhcp"
+
 # A TFTP file name that U-Boot's hush takes as one word, expanding nothing.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._/+:@-]+")
 
@@ -44,6 +47,8 @@ def problems(boot: TFTPBoot) -> list[str]:
     out = []
     for name in ("ipaddr", "netmask", "gatewayip", "serverip"):
         value = getattr(boot, name)
+        if boot.ipaddr == DHCP and name != "serverip":
+            continue
         try:
             ipaddress.IPv4Address(value)
         except ValueError:
@@ -66,11 +71,16 @@ def load_commands(boot: TFTPBoot) -> list[str]:
     found = problems(boot)
     if found:
         raise ValueError("; ".join(found))
+    if boot.ipaddr == DHCP:
+        # autoload no: take the lease only; serverip is set after it, as the lab's TFTP
+        # server need not be the DHCP server's idea of one.
+        network = ["setenv autoload no", "dhcp"]
+    else:
+        network = [f"setenv ipaddr {boot.ipaddr}", f"setenv netmask {boot.netmask}",
+                   f"setenv gatewayip {boot.gatewayip}"]
     cmds = [
         "setenv netretry no",
-        f"setenv ipaddr {boot.ipaddr}",
-        f"setenv netmask {boot.netmask}",
-        f"setenv gatewayip {boot.gatewayip}",
+        *network,
         f"setenv serverip {boot.serverip}",
         f"setenv bootargs {_quote(boot.bootargs)}",
         f"tftpboot ${{kernel_addr_r}} {boot.kernel}",

@@ -43,13 +43,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from hil.errors import ConfigError, InfrastructureError
 from hil.lab import sshd
 from hil.lab.cables import CableSet
+from hil.lab.coordinator import Coordinator
+from hil.lab.janitor import Janitor
+from hil.lab.reservations import HEALTH_TAG
 from hil.lab.tftpserver import primary_ipv4
 
 log = logging.getLogger("hil.lab")
@@ -62,6 +65,7 @@ TFTPD = "/usr/sbin/in.tftpd"
 SER2NET = "/usr/sbin/ser2net"
 TAGS = {"board": "virtual", "gic": "v2", "kvm": "yes"}
 READY_TIMEOUT_S = 120.0
+LAB_ENV = Path(__file__).resolve().parents[2] / "places" / "virtual-lab.yaml"
 
 
 def labgrid_tool(name: str) -> str:
@@ -181,6 +185,7 @@ class LabState:
     switch: str = ""
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, directory: Path) -> LabState | None:
@@ -204,7 +209,8 @@ class LabState:
 
 
 class Supervisor:
-    def __init__(self, directory: Path, boards: int, credentials: str | None):
+    def __init__(self, directory: Path, boards: int, credentials: str | None,
+                 health_interval: float = 3600.0):
         self.directory = directory
         self.logs = directory / "logs"
         self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
@@ -216,6 +222,9 @@ class Supervisor:
         self.cables: CableSet | None = None
         self.ssh: sshd.LabSSHServer | None = None
         self.stop_requested = threading.Event()
+        self.health_interval = health_interval
+        self.janitor: Janitor | None = None
+        self._died: dict[str, float] = {}
 
     def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -223,6 +232,7 @@ class Supervisor:
                                 cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         out.close()
         self.processes.append((name, proc))
+        self.state.pids[name] = proc.pid
 
     def _alive(self, name: str) -> None:
         for n, proc in self.processes:
@@ -275,7 +285,9 @@ class Supervisor:
         ready_file = self.directory / "switch.port"
         outlets = [f"--outlet={b.outlet}={shlex.join(plan.qemu_command(b))}"
                    for b in plan.all_boards()]
+        # A fixed port, so that a restarted switch is where the exporter says it is.
         self._spawn("power-switch", [sys.executable, "-m", "hil.lab.power.switch", *outlets,
+                                     "--port", str(free_port()),
                                      "--credentials", self.state.credentials,
                                      "--ready-file", str(ready_file),
                                      "--log-dir", str(self.logs)])
@@ -308,8 +320,36 @@ class Supervisor:
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
         self.state.write(self.directory)
+        # The janitor's health checks power the boards as any client does.
+        os.environ["HIL_POWER_CREDENTIALS"] = self.state.credentials
+        self.janitor = Janitor(Coordinator(plan.coordinator), LAB_ENV, self.directory / "health",
+                               interval=self.health_interval)
+        threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
+
+    # What a lab host's service manager restarts (systemd's Restart=always), and after how long.
+    RESTART: ClassVar[dict[str, float]] = {"exporter": 3.0, "power-switch": 3.0}
+
+    def watch(self) -> None:
+        """Restart a lab process that died (killed by a test of losing it, or crashed)."""
+        now = time.monotonic()
+        for i, (name, proc) in enumerate(self.processes):
+            if name not in self.RESTART or proc.poll() is None:
+                continue
+            died = self._died.setdefault(name, now)
+            if now - died < self.RESTART[name]:
+                continue
+            log.info("%s exited (%s): restarting", name, proc.returncode)
+            del self._died[name]
+            self.processes.pop(i)
+            if name == "power-switch":
+                (self.directory / "switch.port").unlink(missing_ok=True)
+            self._spawn(name, proc.args)  # type: ignore[arg-type]
+            self.state.write(self.directory)
+            return
 
     def stop(self) -> None:
+        if self.janitor is not None:
+            self.janitor.stop.set()
         # The exporter first (clients see resources go), the switch next (its SIGTERM turns
         # every outlet off), then what they used.
         order = ["exporter", "power-switch", "coordinator", "tftpd"]
@@ -342,16 +382,18 @@ def _listening(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def supervise(directory: Path, boards: int, credentials: str | None) -> int:
+def supervise(directory: Path, boards: int, credentials: str | None,
+              health_interval: float = 3600.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    sup = Supervisor(directory, boards, credentials)
+    sup = Supervisor(directory, boards, credentials, health_interval)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop_requested.set())
     try:
         sup.state.write(directory)
         sup.start()
         log.info("lab ready in %.1f s: %s", sup.state.timings["up_s"], sup.state.places)
-        sup.stop_requested.wait()
+        while not sup.stop_requested.wait(1.0):
+            sup.watch()
         sup.state.status = "stopping"
         sup.state.write(directory)
     except Exception as e:  # every failure ends in the state file, where `up` reads it
@@ -368,7 +410,8 @@ def supervise(directory: Path, boards: int, credentials: str | None) -> int:
 
 
 def up(directory: Path, boards: int, credentials: str | None = None,
-       out: Callable[[str], None] = print) -> LabState:
+       out: Callable[[str], None] = print, health_interval: float = 3600.0,
+       wait_healthy: float = 0.0) -> LabState:
     problems = preflight(boards)
     if credentials is not None and not Path(credentials).is_file():
         problems.append(f"--credentials {credentials}: no such file")
@@ -385,7 +428,8 @@ def up(directory: Path, boards: int, credentials: str | None = None,
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
-             "--boards", str(boards), *(["--credentials", credentials] if credentials else [])],
+             "--boards", str(boards), "--health-interval", str(health_interval),
+             *(["--credentials", credentials] if credentials else [])],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
     while True:
         state = LabState.read(directory)
@@ -405,7 +449,23 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         f"({', '.join(state.places)}), coordinator {state.coordinator}, lab host {state.address}")
     for k, v in state.exports().items():
         out(f"export {k}={shlex.quote(v)}")
+    if wait_healthy:
+        healthy = wait_until_healthy(state, wait_healthy)
+        state.timings["healthy_s"] = round(time.monotonic() - t0, 1)
+        out(f"lab: health checks done in {state.timings['healthy_s']:.1f} s: "
+            + ", ".join(f"{p} {h}" for p, h in healthy.items()))
     return state
+
+
+def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
+    """Wait for the janitor's first health check of every place; place -> health."""
+    coordinator = Coordinator(state.coordinator)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in coordinator.places()}
+        if all(h != "unknown" for h in found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -448,8 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("directory", type=Path)
     s.add_argument("--boards", type=int, default=2)
     s.add_argument("--credentials")
+    s.add_argument("--health-interval", type=float, default=3600.0)
     args = ap.parse_args(argv)
-    return supervise(args.directory, args.boards, args.credentials)
+    return supervise(args.directory, args.boards, args.credentials, args.health_interval)
 
 
 if __name__ == "__main__":

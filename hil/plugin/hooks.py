@@ -14,10 +14,11 @@ from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil import verdict
 from hil.build.cache import default_images
-from hil.errors import HilError, KernelLogFindings
+from hil.errors import ConfigError, HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs, places
+from hil.plugin import reservation
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
-from hil.results import rundir
+from hil.results import console, rundir
 from hil.verdict import Kind, Phase
 
 # The images `hil firmware build` made: under HIL_CACHE, wherever that is.
@@ -34,6 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-campaigns", action="store_true",
                     help="also run the long campaigns (cases marked `campaign`: debug-kernel "
                          "loops); `hil qualify --release` sets it")
+    reservation.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -52,6 +54,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Everything the user can get wrong is checked here, before anything is powered.
     try:
         envfile.check(lg_env)
+        try:
+            reservation.reserve(config)
+        except ConfigError:
+            raise
+        except HilError as e:
+            # No place in time, or the coordinator failed: the lab's fault, not the user's.
+            pytest.exit(f"hil: {e}", returncode=int(verdict.ExitCode.INCONCLUSIVE))
         places.check(Path(lg_env))
         given = config.getoption("hil_results")
         directory = rundir.create(Path(given) if given else None)
@@ -66,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.lg_log = None
     ConsoleLoggingReporter.start(os.path.abspath(log_dir))
     config.add_cleanup(ConsoleLoggingReporter.stop)
-    run = Run(directory)
+    run = Run(directory, console_dir=Path(log_dir))
     config.stash[RUN] = run
     config.pluginmanager.register(RunHooks(run), "hil-run")
 
@@ -110,6 +119,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     run = current_run(item.config)
+    if run is not None and call.when == "teardown" and (
+            report.failed or any(k == FAILURE_KIND for k, _ in item.user_properties)):
+        # Where the failed case's own output lies in each console log, for reports.
+        spans = console.ranges(run.console_marks.get(item.nodeid, {}),
+                               console.sizes(run.console_dir))
+        if spans:
+            report.user_properties.append((console.OFFSETS_PROPERTY, json.dumps(spans)))
     if run is None or not report.failed or call.excinfo is None:
         return report
     known = [v for k, v in item.user_properties if k == FAILURE_KIND]
@@ -134,12 +150,20 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(report.longrepr)
 
 
+def _first_infrastructure_failure(run: Run) -> str:
+    bad = [n for n, r in run.cases.items() if r == Kind.INFRASTRUCTURE.value]
+    return f"{bad[0]} (and {len(bad) - 1} more)" if len(bad) > 1 else (bad[0] if bad else "")
+
+
 class RunHooks:
     """The hooks that count a qualification run's cases and end it with a verdict; registered
     only when there is a run."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.run.console_marks[nodeid] = console.sizes(self.run.console_dir)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         run = self.run
@@ -174,7 +198,14 @@ class RunHooks:
             "measured_not_gated": run.not_gated,
             "cases": run.cases,
         }
+        held = reservation.held(session.config)
+        if held is not None and held.lost:
+            summary["lost"] = held.lost
         (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
+        reservation.after_run(
+            session.config,
+            bool(outcome.failures[Kind.INFRASTRUCTURE] or verdict.skipped_for_broken_lab(outcome)),
+            _first_infrastructure_failure(run))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
@@ -192,6 +223,9 @@ class RunHooks:
             write(f"not run: {broken} case(s) after the lab broke (infrastructure)")
         for nodeid in run.not_gated:
             write(f"measured, not gated (the board declares no thresholds): {nodeid}")
+        held = reservation.held(terminalreporter.config)
+        if held is not None and held.lost:
+            write(f"lost the place during the run (infrastructure): {held.lost}")
         if not outcome.lab_reached:
             write("the board never answered on its shell")
         write(f"results: {run.directory}")

@@ -33,6 +33,9 @@ class Run:
     cases: dict[str, str] = field(default_factory=dict)
     not_gated: list[str] = field(default_factory=list)
     interrupted: bool = False
+    console_dir: Path | None = None
+    # nodeid -> each console log's size when the case started (hil.results.console.sizes)
+    console_marks: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def record(self, nodeid: str, result: str) -> None:
         """A case's result; a failure in any of its phases outranks a pass, and a product

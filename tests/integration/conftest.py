@@ -63,3 +63,41 @@ def lab_env(built_images: Path) -> Iterator[Any]:
     strategy = env.get_target("main").get_driver("BoardGuestStrategy")
     yield strategy
     strategy.transition("off")
+
+
+# Planted as the virtual lab's switch password: it must show up nowhere but in its own file.
+LAB_SECRET = "planted-" + __import__("secrets").token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`hil lab up` with two boards, once for the test_virtual_lab* modules (which run last,
+    in this order: test_virtual_lab_teardown checks `hil lab down`). Returns when every place
+    passed its first health check."""
+    from types import SimpleNamespace
+
+    from hil.lab import virtual_lab as vl
+
+    base = tmp_path_factory.mktemp("vlab")
+    creds = base / "power-credentials"
+    creds.write_text(f"hil:{LAB_SECRET}\n")
+    creds.chmod(0o600)
+    directory = base / "lab"
+    import time
+
+    t0 = time.monotonic()
+    state = vl.up(directory, 2, credentials=str(creds), wait_healthy=400)
+    from hil.lab.coordinator import Coordinator
+
+    unhealthy = [f"{p.name}: {p.tags.get('health')}: {p.comment}"
+                 for p in Coordinator(state.coordinator).places() if p.tags.get("health") != "good"]
+    if unhealthy:
+        vl.down(directory)
+        pytest.fail("the virtual lab's places failed their first health check: "
+                    + "; ".join(unhealthy))
+    lab = SimpleNamespace(state=state, directory=directory, creds=creds,
+                          up_s=state.timings["up_s"], healthy_s=time.monotonic() - t0,
+                          env={"LG_COORDINATOR": state.coordinator,
+                               "HIL_POWER_CREDENTIALS": str(creds)})
+    yield lab
+    vl.down(directory)

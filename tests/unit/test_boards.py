@@ -99,3 +99,18 @@ def test_place_problems_find_missing_duplicate_and_incomplete_groups():
     found = exporters.place_problems(tftp, {"e": {"b": GROUP}})
     assert any("boots by uboot-tftp but has no TFTPProvider" in p for p in found)
     assert any("no resource 'guest-console'" in p for p in found)
+
+
+def test_every_board_boots_through_a_strategy_of_its_boot_path_with_its_own_dtb():
+    env = _env()
+    strategies = {"usbsdmux": "SDMuxBoardGuestStrategy", "uboot-tftp": "UBootBoardGuestStrategy"}
+    for name, target in env["targets"].items():
+        drivers = {next(iter(d)): next(iter(d.values())) for d in target["drivers"]}
+        strategy = drivers[strategies[target["options"]["boot"]]]
+        assert env["images"][strategy["dtb"]].endswith("/dtbs/" + target["options"]["dtb"]), name
+        console = target["options"]["board_console"]["device"]
+        assert f"console={console}," in strategy["bootargs"], name
+        guest = target["options"]["guest_console"]
+        serial = drivers["GuestVMMDriver"]["serial"]
+        assert serial == (f"/dev/{guest['device']}" if guest["kind"] == "uart"
+                          else f"tcp::{guest['port']},server=on,wait=off"), name

@@ -188,3 +188,31 @@ def test_a_power_switch_that_cannot_be_bound_breaks_the_lab_once(qualify, pytest
     assert len(list(root.iter("error"))) == 1 and len(list(root.iter("skipped"))) == 2
     r.stdout.fnmatch_lines(["*board image 'board-kernel' not found*",
                             "not run: 2 case(s) after the lab broke (infrastructure)"])
+
+
+def test_a_failed_case_records_where_its_console_output_lies(qualify):
+    # The fake lab has no console: the cases write to a console log themselves.
+    cases = '''
+from pathlib import Path
+
+def log(request, text):
+    d = Path(request.config.getoption("hil_results")) / "console"
+    d.mkdir(exist_ok=True)
+    with (d / "console_main_fake").open("ab") as f:
+        f.write(text)
+
+def test_passes(board, request):
+    log(request, b"an earlier case's line\\n")
+
+def test_fails(board, request):
+    log(request, b"the failing case's line\\n")
+    assert False
+'''
+    r, results = qualify(cases)
+    assert r.ret == 1
+    props = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
+             for tc in ET.parse(results / "junit.xml").getroot().iter("testcase")}
+    assert "hil_console" not in props["test_passes"]
+    (name, (start, end)), = json.loads(props["test_fails"]["hil_console"]).items()
+    data = (results / "console" / f"console_{name}").read_bytes()
+    assert data[start:end] == b"the failing case's line\n"

@@ -63,6 +63,12 @@ def test_values_u_boot_would_interpret_are_refused_with_their_name(change, says)
         uboot.load_commands(plan(**change))
 
 
+def test_a_board_on_a_lab_network_takes_its_address_by_dhcp():
+    cmds = uboot.load_commands(plan(ipaddr="dhcp", netmask="-", gatewayip="-"))
+    assert cmds[:4] == ["setenv netretry no", "setenv autoload no", "dhcp",
+                        "setenv serverip 192.0.2.2"]
+
+
 def test_tftpd_hpa_serves_absolute_names_without_chroot():
     cmd = server_command("/usr/sbin/in.tftpd", "127.0.0.1:69", "/tmp/x/", "me")
     assert cmd[:3] == ["/usr/sbin/in.tftpd", "--listen", "--foreground"]

@@ -1,0 +1,75 @@
+"""The lab's janitor, beside its coordinator: frees places whose lease ran out and runs the
+health checks that are due.
+
+    hil lab janitor --coordinator HOST:PORT --lg-env ENV [--interval 86400] [--period 2]
+
+The virtual lab runs one inside `hil lab up`. A real lab runs it as a service next to its
+coordinator, with an environment file whose target `main` is a RemotePlace named by
+LG_PLACE (as places/virtual-lab.yaml), so that one file checks every place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hil.lab import health
+from hil.lab.coordinator import Coordinator, CoordinatorError
+from hil.lab.reservations import HOLDER_TAG, LEASE_TAG, lease_expired
+
+log = logging.getLogger("hil.janitor")
+
+
+class Janitor:
+    def __init__(self, coordinator: Coordinator, env_file: Path, results: Path,
+                 interval: float = 86400.0, period: float = 2.0,
+                 out: Callable[[str], None] = log.info):
+        self.coordinator = coordinator
+        self.env_file = env_file
+        self.results = results
+        self.interval = interval
+        self.period = period
+        self.out = out
+        self.stop = threading.Event()
+        self.expired: dict[str, float] = {}  # place -> when its lease was found expired
+        self._checking: threading.Thread | None = None
+
+    def round(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for place in self.coordinator.places():
+            if lease_expired(place, now):
+                holder = place.tags.get(HOLDER_TAG, place.acquired)
+                self.out(f"janitor: {place.name}: lease of {holder} expired "
+                         f"{now - float(place.tags.get(LEASE_TAG) or now):.0f} s ago: kicking")
+                self.coordinator.set_tags(place.name, {LEASE_TAG: "", HOLDER_TAG: ""})
+                self.coordinator.release(place.name, kick=True)
+                health.mark(self.coordinator, place.name, "unknown",
+                            f"lease of {holder} expired: the session vanished")
+                self.expired[place.name] = now
+        # One check at a time, in its own thread: leases keep being watched meanwhile.
+        if self._checking is not None and self._checking.is_alive():
+            return
+        due = [p for p in self.coordinator.places() if health.needs_check(p, now, self.interval)]
+        if due and not self.stop.is_set():
+            self._checking = threading.Thread(target=self._check, args=(due[0].name, now),
+                                              name=f"health-{due[0].name}", daemon=True)
+            self._checking.start()
+
+    def _check(self, place: str, now: float) -> None:
+        try:
+            health.run_check(self.coordinator, place, self.env_file,
+                             self.results / f"{place}-{int(now)}", progress=self.out)
+        except Exception as e:  # the janitor outlives any one check
+            self.out(f"janitor: health check of {place} could not run: {e}")
+            health.mark(self.coordinator, place, "bad", f"health check could not run: {e}")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.round()
+            except (CoordinatorError, OSError) as e:
+                self.out(f"janitor: {e}")
+            self.stop.wait(self.period)

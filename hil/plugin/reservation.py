@@ -1,0 +1,103 @@
+"""The plugin's side of holding a place: `--hil-reserve` reserves and locks a healthy place
+of the coordinator before anything else happens, keeps it, and releases it on every way out.
+
+SIGTERM (a CI job cancelled) is turned into pytest's own interruption, so teardown runs and
+the results so far are written; a lost place interrupts the run the same way, from the
+lease's watch thread, and the verdict says why. SIGKILL cannot be caught: the lease runs out
+and the lab's janitor frees the place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import pytest
+
+from hil.lab import health
+from hil.lab.coordinator import Coordinator
+from hil.lab.places import DEFAULT_COORDINATOR
+from hil.lab.reservations import PlaceReservation, parse_request
+
+RESERVATION = pytest.StashKey["Held"]()
+
+
+class Held:
+    def __init__(self, reservation: PlaceReservation):
+        self.reservation = reservation
+        self.lost: str | None = None
+
+
+def addoption(group: Any) -> None:
+    group.addoption("--hil-reserve", nargs="+", metavar="TAG=VALUE", default=None,
+                    help="reserve and lock a healthy place of the coordinator (LG_COORDINATOR) "
+                         "matching these tags (name=PLACE for one place) before the run")
+    group.addoption("--hil-priority", type=float, default=0.0,
+                    help="the reservation's priority: higher goes first (default 0)")
+    group.addoption("--hil-reserve-timeout", type=float, default=3600.0, metavar="S",
+                    help="give up (inconclusive) after waiting this long for a place")
+    group.addoption("--hil-lease", type=float, default=60.0, metavar="S",
+                    help="the place is freed this long after this session stops renewing "
+                         "its lease (killed, or its machine lost power)")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def reserve(config: pytest.Config) -> None:
+    """Before the environment is checked: the environment's LG_PLACE is the place held."""
+    words = config.getoption("hil_reserve")
+    if not words:
+        return
+    try:
+        filters = parse_request(words)
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    address = (config.getoption("lg_coordinator", None) or os.environ.get("LG_COORDINATOR")
+               or DEFAULT_COORDINATOR)
+    held: Held | None = None
+
+    def lost(why: str) -> None:
+        if held is not None:
+            held.lost = why
+        print(f"\nhil: {why}: stopping the run", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    res = PlaceReservation(Coordinator(address), filters,
+                           prio=config.getoption("hil_priority"),
+                           timeout=config.getoption("hil_reserve_timeout"),
+                           lease=config.getoption("hil_lease"),
+                           progress=lambda line: print(line, file=sys.stderr, flush=True),
+                           on_loss=lost)
+    # Released on every way out from here: pass, failure, Ctrl-C, SIGTERM, an exception.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    hold = res.acquire()
+    held = Held(res)
+    config.stash[RESERVATION] = held
+    config.add_cleanup(res.release)
+    os.environ["LG_PLACE"] = hold.place
+    os.environ["LG_COORDINATOR"] = address
+
+
+def held(config: pytest.Config) -> Held | None:
+    return config.stash.get(RESERVATION, None)
+
+
+def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> None:
+    """An infrastructure error on a held place asks for a health check before its next use
+    (a product failure never does)."""
+    h = held(config)
+    if h is None or not (infrastructure_failed or h.lost):
+        return
+    hold = h.reservation.hold
+    if hold is None:
+        return
+    reason = h.lost or why
+    try:
+        health.mark(h.reservation.coordinator, hold.place, "unknown",
+                    f"infrastructure error in a session: {reason}")
+    except Exception as e:  # the run's results matter more than the mark
+        print(f"hil: could not mark {hold.place} for a health check: {e}", file=sys.stderr)

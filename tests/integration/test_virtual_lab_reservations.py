@@ -1,0 +1,215 @@
+"""Scheduling on the virtual lab's coordinator: sessions wait for a held board and go in
+priority order; SIGTERM, SIGKILL, a lost exporter and a silent power switch each release the
+place; a place that fails its health check is skipped until a check passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.lab.coordinator import Coordinator
+from hil.lab.reservations import LEASE_TAG, PlaceReservation
+
+from .conftest import REPO
+from .test_virtual_lab import output, session
+
+
+def coordinator(lab: Any) -> Coordinator:
+    return Coordinator(lab.state.coordinator)
+
+
+def wait_for(what: str, cond: Any, timeout: float) -> float:
+    """Seconds until `cond()` held."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def holding(results: Path) -> bool:
+    return Path(f"{results}.log").exists() and "reservation: holding" in output(results)
+
+
+def free_and_healthy(lab: Any, place: str, timeout: float = 300) -> None:
+    """Back to normal: the place is released and (re)checked good, as the janitor leaves it."""
+    c = coordinator(lab)
+    wait_for(f"{place} free and healthy",
+             lambda: (p := c.place(place)).acquired is None and p.tags.get("health") == "good",
+             timeout)
+
+
+def test_a_second_session_for_the_same_board_waits_then_runs(virtual_lab: Any,
+                                                              tmp_path: Path) -> None:
+    first = session(virtual_lab, tmp_path / "first", "name=virtual-0")
+    wait_for("the first session holds virtual-0", lambda: holding(tmp_path / "first"), 120)
+    second = session(virtual_lab, tmp_path / "second", "name=virtual-0")
+    first_done = None
+    while second.poll() is None:
+        if first_done is None and first.poll() is not None:
+            first_done = time.monotonic()
+            assert not holding(tmp_path / "second"), "both held the board at once"
+        time.sleep(0.2)
+    assert first.returncode == 0 and second.returncode == 0, output(tmp_path / "second")[-3000:]
+    text = output(tmp_path / "second")
+    assert re.search(r"reservation: waiting for name=virtual-0 health=good \(\d+ s, 0 waiting "
+                     r"ahead\)", text), text[-2000:]
+    assert "3 passed" in text
+
+
+def test_a_higher_priority_goes_first(virtual_lab: Any) -> None:
+    c = coordinator(virtual_lab)
+    order: list[str] = []
+    holders: dict[str, PlaceReservation] = {}
+
+    def wait_turn(name: str, prio: float) -> None:
+        r = PlaceReservation(c, {"name": "virtual-1"}, prio=prio, timeout=120,
+                             progress=lambda line: None)
+        r.acquire()
+        order.append(name)
+        holders[name] = r
+
+    with PlaceReservation(c, {"name": "virtual-1"}, progress=lambda line: None):
+        low = threading.Thread(target=wait_turn, args=("low", 0.0))
+        low.start()
+        time.sleep(2)  # the low one waits longer: only its priority can put the other first
+        high = threading.Thread(target=wait_turn, args=("high", 10.0))
+        high.start()
+        time.sleep(2)
+        waiting = [r for r in c.reservations() if r.state == "waiting"]
+        assert sorted(r.prio for r in waiting) == [0.0, 10.0]
+    high.join(60)
+    assert order == ["high"]
+    holders["high"].release()
+    low.join(60)
+    assert order == ["high", "low"]
+    holders["low"].release()
+
+
+def test_sigterm_mid_case_releases_the_place_and_keeps_the_results(
+        virtual_lab: Any, tmp_path: Path, record_property) -> None:
+    r = session(virtual_lab, tmp_path / "s", "name=virtual-1")
+    wait_for("the session holds virtual-1", lambda: holding(tmp_path / "s"), 120)
+    wait_for("a case runs", lambda: "test_board.py" in output(tmp_path / "s"), 60)
+    time.sleep(5)  # inside the first case: the board is booting
+    r.send_signal(signal.SIGTERM)
+    assert r.wait(60) == 2, output(tmp_path / "s")[-3000:]
+    verdict = json.loads((tmp_path / "s" / "verdict.json").read_text())
+    assert verdict["interrupted"] is True
+    assert (tmp_path / "s" / "junit.xml").exists()
+    place = coordinator(virtual_lab).place("virtual-1")
+    assert place.acquired is None and LEASE_TAG not in place.tags
+    # An interruption is not the lab's fault: the place stays healthy.
+    assert place.tags.get("health") == "good"
+
+
+def test_a_session_killed_with_sigkill_frees_its_place_within_its_lease(
+        virtual_lab: Any, tmp_path: Path, record_property) -> None:
+    lease = 10.0
+    r = session(virtual_lab, tmp_path / "k", "name=virtual-1", extra=("--hil-lease", str(lease)))
+    wait_for("the session holds virtual-1", lambda: holding(tmp_path / "k"), 120)
+    r.kill()
+    r.wait()
+    c = coordinator(virtual_lab)
+    freed = wait_for("the janitor frees virtual-1", lambda: c.place("virtual-1").acquired is None,
+                     lease + 30)
+    record_property("sigkill_to_freed_s", round(freed, 1))
+    # Lease (its last renewal may be up to a third old) plus a janitor round.
+    assert freed <= lease + 2 * 2.0 + 3.0
+    assert c.place("virtual-1").tags.get("health") in ("unknown", "good")  # re-checked next
+    free_and_healthy(virtual_lab, "virtual-1")
+
+
+def _lost_session(lab: Any, tmp_path: Path, place: str, break_it: Any, repair: Any,
+                  record_property: Any, what: str) -> str:
+    r = session(lab, tmp_path / "l", f"name={place}")
+    wait_for(f"the session holds {place}", lambda: holding(tmp_path / "l"), 120)
+    wait_for("a case runs", lambda: "test_board.py" in output(tmp_path / "l"), 60)
+    t0 = time.monotonic()
+    break_it()
+    try:
+        assert r.wait(60) == 2, output(tmp_path / "l")[-3000:]
+    finally:
+        repair()
+    record_property(f"{what}_detected_s", round(time.monotonic() - t0, 1))
+    verdict = json.loads((tmp_path / "l" / "verdict.json").read_text())
+    assert (tmp_path / "l" / "junit.xml").exists()
+    p = coordinator(lab).place(place)
+    assert p.acquired is None
+    free_and_healthy(lab, place)
+    return str(verdict.get("lost", ""))
+
+
+def test_a_killed_exporter_ends_the_session_as_an_infrastructure_error(
+        virtual_lab: Any, tmp_path: Path, record_property) -> None:
+    def kill_exporter() -> None:
+        state = json.loads((virtual_lab.directory / "lab.json").read_text())
+        os.kill(state["pids"]["exporter"], signal.SIGKILL)
+
+    lost = _lost_session(virtual_lab, tmp_path, "virtual-0", kill_exporter, lambda: None,
+                         record_property, "exporter_loss")
+    assert "resources went away" in lost and "exporter" in lost
+
+
+def test_a_power_switch_that_stops_answering_ends_the_session(
+        virtual_lab: Any, tmp_path: Path, record_property) -> None:
+    pid = json.loads((virtual_lab.directory / "lab.json").read_text())["pids"]["power-switch"]
+    lost = _lost_session(virtual_lab, tmp_path, "virtual-0",
+                         lambda: os.kill(pid, signal.SIGSTOP), lambda: os.kill(pid, signal.SIGCONT),
+                         record_property, "switch_loss")
+    assert "power switch stopped answering" in lost
+
+
+def hil_lab(lab: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hil.cli", "lab", *args, "--coordinator",
+                           lab.state.coordinator], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **lab.env})
+
+
+@pytest.mark.usefixtures("virtual_lab")
+def test_a_place_that_fails_its_health_check_is_skipped_until_a_check_passes(
+        virtual_lab: Any, tmp_path: Path) -> None:
+    c = coordinator(virtual_lab)
+    tftp = virtual_lab.directory / "tftp" / "virtual-1"
+    moved = tftp.with_name("virtual-1.away")
+    tftp.rename(moved)
+    tftp.write_text("not a directory: staging fails")  # the lab host's TFTP area is broken
+    try:
+        r = hil_lab(virtual_lab, "health", "virtual-1", "--results", str(tmp_path / "h1"))
+        assert r.returncode == 2, r.stdout + r.stderr
+        place = c.place("virtual-1")
+        assert place.tags["health"] == "bad" and "health check failed" in place.comment
+        status = hil_lab(virtual_lab, "status").stdout
+        assert re.search(r"virtual-1\s+bad", status) and "health check failed" in status
+
+        got: list[str] = []
+        with PlaceReservation(c, {"name": "virtual-0"}, progress=lambda line: None):
+            waiting = PlaceReservation(c, {"board": "virtual"}, timeout=300,
+                                       progress=lambda line: None)
+            t = threading.Thread(target=lambda: got.append(waiting.acquire().place))
+            t.start()
+            time.sleep(4)
+            assert got == [], "a reservation took the unhealthy place"
+            tftp.unlink()
+            moved.rename(tftp)
+            r = hil_lab(virtual_lab, "health", "virtual-1", "--results", str(tmp_path / "h2"))
+            assert r.returncode == 0, r.stdout + r.stderr
+            t.join(60)
+            assert got == ["virtual-1"]
+            waiting.release()
+    finally:
+        if tftp.is_file():
+            tftp.unlink()
+            moved.rename(tftp)
+    assert c.place("virtual-1").tags["health"] == "good"

@@ -1,0 +1,39 @@
+"""`hil lab down` leaves nothing behind: no process, port, tty relay, ssh drop-in or file.
+(Runs after the other test_virtual_lab* modules, on their lab.)"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+from hil.lab import sshd
+
+from .test_virtual_lab import processes_naming
+
+
+def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
+    state, directory = virtual_lab.state, virtual_lab.directory
+    ports = [int(state.coordinator.rsplit(":", 1)[1]), int(state.switch.rsplit(":", 1)[1])]
+    assert processes_naming(str(directory))
+    # ser2net names only the cable's tty: ask for those by name.
+    ttys = [f"{res['port']},"
+            for group in yaml.safe_load((directory / "exporter.yaml").read_text()).values()
+            for res in group.values() if isinstance(res, dict) and res.get("cls") == "RawSerialPort"]
+    assert len(ttys) == 4
+    r = subprocess.run([sys.executable, "-m", "hil.cli", "lab", "down", "--dir", str(directory)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert processes_naming(str(directory)) == []
+    assert processes_naming(*ttys) == []
+    assert not directory.exists()
+    assert not sshd.dropin_path(directory.name).exists()
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    # Port 69 is free again for the next lab or U-Boot board.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((state.address, 69))

@@ -31,18 +31,62 @@ def _qualify(args: argparse.Namespace) -> int:
 
     if args.build:
         _firmware_build(args)
+    if args.release is not None:
+        return _release(args)
     # The plugin makes the run's directory (a new results/<run id> unless --results names
     # one) and writes junit.xml, the consoles, provenance and the verdict into it.
     results = ["--hil-results", str(args.results)] if args.results else []
-    campaigns = ["--hil-campaigns"] if args.release else []
-    if args.reserve:
-        campaigns += ["--hil-reserve", *args.reserve, "--hil-priority", str(args.priority)]
+    extra = ["--hil-campaigns"] if args.campaigns else []
     argv = [
-        str(REPO / "testcases"), "--lg-env", str(args.lg_env), *results, *campaigns,
+        str(REPO / "testcases"), "--lg-env", str(args.lg_env or DEFAULT_ENV), *results, *extra,
         "-p", "no:cacheprovider", *args.pytest_args,
     ]
+    if args.reserve:
+        # Last: --hil-reserve takes every word after it.
+        argv += ["--hil-priority", str(args.priority), "--hil-reserve", *args.reserve]
     print(f"qualify: pytest {' '.join(argv)}")
     return int(pytest.main(argv))
+
+
+def _release(args: argparse.Namespace) -> int:
+    """Several boards at once through a coordinator (the virtual lab's unless LG_COORDINATOR
+    names one), then the report."""
+    from hil import release
+    from hil.lab import virtual_lab
+    from hil.lab.reservations import HEALTH_TAG, parse_request
+    from hil.results import report, verdicts
+
+    name = args.release or time.strftime("release-%Y%m%d-%H%M%S")
+    env_file = Path(args.lg_env) if args.lg_env else release.LAB_ENV
+    try:
+        filters = parse_request(args.reserve or ["board=virtual"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    started: Path | None = None
+    if not os.environ.get("LG_COORDINATOR"):
+        lab_dir = virtual_lab.DEFAULT_DIR
+        state = virtual_lab.LabState.read(lab_dir)
+        if state is None or state.status != "ready":
+            print(f"release: no coordinator given: starting the virtual lab in {lab_dir}")
+            state = virtual_lab.up(lab_dir, args.lab_boards, wait_healthy=600)
+            started = lab_dir
+        os.environ.update(state.exports())
+    try:
+        places = args.boards or release.lab_places(os.environ["LG_COORDINATOR"],
+                                                   {**filters, HEALTH_TAG: "good"})
+        if not places:
+            raise ConfigError(f"no healthy place matches {' '.join(args.reserve or [])}: "
+                              "`hil lab status` shows the places")
+        code, directory = release.run(name, places, Path(args.results or REPO / "results"),
+                                      env_file, args.pytest_args,
+                                      campaigns=args.campaigns is not False)
+    finally:
+        if started is not None:
+            virtual_lab.down(started)
+    built = report.build(directory)
+    html_path, _ = report.write(built, directory)
+    print(f"release {name}: report {html_path}: {verdicts.DECISIONS[built.overall]}")
+    return int(code)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -198,12 +242,22 @@ def main(argv: list[str] | None = None) -> int:
         func=_firmware_build)
 
     q = sub.add_parser("qualify", help="run the qualification testcases and write JUnit XML")
-    q.add_argument("--lg-env", default=os.environ.get("LG_ENV", DEFAULT_ENV),
-                   help="labgrid environment (default: places/virtual.yaml)")
+    q.add_argument("--lg-env", default=os.environ.get("LG_ENV"),
+                   help="labgrid environment (default: places/virtual.yaml; with --release, "
+                        "places/virtual-lab.yaml)")
     q.add_argument("--results", default=None,
                    help="this run's results directory, new or empty (default: results/<run id>)")
-    q.add_argument("--release", action="store_true",
-                   help="a release qualification: also the long campaigns (debug-kernel loops)")
+    q.add_argument("--release", nargs="?", const="", default=None, metavar="NAME",
+                   help="a release qualification: every board at once (the healthy places "
+                        "matching --reserve, default board=virtual, or --boards) with the long "
+                        "campaigns, into results/NAME with its report")
+    q.add_argument("--boards", nargs="+", metavar="PLACE", help="with --release: these places")
+    q.add_argument("--lab-boards", type=int, default=2,
+                   help="with --release and no coordinator: boards of the virtual lab started")
+    q.add_argument("--no-campaigns", dest="campaigns", action="store_false", default=None,
+                   help="with --release: leave out the long campaigns")
+    q.add_argument("--campaigns", dest="campaigns", action="store_true",
+                   help="also the long campaigns (cases marked `campaign`)")
     q.add_argument("--reserve", nargs="+", metavar="TAG=VALUE",
                    help="reserve and lock a healthy place of the coordinator first (e.g. "
                         "board=virtual, or name=virtual-0), released at the end")

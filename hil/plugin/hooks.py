@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "results/<run id>, with results/latest pointing at it)")
     group.addoption("--hil-campaigns", action="store_true",
                     help="also run the long campaigns (cases marked `campaign`: debug-kernel "
-                         "loops); `hil qualify --release` sets it")
+                         "loops); `hil qualify --release` and `--campaigns` set it")
     reservation.addoption(group)
 
 
@@ -169,13 +170,25 @@ class RunHooks:
         run = self.run
         if report.failed:
             kinds = [v for k, v in report.user_properties if k == FAILURE_KIND]
-            run.record(report.nodeid, str(kinds[-1]) if kinds else Kind.INFRASTRUCTURE.value)
+            result = str(kinds[-1]) if kinds else Kind.INFRASTRUCTURE.value
         elif report.skipped:
-            run.record(report.nodeid, f"skipped: {_skip_reason(report)}")
+            result = f"skipped: {_skip_reason(report)}"
         elif report.when == "call":
-            run.record(report.nodeid, "passed")
+            result = "passed"
             if any(k.endswith(".gate") and v == NOT_GATED for k, v in report.user_properties):
                 run.not_gated.append(report.nodeid)
+        else:
+            return
+        run.record(report.nodeid, result)
+        # As each result arrives, so that an interrupted run loses none and a release run
+        # can show progress (one JSON object per line).
+        line = {"test": report.nodeid, "when": report.when, "result": result,
+                "duration_s": round(report.duration, 2), "time": time.time()}
+        if report.failed:
+            line["message"] = str(report.longrepr).strip().splitlines()[-1][:300] \
+                if report.longrepr else ""
+        with open(run.directory / "cases.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run

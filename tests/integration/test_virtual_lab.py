@@ -57,9 +57,10 @@ def session(lab: Any, results: Path, *reserve: str, cases: str = "testcases/test
     """A pytest session that reserves its place (stdout+stderr in results.log)."""
     results.parent.mkdir(parents=True, exist_ok=True)
     log = open(f"{results}.log", "w")  # noqa: SIM115 (the child writes it)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lg-env", str(LAB_ENV),
-           "--hil-results", str(results), *(["--hil-reserve", *reserve] if reserve else []),
-           *extra, cases]
+    # The cases first: --hil-reserve takes every word after it.
+    cmd = [sys.executable, "-m", "pytest", cases, "-p", "no:cacheprovider", "--lg-env",
+           str(LAB_ENV), "--hil-results", str(results), *extra,
+           *(["--hil-reserve", *reserve] if reserve else [])]
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **lab.env, **(env or {})})
 

@@ -57,7 +57,9 @@ def parse_place(text: str) -> Place:
             tags[k.strip()] = v.strip()
     acquired = line("acquired")
     resources = {m.group(1): m.group(2) == "True" for m in re.finditer(
-        r"^Matching resource '[^']+' \(([^)]+)\):\n  \{'acquired': [^\n]*\n   'avail': (True|False)",
+        # "Matching" while the place is free, "Acquired" while someone holds it.
+        r"^(?:Matching|Acquired) resource '[^']+' \(([^)]+)\):\n  \{'acquired': [^\n]*\n"
+        r"   'avail': (True|False)",
         text, re.MULTILINE)}
     return Place(name.group(1), tags, line("comment") or "",
                  None if acquired in (None, "None") else acquired, resources)

@@ -94,7 +94,7 @@ def loss(place: Place, holder: str, switch_answers: bool | None) -> str | None:
 
 def switch_url(place: Place, show: str) -> str | None:
     """The power switch's URL from `show`'s NetworkPowerPort parameters, if it has one."""
-    for block in show.split("Matching resource ")[1:]:
+    for block in re.split(r"^(?:Matching|Acquired) resource ", show, flags=re.MULTILINE)[1:]:
         if "'cls': 'NetworkPowerPort'" in block:
             m = re.search(r"'host': '([^']+)'", block)
             return m.group(1) if m else None

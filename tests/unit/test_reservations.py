@@ -107,3 +107,11 @@ def test_status_shows_health_holder_lease_and_the_queue_in_order() -> None:
     assert "reservations waiting: 1" in text
     assert "1. NW05DIB3ZS ci/runner prio 0 wants board=virtual health=good" in text
     assert "allocated: C25532GHBX vm/root -> p1" in text
+
+
+def test_a_free_place_lists_its_matching_resources_too() -> None:
+    free = SHOW.replace("Acquired resource", "Matching resource").replace(
+        "  acquired: vm/root", "  acquired: None")
+    p = parse_place(free)
+    assert p.acquired is None and len(p.resources) == 2
+    assert switch_url(p, free) == "http://127.0.0.1:44575"

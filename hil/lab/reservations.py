@@ -92,6 +92,11 @@ def loss(place: Place, holder: str, switch_answers: bool | None) -> str | None:
     return None
 
 
+def lab_fault(why: str) -> bool:
+    """A loss the place's lab caused (a health check should follow), not another client."""
+    return not ("was taken away" in why or "was released by someone else" in why)
+
+
 def switch_url(place: Place, show: str) -> str | None:
     """The power switch's URL from `show`'s NetworkPowerPort parameters, if it has one."""
     for block in re.split(r"^(?:Matching|Acquired) resource ", show, flags=re.MULTILINE)[1:]:
@@ -233,11 +238,14 @@ class PlaceReservation:
                     self.on_loss(why)
                 return
 
-    def release(self) -> None:
-        """Idempotent; on every way out."""
+    def stop_watching(self) -> None:
         self._stop.set()
         if self._watch is not None and self._watch is not threading.current_thread():
-            self._watch.join(5)
+            self._watch.join(15)
+
+    def release(self) -> None:
+        """Idempotent; on every way out."""
+        self.stop_watching()
         hold, self.hold = self.hold, None
         if hold is None:
             return

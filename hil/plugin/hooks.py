@@ -192,6 +192,7 @@ class RunHooks:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
+        reservation.finishing(session.config)
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):

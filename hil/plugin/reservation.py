@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from hil.lab import health
 from hil.lab.coordinator import Coordinator
 from hil.lab.places import DEFAULT_COORDINATOR
-from hil.lab.reservations import PlaceReservation, parse_request
+from hil.lab.reservations import PlaceReservation, lab_fault, parse_request
 
 RESERVATION = pytest.StashKey["Held"]()
 
@@ -28,6 +29,8 @@ class Held:
     def __init__(self, reservation: PlaceReservation):
         self.reservation = reservation
         self.lost: str | None = None
+        # Set when the run is ending anyway: a loss found then is recorded, not signalled.
+        self.finishing = threading.Event()
 
 
 def addoption(group: Any) -> None:
@@ -63,6 +66,8 @@ def reserve(config: pytest.Config) -> None:
     def lost(why: str) -> None:
         if held is not None:
             held.lost = why
+            if held.finishing.is_set():
+                return
         print(f"\nhil: {why}: stopping the run", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -86,18 +91,31 @@ def held(config: pytest.Config) -> Held | None:
     return config.stash.get(RESERVATION, None)
 
 
+def finishing(config: pytest.Config) -> None:
+    """The run is ending: the watch may still record a loss, but no longer interrupts."""
+    h = held(config)
+    if h is not None:
+        h.finishing.set()
+        h.reservation.stop_watching()
+
+
 def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> None:
     """An infrastructure error on a held place asks for a health check before its next use
     (a product failure never does)."""
     h = held(config)
     if h is None or not (infrastructure_failed or h.lost):
         return
+    if h.lost and not lab_fault(h.lost):
+        return  # another client took the place: nothing wrong with it
     hold = h.reservation.hold
     if hold is None:
         return
     reason = h.lost or why
     try:
+        if h.reservation.coordinator.place(hold.place).acquired != h.reservation.holder:
+            # Kicked or released by another client: the errors were its doing, not the lab's.
+            return
         health.mark(h.reservation.coordinator, hold.place, "unknown",
                     f"infrastructure error in a session: {reason}")
-    except Exception as e:  # the run's results matter more than the mark
+    except (Exception, KeyboardInterrupt) as e:  # the results matter more than the mark
         print(f"hil: could not mark {hold.place} for a health check: {e}", file=sys.stderr)

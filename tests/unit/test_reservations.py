@@ -9,7 +9,7 @@ import pytest
 
 from hil.lab import health, status
 from hil.lab.coordinator import Place, parse_place, parse_reservations, parse_token
-from hil.lab.reservations import lease_expired, loss, parse_request, switch_url
+from hil.lab.reservations import lab_fault, lease_expired, loss, parse_request, switch_url
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "labgrid"
 SHOW = (DATA / "show-acquired.txt").read_text()
@@ -72,6 +72,13 @@ def test_a_lease_expires_only_on_a_held_place_nobody_renewed() -> None:
 def test_each_way_of_losing_a_place_is_named(changes, switch, says) -> None:
     why = loss(place(**changes), "me/root", switch)
     assert why is not None and says in why
+
+
+def test_only_a_loss_the_lab_caused_asks_for_a_health_check() -> None:
+    assert not lab_fault(loss(place(acquired="other/alice"), "me/root", True) or "")
+    assert not lab_fault(loss(place(acquired=None), "me/root", True) or "")
+    assert lab_fault(loss(place(resources={}), "me/root", True) or "")
+    assert lab_fault(loss(place(), "me/root", False) or "")
 
 
 def test_a_place_still_held_with_everything_there_is_not_lost() -> None:

@@ -35,7 +35,7 @@ class Janitor:
         self.out = out
         self.stop = threading.Event()
         self.expired: dict[str, float] = {}  # place -> when its lease was found expired
-        self._checking: threading.Thread | None = None
+        self._checking: dict[str, threading.Thread] = {}
 
     def round(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -49,14 +49,17 @@ class Janitor:
                 health.mark(self.coordinator, place.name, "unknown",
                             f"lease of {holder} expired: the session vanished")
                 self.expired[place.name] = now
-        # One check at a time, in its own thread: leases keep being watched meanwhile.
-        if self._checking is not None and self._checking.is_alive():
-            return
-        due = [p for p in self.coordinator.places() if health.needs_check(p, now, self.interval)]
-        if due and not self.stop.is_set():
-            self._checking = threading.Thread(target=self._check, args=(due[0].name, now),
-                                              name=f"health-{due[0].name}", daemon=True)
-            self._checking.start()
+        # Each check in its own thread, one per place at a time (boards boot in parallel, as
+        # sessions do): leases keep being watched meanwhile.
+        self._checking = {p: t for p, t in self._checking.items() if t.is_alive()}
+        for place in self.coordinator.places():
+            if self.stop.is_set():
+                return
+            if place.name not in self._checking and health.needs_check(place, now, self.interval):
+                t = threading.Thread(target=self._check, args=(place.name, now),
+                                     name=f"health-{place.name}", daemon=True)
+                self._checking[place.name] = t
+                t.start()
 
     def _check(self, place: str, now: float) -> None:
         try:

@@ -133,3 +133,15 @@ def test_console_run_frames_output_and_exit_code(tmp_path: Path) -> None:
         r.check()
     with pytest.raises(ValueError):
         Console.run(console, "a\nb")
+
+
+def test_a_checkout_under_tmp_is_shared_into_the_vm_at_its_own_path() -> None:
+    from hil.lab.labhost.initramfs import hidden_host_paths, mount_lines
+
+    # A CI clone in /tmp with its venv inside: one share; /work is visible through the root.
+    assert hidden_host_paths([Path("/tmp/ci/p"), Path("/tmp/ci/p/.venv"), Path("/work/main")]) \
+        == [Path("/tmp/ci/p")]
+    assert hidden_host_paths([Path("/work/main"), Path("/work/main/.venv")]) == []
+    line = mount_lines([Path("/tmp/ci/p")])
+    assert line.startswith("mkdir -p /tmp/ci/p && mount -t 9p") and line.endswith(
+        "hilpath0 /tmp/ci/p")

@@ -65,6 +65,7 @@ ln -sf /proc/self/fd /dev/fd
 if grep -qs {SHARE_TAG} /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; then
     mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 {SHARE_TAG} {SHARE_MOUNT}
 fi
+@HOST_PATHS@
 modprobe -a {" ".join(LATE_MODULES)}
 /lib/systemd/systemd-udevd --daemon
 udevadm trigger --type=subsystems --action=add
@@ -101,8 +102,27 @@ def _module_bytes(path: Path) -> bytes:
     return lzma.decompress(data) if path.name.endswith(".xz") else data
 
 
-def build(kernel: Kernel, out: Path) -> Path:
-    """Write the initramfs to `out` (rebuilt only when its contents change)."""
+# Host directories that the VM's own tmpfs mounts (/tmp, /run, /var/tmp) would hide.
+HIDDEN = ("/tmp", "/run", "/var/tmp")
+HOST_PATH_TAG = "hilpath{}"
+
+
+def hidden_host_paths(paths: list[Path]) -> list[Path]:
+    """Of `paths` (the checkout, the venv), those under a directory the VM covers with its own
+    tmpfs, outermost only: each is shared read-only at its own path."""
+    hidden = sorted({p for p in paths if any(str(p).startswith(d + "/") for d in HIDDEN)})
+    return [p for p in hidden if not any(q != p and p.is_relative_to(q) for q in hidden)]
+
+
+def mount_lines(host_paths: list[Path]) -> str:
+    return "\n".join(
+        f"mkdir -p {p} && mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,"
+        f"msize=512000 {HOST_PATH_TAG.format(i)} {p}" for i, p in enumerate(host_paths))
+
+
+def build(kernel: Kernel, out: Path, host_paths: list[Path] | None = None) -> Path:
+    """Write the initramfs to `out` (rebuilt only when its contents change); `host_paths`
+    are mounted from the host's 9p shares `hilpath<i>` (see hidden_host_paths)."""
     if not BUSYBOX.exists():
         raise InfrastructureError(f"{BUSYBOX} is missing (Debian's busybox-static)")
     buf = io.BytesIO()
@@ -112,7 +132,8 @@ def build(kernel: Kernel, out: Path) -> Path:
     w.chardev("/dev/console", 5, 1)
     w.copy("/bin/busybox", BUSYBOX, 0o755)
     w.file("/init", STAGE1.encode(), 0o755)
-    w.file("/stage2", STAGE2.encode(), 0o755)
+    stage2 = STAGE2.replace("@HOST_PATHS@", mount_lines(host_paths or []))
+    w.file("/stage2", stage2.encode(), 0o755)
     names = []
     for rel in module_order(kernel):
         name = kmod.module_name(rel) + ".ko"

@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class LabHostVM:
         self.console: Console | None = None
         self.boot_s: float | None = None
         self.guest_uptime_s: float | None = None
+        # This checkout and its venv, where the VM's tmpfs would hide them (a CI clone in /tmp).
+        self.host_paths = initramfs.hidden_host_paths(
+            [Path(__file__).resolve().parents[3], Path(sys.prefix)])
 
     def command(self, kernel: packages.Kernel, initrd: Path) -> list[str]:
         netdev = ",".join(["user,id=net0", *(f"hostfwd={f}" for f in self.hostfwd)])
@@ -100,6 +104,9 @@ class LabHostVM:
                        "security_model=none",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",
         ]
+        for i, p in enumerate(self.host_paths):
+            cmd += ["-virtfs", f"local,path={p},mount_tag={initramfs.HOST_PATH_TAG.format(i)},"
+                               "security_model=none,readonly=on"]
         for i, a in enumerate(self.adapters):
             cmd += ["-chardev", f"{a.chardev},id=usb{i}",
                     "-device", f"usb-serial,bus=xhci.0,port={a.port},chardev=usb{i},"
@@ -113,7 +120,7 @@ class LabHostVM:
         self.share.mkdir(exist_ok=True)
         self.console_sock.unlink(missing_ok=True)
         self.monitor_sock.unlink(missing_ok=True)
-        initrd = initramfs.build(kernel, self.workdir / "initramfs.cpio")
+        initrd = initramfs.build(kernel, self.workdir / "initramfs.cpio", self.host_paths)
         cmd = self.command(kernel, initrd)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         t0 = time.monotonic()

@@ -209,11 +209,13 @@ class PlaceReservation:
         return (f"reservation: waiting for {self._want()} ({waited:.0f} s, {ahead} waiting "
                 "ahead)")
 
+    def _holder_tag(self) -> str:
+        return f"{self.holder.replace('/', '.')}.{os.getpid()}"
+
     def _renew(self) -> None:
         assert self.hold is not None
         self.coordinator.set_tags(self.hold.place, {
-            LEASE_TAG: f"{time.time() + self.lease:.0f}",
-            HOLDER_TAG: f"{self.holder.replace('/', '.')}.{os.getpid()}"})
+            LEASE_TAG: f"{time.time() + self.lease:.0f}", HOLDER_TAG: self._holder_tag()})
 
     def _keep(self) -> None:
         assert self.hold is not None
@@ -251,7 +253,10 @@ class PlaceReservation:
             return
         with contextlib.suppress(InfrastructureError):
             place = self.coordinator.place(hold.place)
-            if place.acquired == self.holder:
+            ours = place.tags.get(HOLDER_TAG) == self._holder_tag()
+            if place.acquired == self.holder or (ours and place.acquired is None):
+                # Also after a kick: our lease must not linger on the free place.
                 self.coordinator.set_tags(hold.place, {LEASE_TAG: "", HOLDER_TAG: ""})
+            if place.acquired == self.holder:
                 self.coordinator.release(hold.place)
         self.coordinator.cancel(hold.token)

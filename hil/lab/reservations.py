@@ -240,6 +240,20 @@ class PlaceReservation:
                     self.on_loss(why)
                 return
 
+    def why_lost(self) -> str | None:
+        """One look now (without the watch): why the place is no longer ours to use, if so."""
+        if self.hold is None:
+            return None
+        try:
+            shown = self.coordinator.run("-p", self.hold.place, "show", timeout=10).stdout
+            from hil.lab.coordinator import parse_place
+
+            place = parse_place(shown)
+            url = switch_url(place, shown)
+            return loss(place, self.holder, answers(url) if url else None)
+        except (CoordinatorError, ValueError) as e:
+            return f"the coordinator stopped answering: {e}"
+
     def stop_watching(self) -> None:
         self._stop.set()
         if self._watch is not None and self._watch is not threading.current_thread():

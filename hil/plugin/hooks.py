@@ -192,12 +192,15 @@ class RunHooks:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
-        reservation.finishing(session.config)
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            reservation.finishing(session.config, False)
             return
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             run.interrupted = True
         outcome = run.outcome()
+        infrastructure_failed = bool(outcome.failures[Kind.INFRASTRUCTURE]
+                                     or verdict.skipped_for_broken_lab(outcome))
+        reservation.finishing(session.config, infrastructure_failed)
         code = verdict.exit_code(outcome)
         session.exitstatus = int(code)
         summary = {
@@ -216,10 +219,8 @@ class RunHooks:
         if held is not None and held.lost:
             summary["lost"] = held.lost
         (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
-        reservation.after_run(
-            session.config,
-            bool(outcome.failures[Kind.INFRASTRUCTURE] or verdict.skipped_for_broken_lab(outcome)),
-            _first_infrastructure_failure(run))
+        reservation.after_run(session.config, infrastructure_failed,
+                              _first_infrastructure_failure(run))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run

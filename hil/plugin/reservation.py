@@ -91,12 +91,16 @@ def held(config: pytest.Config) -> Held | None:
     return config.stash.get(RESERVATION, None)
 
 
-def finishing(config: pytest.Config) -> None:
+def finishing(config: pytest.Config, infrastructure_failed: bool) -> None:
     """The run is ending: the watch may still record a loss, but no longer interrupts."""
     h = held(config)
     if h is not None:
         h.finishing.set()
         h.reservation.stop_watching()
+        if h.lost is None and infrastructure_failed:
+            # A case may have failed on the loss before the watch saw it (a kicked place's
+            # console goes first): one more look names the cause.
+            h.lost = h.reservation.why_lost()
 
 
 def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> None:

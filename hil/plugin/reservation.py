@@ -2,9 +2,9 @@
 of the coordinator before anything else happens, keeps it, and releases it on every way out.
 
 SIGTERM (a CI job cancelled) is turned into pytest's own interruption, so teardown runs and
-the results so far are written; a lost place interrupts the run the same way, from the
-lease's watch thread, and the verdict says why. SIGKILL cannot be caught: the lease runs out
-and the lab's janitor frees the place.
+the results so far are written; a lost place interrupts the run the same way (SIGUSR1),
+from the lease's watch thread, and the verdict says why. SIGKILL cannot be caught: the lease
+runs out and the lab's janitor frees the place.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from hil.lab.places import DEFAULT_COORDINATOR
 from hil.lab.reservations import PlaceReservation, lab_fault, parse_request
 
 RESERVATION = pytest.StashKey["Held"]()
+# What the watch thread interrupts the run with when the place is lost.
+LOST_SIGNAL = signal.SIGUSR1
 
 
 class Held:
@@ -69,7 +71,10 @@ def reserve(config: pytest.Config) -> None:
             if held.finishing.is_set():
                 return
         print(f"\nhil: {why}: stopping the run", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGINT)
+        # Our own signal, not SIGINT: a process started in the background by a
+        # non-interactive shell (a CI job) inherits SIGINT ignored, and Python then has no
+        # KeyboardInterrupt for it.
+        os.kill(os.getpid(), LOST_SIGNAL)
 
     res = PlaceReservation(Coordinator(address), filters,
                            prio=config.getoption("hil_priority"),
@@ -79,6 +84,7 @@ def reserve(config: pytest.Config) -> None:
                            on_loss=lost)
     # Released on every way out from here: pass, failure, Ctrl-C, SIGTERM, an exception.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(LOST_SIGNAL, _raise_interrupt)
     hold = res.acquire()
     held = Held(res)
     config.stash[RESERVATION] = held

@@ -343,6 +343,8 @@ class Supervisor:
             self.processes.pop(i)
             if name == "power-switch":
                 (self.directory / "switch.port").unlink(missing_ok=True)
+            if name == "exporter":
+                self._end_orphaned_ser2net()
             self._spawn(name, proc.args)  # type: ignore[arg-type]
             self.state.write(self.directory)
             return
@@ -362,10 +364,27 @@ class Supervisor:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+        self._end_orphaned_ser2net()
         if self.ssh is not None:
             self.ssh.stop()
         if self.cables is not None:
             self.cables.close()
+
+    def _end_orphaned_ser2net(self) -> None:
+        """ser2net of an exporter that was killed outright outlives it, holding the cables."""
+        if self.cables is None:
+            return
+        devices = [f",{d}," for d in self.cables.devices().values()]
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if argv.startswith(SER2NET) and any(d in argv for d in devices):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGTERM)
 
 
 def _succeeds(fn: Callable[[], None]) -> bool:

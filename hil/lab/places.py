@@ -21,8 +21,8 @@ from hil.errors import ConfigError
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 
 
-def remote_places(env_path: Path) -> dict[str, str]:
-    """target -> place name, for the targets that are RemotePlaces."""
+def target_places(env_path: Path) -> dict[str, str | None]:
+    """target -> the name of its RemotePlace, or None for a target on this machine."""
     try:
         targets = Config(str(env_path)).get_targets()
     except InvalidConfigError as e:
@@ -31,9 +31,40 @@ def remote_places(env_path: Path) -> dict[str, str]:
                               "export LG_PLACE=<place> (`hil lab env` prints one, "
                               "`labgrid-client places` lists them)") from None
         raise ConfigError(f"{env_path}: {e}") from None
-    return {name: str(t["resources"]["RemotePlace"]["name"])
-            for name, t in targets.items()
-            if isinstance(t.get("resources"), Mapping) and "RemotePlace" in t["resources"]}
+    out: dict[str, str | None] = {}
+    for name, t in targets.items():
+        resources = t.get("resources")
+        remote = isinstance(resources, Mapping) and "RemotePlace" in resources
+        out[name] = str(resources["RemotePlace"]["name"]) if remote else None
+    return out
+
+
+def remote_places(env_path: Path) -> dict[str, str]:
+    """target -> place name, for the targets that are RemotePlaces."""
+    return {t: p for t, p in target_places(env_path).items() if p is not None}
+
+
+def choose_target(targets: Mapping[str, str | None], wanted: str | None,
+                  place: str | None) -> str:
+    """The target a run qualifies: `wanted` (--hil-target); else `main`, labgrid's default;
+    else the one whose RemotePlace is `place` (LG_PLACE, set by a reservation); else the only
+    one. A lab's file (places/boards.yaml) names one target per board, after its place."""
+    names = ", ".join(targets) or "none"
+    if wanted:
+        if wanted not in targets:
+            raise ConfigError(f"--hil-target {wanted}: the environment has no such target "
+                              f"(it has {names})")
+        return wanted
+    if "main" in targets:
+        return "main"
+    if place:
+        hits = [t for t, p in targets.items() if p == place]
+        if len(hits) == 1:
+            return hits[0]
+    if len(targets) == 1:
+        return next(iter(targets))
+    raise ConfigError(f"the environment has targets {names} and none named 'main': choose one "
+                      "with --hil-target NAME, or reserve its place (--hil-reserve name=PLACE)")
 
 
 def problem(place: str, shown: subprocess.CompletedProcess[str], coordinator: str,
@@ -58,12 +89,16 @@ def problem(place: str, shown: subprocess.CompletedProcess[str], coordinator: st
     return None
 
 
-def check(env_path: Path, environ: Mapping[str, str] = os.environ) -> None:
+def check(env_path: Path, target: str | None = None,
+          environ: Mapping[str, str] = os.environ) -> None:
+    """The place of `target` (of every remote target when None) is there and held by us."""
     coordinator = environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR)
     me = f"{environ.get('LG_HOSTNAME') or socket.gethostname()}/" \
          f"{environ.get('LG_USERNAME') or getpass.getuser()}"
     client = str(Path(sys.executable).parent / "labgrid-client")
-    for place in remote_places(env_path).values():
+    for name, place in remote_places(env_path).items():
+        if target is not None and name != target:
+            continue
         shown = subprocess.run([client, "-x", coordinator, "-p", place, "show"],
                                capture_output=True, text=True, timeout=60)
         found = problem(place, shown, coordinator, me)

@@ -18,6 +18,22 @@ from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
 
 
+class ChosenTarget:
+    """labgrid's `target` fixture is always the target named `main`; a run qualifies the one
+    chosen in pytest_configure (hil.lab.places.choose_target), as a lab's file with one target
+    per board (places/boards.yaml) needs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @pytest.fixture(scope="session")
+    def target(self, env: Any) -> Any:
+        found = env.get_target(self.name)
+        if found is None:
+            raise pytest.UsageError(f"the environment has no target {self.name!r}")
+        return found
+
+
 @pytest.fixture(scope="session")
 def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
     lab = Lab(strategy)
@@ -79,7 +95,7 @@ def provenance(request: pytest.FixtureRequest,
     if run is None:
         return None
     env = request.getfixturevalue("env")
-    target = env.get_target()
+    target = env.get_target(run.target)
     try:
         remote: str | None = target.get_resource(RemotePlace, wait_avail=False).name
     except Exception:

@@ -18,6 +18,7 @@ from hil.build.cache import default_images
 from hil.errors import ConfigError, HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs, places
 from hil.plugin import reservation
+from hil.plugin.fixtures import ChosenTarget
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import console, rundir
 from hil.verdict import Kind, Phase
@@ -36,6 +37,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-campaigns", action="store_true",
                     help="also run the long campaigns (cases marked `campaign`: debug-kernel "
                          "loops); `hil qualify --release` and `--campaigns` set it")
+    group.addoption("--hil-target", default=None, metavar="NAME",
+                    help="the environment's target to qualify (default: `main`, else the "
+                         "target whose RemotePlace is the reserved place or LG_PLACE, else the "
+                         "only one)")
     reservation.addoption(group)
 
 
@@ -62,7 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         except HilError as e:
             # No place in time, or the coordinator failed: the lab's fault, not the user's.
             pytest.exit(f"hil: {e}", returncode=int(verdict.ExitCode.INCONCLUSIVE))
-        places.check(Path(lg_env))
+        target = places.choose_target(places.target_places(Path(lg_env)),
+                                      config.getoption("hil_target"),
+                                      os.environ.get("LG_PLACE"))
+        places.check(Path(lg_env), target)
         given = config.getoption("hil_results")
         directory = rundir.create(Path(given) if given else None)
     except HilError as e:
@@ -76,9 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.lg_log = None
     ConsoleLoggingReporter.start(os.path.abspath(log_dir))
     config.add_cleanup(ConsoleLoggingReporter.stop)
-    run = Run(directory, console_dir=Path(log_dir))
+    run = Run(directory, target=target, console_dir=Path(log_dir))
     config.stash[RUN] = run
     config.pluginmanager.register(RunHooks(run), "hil-run")
+    # Registered after labgrid's plugin, so that its `target` fixture is the one used.
+    config.pluginmanager.register(ChosenTarget(target), "hil-target")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

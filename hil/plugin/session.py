@@ -29,6 +29,7 @@ EARLIER_REPORTS = pytest.StashKey[dict[str, list[Finding]]]()
 class Run:
     directory: Path
     lab: Lab | None = None
+    target: str = "main"  # the environment's target this run qualifies (--hil-target)
     # nodeid -> "passed", a failure Kind's value, or "skipped: <reason>"
     cases: dict[str, str] = field(default_factory=dict)
     not_gated: list[str] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
              board_hang_on: tuple[str, ...] = (), guest_hang_on: tuple[str, ...] = (),
              board_fail_on: tuple[str, ...] = (), guest_warn_on: tuple[str, ...] = (),
              options: dict[str, Any] | None = None, power_missing: str = "",
-             features: tuple[str, ...] = ()) -> Path:
+             features: tuple[str, ...] = (), targets: tuple[str, ...] = ("main",)) -> Path:
     log = str(tmp / "events.log")
     data = {
         "imports": [FAKES, "hil.lab"],
@@ -43,6 +44,12 @@ def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
             ],
         }},
     }
+    # Several boards in one file (as a lab's file has): the same board under each name, told
+    # apart by its CPU count (1, 2, ...).
+    board = data["targets"]["main"]
+    data["targets"] = {name: {**copy.deepcopy(board),
+                              "options": {**board["options"], "board_cpus": i + 1}}
+                       if len(targets) > 1 else board for i, name in enumerate(targets)}
     path = tmp / "env.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

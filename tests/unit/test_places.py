@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -46,3 +47,36 @@ def test_the_place_comes_from_lg_place(monkeypatch) -> None:
     monkeypatch.delenv("LG_PLACE")
     with pytest.raises(ConfigError, match="export LG_PLACE=<place>"):
         places.remote_places(REPO / "places" / "virtual-lab.yaml")
+
+
+BOARDS = {"rpi4": "rpi4", "juno-r2": "juno-r2", "local": None}
+
+
+@pytest.mark.parametrize("wanted, place, chosen", [
+    ("juno-r2", None, "juno-r2"),          # named
+    (None, "rpi4", "rpi4"),                # the place reserved (LG_PLACE)
+    ("local", "rpi4", "local"),            # named wins over the place
+])
+def test_the_target_a_run_qualifies(wanted, place, chosen) -> None:
+    assert places.choose_target(BOARDS, wanted, place) == chosen
+
+
+def test_main_is_labgrids_default_and_a_single_target_needs_no_name() -> None:
+    assert places.choose_target({"main": "virtual-0", "other": None}, None, "x") == "main"
+    assert places.choose_target({"only": None}, None, None) == "only"
+
+
+@pytest.mark.parametrize("wanted, place, says", [
+    (None, None, "choose one with --hil-target NAME"),
+    (None, "no-such-place", "choose one with --hil-target NAME"),
+    ("zcu102", None, "--hil-target zcu102: the environment has no such target (it has rpi4, "
+                     "juno-r2, local)"),
+])
+def test_an_ambiguous_or_unknown_target_says_what_to_give(wanted, place, says) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        places.choose_target(BOARDS, wanted, place)
+
+
+def test_every_board_of_the_lab_file_is_a_target_named_after_its_place() -> None:
+    found = places.target_places(REPO / "places" / "boards.yaml")
+    assert len(found) >= 4 and all(t == p for t, p in found.items())

@@ -216,3 +216,28 @@ def test_fails(board, request):
     (name, (start, end)), = json.loads(props["test_fails"]["hil_console"]).items()
     data = (results / "console" / f"console_{name}").read_bytes()
     assert data[start:end] == b"the failing case's line\n"
+
+
+def test_a_file_of_several_boards_needs_the_target_named_before_anything_is_powered(
+        qualify, pytester):
+    r, _ = qualify(CASES, targets=("alpha", "beta"))
+    assert r.ret == 4, r.stdout.str()
+    r.stderr.fnmatch_lines(["*targets alpha, beta and none named 'main': choose one with "
+                            "--hil-target NAME*"])
+    assert events(pytester.path) == []
+
+
+def test_the_target_named_is_the_board_qualified(qualify, pytester):
+    cases = CASES + "\ndef test_cpus(board_options, target):\n" \
+                    "    assert (target.name, board_options['board_cpus']) == ('beta', 2)\n"
+    r, results = qualify(cases, "--hil-target", "beta", targets=("alpha", "beta"))
+    assert r.ret == 0, r.stdout.str()
+    prov = json.loads((results / "provenance.json").read_text())
+    assert prov["place"]["target"] == "beta" and prov["board_options"]["board_cpus"] == 2
+
+
+def test_an_unknown_target_is_named_with_the_ones_there_are(qualify, pytester):
+    r, _ = qualify(CASES, "--hil-target", "gamma", targets=("alpha", "beta"))
+    assert r.ret == 4
+    r.stderr.fnmatch_lines(["*--hil-target gamma: the environment has no such target "
+                            "(it has alpha, beta)*"])

@@ -115,3 +115,31 @@ def test_the_same_place_can_be_reserved_again_after_a_session(virtual_lab: Any) 
         shown = client(virtual_lab, "-p", place, "show").stdout
         assert "acquired: None" in shown and "hil-lease" not in shown
     assert "state: waiting" not in client(virtual_lab, "reservations").stdout
+
+
+def test_a_tftp_server_that_does_not_answer_is_named_before_anything_is_powered(
+        virtual_lab: Any, tmp_path: Path) -> None:
+    """The place's strategy is told a TFTP server where none runs: the run ends inconclusive,
+    naming it, and the board was never switched on."""
+    text = LAB_ENV.read_text()
+    assert "          kernel: board-kernel\n" in text
+    env = tmp_path / "env.yaml"
+    env.write_text(text.replace("          kernel: board-kernel\n",
+                                "          kernel: board-kernel\n          serverip: 127.0.0.9\n"))
+    before = running_qemus(virtual_lab.directory)
+    switch_log = virtual_lab.directory / "logs" / "power-switch.log"
+    switched_on = switch_log.read_text().count(" on: pid ")
+    log = tmp_path / "r.log"
+    with open(log, "w") as out:
+        r = subprocess.run([sys.executable, "-m", "pytest", "testcases/test_board.py",
+                            "-p", "no:cacheprovider", "--lg-env", str(env), "--hil-results",
+                            str(tmp_path / "r"), "--hil-reserve", "board=virtual"],
+                           cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, **virtual_lab.env}, timeout=300)
+    text = log.read_text(errors="replace")
+    assert r.returncode == 2, text[-3000:]
+    assert "the TFTP server at 127.0.0.9:69, where U-Boot would load the images from, does " \
+           "not answer" in text, text[-3000:]
+    assert running_qemus(virtual_lab.directory) == before
+    # No outlet was switched on meanwhile.
+    assert switch_log.read_text().count(" on: pid ") == switched_on

@@ -15,8 +15,8 @@ import attr
 from labgrid.factory import target_factory
 from labgrid.strategy import GraphStrategy, never_retry
 
-from hil.errors import ConfigError
-from hil.lab import boot, uboot
+from hil.errors import ConfigError, InfrastructureError
+from hil.lab import boot, tftpprobe, uboot
 from hil.lab.drivers import image_path
 from hil.lab.strategy import BoardGuestStrategy
 
@@ -48,6 +48,9 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
     bootargs: str = attr.ib(default="console=ttyAMA0 hil.role=board quiet")
     # The initramfs is large and TFTP is slow under emulation.
     tftp_timeout: int = attr.ib(default=300, converter=int)
+    # Ask the lab's TFTP server before powering (hil.lab.tftpprobe); off for a server that
+    # answers only on the boards' network.
+    tftp_probe: bool = attr.ib(default=True)
 
     def _image(self, key: str) -> str:
         return image_path(self.target, key)
@@ -87,6 +90,7 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
         if found:
             raise ConfigError(f"{type(self).__name__} in the environment file: "
                               + "; ".join(found))
+        self.probe_tftp()
         self.target.activate(self.board_console)
         boot.forget_history(self.board_console)
         self.boots["board"] += 1
@@ -95,6 +99,20 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
         # UBootDriver interrupts autoboot and waits for the prompt when activated.
         self.target.activate(self.uboot)
         self.timings["uboot_prompt_s"] = time.monotonic() - self._t0
+
+    def probe_tftp(self) -> None:
+        """The lab's TFTP server answers, or the run stops here, with the board still off. (A
+        TFTPServerDriver of this host is started only while U-Boot loads: nothing to ask.)"""
+        if self.tftp_server is not None or not self.tftp_probe:
+            return
+        serverip = self._serverip()
+        why = tftpprobe.probe(serverip)
+        if why is not None:
+            raise InfrastructureError(
+                f"the TFTP server at {serverip}:{tftpprobe.PORT}, where U-Boot would load the "
+                f"images from, does not answer ({why}); nothing was powered. Start the lab "
+                "host's TFTP server (tftpd-hpa), or give the strategy the serverip where it "
+                "runs")
 
     @GraphStrategy.depends("uboot")
     def state_board(self) -> None:

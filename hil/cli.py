@@ -164,7 +164,8 @@ def _lab_up(args: argparse.Namespace) -> int:
     from hil.lab import virtual_lab
 
     virtual_lab.up(Path(args.dir), args.boards, args.credentials,
-                   health_interval=args.health_interval, wait_healthy=args.wait_healthy)
+                   health_interval=args.health_interval, wait_healthy=args.wait_healthy,
+                   lab_host=args.lab_host)
     return 0
 
 
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--export-udev", metavar="FILE",
                         help="also write this host's devices to FILE (JSON) to send or replay")
     lc.set_defaults(func=_lab_check)
+    from hil.lab import virtual_lab
     from hil.lab.virtual_lab import DEFAULT_DIR
 
     lu = lab_sub.add_parser("up", help="start the virtual lab: coordinator, exporter, boards")
@@ -305,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                          "use, after an infrastructure error, after a lease expired)")
     lu.add_argument("--wait-healthy", type=float, default=0.0, metavar="S",
                     help="also wait up to S seconds for the first health check of every place")
+    lu.add_argument("--lab-host", choices=virtual_lab.LAB_HOSTS, default="local",
+                    help="where the boards' consoles are exported from: this host (ptys), or "
+                         "vm: the lab-host VM's FTDI adapters matched by udev (at most 2 boards)")
     ld = lab_sub.add_parser("down", help="stop the virtual lab and remove what it made")
     le = lab_sub.add_parser("env", help="print the exports that reach the virtual lab")
     ls = lab_sub.add_parser("status", help="places, health, holders, leases, waiting reservations")

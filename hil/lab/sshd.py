@@ -53,6 +53,21 @@ def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
     ])
 
 
+def alias_block(directory: Path, alias: str, hostname: str, port: int, user: str) -> str:
+    """A host known only to the lab (the lab-host VM behind a QEMU forward), by name."""
+    return "\n".join([
+        f"Host {alias}",
+        f"  HostName {hostname}",
+        f"  Port {port}",
+        f"  User {user}",
+        f"  IdentityFile {directory / 'id_ed25519'}",
+        "  IdentitiesOnly yes",
+        f"  UserKnownHostsFile {directory / 'known_hosts'}",
+        "  StrictHostKeyChecking yes",
+        "",
+    ])
+
+
 def dropin_path(lab_name: str) -> Path:
     return DROPIN_DIR / f"hil-lab-{lab_name}.conf"
 
@@ -92,13 +107,23 @@ class LabSSHServer:
             self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                             stdout=out, stderr=out, start_new_session=True)
 
-    def check(self, timeout: float = 10) -> None:
+    def add_alias(self, alias: str, hostname: str, port: int, user: str) -> None:
+        """Let the system ssh reach another lab host by `alias` with the lab's key pair; that
+        host serves the lab's host key (host_ed25519)."""
+        host_pub = (self.directory / "host_ed25519.pub").read_text().strip()
+        with open(self.directory / "known_hosts", "a") as f:
+            f.write(f"[{hostname}]:{port} {host_pub}\n")
+        with open(self.dropin, "a") as f:
+            f.write(alias_block(self.directory, alias, hostname, port, user))
+
+    def check(self, host: str | None = None, timeout: float = 10) -> None:
         """One command over the same path labgrid takes (the system ssh and its config)."""
-        q = subprocess.run(["ssh", "-o", "BatchMode=yes", self.address, "true"],
+        host = host or self.address
+        q = subprocess.run(["ssh", "-o", "BatchMode=yes", host, "true"],
                            capture_output=True, text=True, timeout=timeout)
         if q.returncode != 0:
             raise InfrastructureError(
-                f"ssh to the lab host {self.address}:{self.port} fails: {q.stderr.strip()} "
+                f"ssh to the lab host {host} fails: {q.stderr.strip()} "
                 f"(does ~/.ssh/config set Port or IdentityFile for every host? {self.dropin} "
                 "comes after it)")
 

@@ -1,7 +1,8 @@
 """The virtual lab: a labgrid coordinator, one exporter on a lab host, and N virtual boards
 as its places, all on this machine, reached by clients exactly as a real lab's boards are.
 
-    hil lab up [--boards 2]     # prints the environment to export, returns when places are ready
+    hil lab up [--boards 2] [--lab-host vm]   # prints the environment to export, returns
+                                              # when the places are ready
     hil lab down                # stops everything and removes what `up` made
 
 What runs, on ports chosen at run time:
@@ -17,6 +18,11 @@ What runs, on ports chosen at run time:
   (see `hil.lab.sshd`).
 The exporter's published address is this host's primary address: the boards reach the TFTP
 server there, and clients reach ser2net and sshd there.
+
+With `--lab-host vm` the consoles are not exported from this host: each cable ends in an FTDI
+adapter of the lab-host VM, whose own labgrid exporter exports them as `USBSerialPort`s matched
+by udev (see hil.lab.labhost.lab). The places then take their consoles from that exporter and
+their power and TFTP from this host's.
 
 Places `virtual-0` .. `virtual-<N-1>` get tags `board=virtual gic=v2 kvm=yes`.
 
@@ -52,6 +58,7 @@ from hil.lab import sshd
 from hil.lab.cables import CableSet
 from hil.lab.coordinator import Coordinator
 from hil.lab.janitor import Janitor
+from hil.lab.labhost import lab as labhost_lab
 from hil.lab.reservations import HEALTH_TAG
 from hil.lab.tftpserver import primary_ipv4
 
@@ -64,7 +71,7 @@ UBOOT = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 TFTPD = "/usr/sbin/in.tftpd"
 SER2NET = "/usr/sbin/ser2net"
 TAGS = {"board": "virtual", "gic": "v2", "kvm": "yes"}
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 240.0  # with the lab-host VM: its boot and its exporter under TCG
 LAB_ENV = Path(__file__).resolve().parents[2] / "places" / "virtual-lab.yaml"
 
 
@@ -98,6 +105,7 @@ class LabPlan:
     address: str  # the exporter host's address: TFTP, ser2net and sshd
     coordinator_port: int
     sshd_port: int
+    lab_host: str = "local"  # local: consoles exported from this host; vm: the lab-host VM
 
     @property
     def coordinator(self) -> str:
@@ -131,12 +139,15 @@ class LabPlan:
         """labgrid-exporter's resources; `devices` maps cable names to their tty."""
         groups: dict[str, Any] = {}
         for b in self.all_boards():
-            groups[b.name] = {
-                "location": f"virtual lab in {self.directory}",
+            consoles = {} if self.lab_host == "vm" else {
                 "board-console": {"cls": "RawSerialPort", "port": devices[f"{b.name}-console"],
                                   "speed": 115200},
                 "guest-console": {"cls": "RawSerialPort", "port": devices[f"{b.name}-guest"],
                                   "speed": 115200},
+            }
+            groups[b.name] = {
+                "location": f"virtual lab in {self.directory}",
+                **consoles,
                 # No credentials: the coordinator shows every parameter to every client.
                 # Clients bring their own (PowerSwitchDriver, HIL_POWER_CREDENTIALS).
                 "power": {"cls": "NetworkPowerPort", "model": "digitalloggers_restapi",
@@ -151,11 +162,23 @@ def cable_names(plan: LabPlan) -> list[str]:
     return [f"{b.name}-{end}" for b in plan.all_boards() for end in ("console", "guest")]
 
 
-def preflight(boards: int, euid: int | None = None) -> list[str]:
+LAB_HOSTS = ("local", "vm")
+
+
+def preflight(boards: int, euid: int | None = None, lab_host: str = "local") -> list[str]:
     """What keeps the lab from starting here, each with what to do; [] when nothing does."""
     problems = []
     if boards < 1:
         problems.append(f"--boards must be at least 1, got {boards}")
+    if lab_host not in LAB_HOSTS:
+        problems.append(f"--lab-host must be one of {', '.join(LAB_HOSTS)}, got {lab_host!r}")
+    elif lab_host == "vm":
+        try:
+            labhost_lab.adapters([str(i) for i in range(boards)],
+                                 {f"{i}-{e}": "" for i in range(boards)
+                                  for e in labhost_lab.ENDS})
+        except ValueError as e:
+            problems.append(str(e))
     if (os.geteuid() if euid is None else euid) != 0:
         problems.append("the virtual lab needs root: its TFTP server listens on port 69 (where "
                         "U-Boot asks) and its ssh drop-in goes to /etc/ssh/ssh_config.d")
@@ -183,6 +206,7 @@ class LabState:
     places: list[str] = field(default_factory=list)
     credentials: str = ""
     switch: str = ""
+    lab_host: str = "local"
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -210,13 +234,14 @@ class LabState:
 
 class Supervisor:
     def __init__(self, directory: Path, boards: int, credentials: str | None,
-                 health_interval: float = 3600.0):
+                 health_interval: float = 3600.0, lab_host: str = "local"):
         self.directory = directory
         self.logs = directory / "logs"
         self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
-                            free_port(primary_ipv4()))
+                            free_port(primary_ipv4()), lab_host)
         self.state = LabState("starting", os.getpid(), coordinator=self.plan.coordinator,
-                              address=self.plan.address)
+                              address=self.plan.address, lab_host=lab_host)
+        self.labhost: labhost_lab.LabHost | None = None
         self.credentials = credentials
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.cables: CableSet | None = None
@@ -304,18 +329,38 @@ class Supervisor:
                                                               switch_port)))
         self._spawn("exporter", [labgrid_tool("labgrid-exporter"), "-c", plan.coordinator,
                                  "--name", EXPORTER, "--hostname", plan.address, str(config)])
-        for b in plan.all_boards():
-            self.client("-p", b.name, "create")
-            self.client("-p", b.name, "add-match", f"{EXPORTER}/{b.name}/*")
-            self.client("-p", b.name, "set-tags", *(f"{k}={v}" for k, v in TAGS.items()))
-        wanted = {f"{EXPORTER}/{b.name}/{cls}" for b in plan.all_boards()
-                  for cls in ("NetworkSerialPort", "NetworkPowerPort", "RemoteTFTPProvider")}
+        names = [b.name for b in plan.all_boards()]
+        exporters = [EXPORTER]
+        wanted = {f"{EXPORTER}/{b}/{cls}" for b in names
+                  for cls in ("NetworkPowerPort", "RemoteTFTPProvider")}
+        if plan.lab_host == "vm":
+            self.labhost = labhost_lab.LabHost(
+                self.directory / "labhost", self.directory.name, names, self.cables.devices(),
+                plan.coordinator_port, ssh, free_port())
+            self.state.timings["labhost_boot_s"] = round(self.labhost.start(), 2)
+            self._wait("ssh to the lab-host VM", lambda: _succeeds(self.labhost.check_ssh)
+                       if self.labhost else False, 60, "exporter")
+            exporters.append(labhost_lab.EXPORTER)
+            wanted |= labhost_lab.wanted_resources(names)
+        else:
+            wanted |= {f"{EXPORTER}/{b}/NetworkSerialPort" for b in names}
+        for place in names:
+            self.client("-p", place, "create")
+            for exp in exporters:
+                self.client("-p", place, "add-match", f"{exp}/{place}/*")
+            self.client("-p", place, "set-tags", *(f"{k}={v}" for k, v in TAGS.items()))
 
         def exported() -> bool:
             out = self.client("resources", check=False).stdout
             return wanted <= {line.strip() for line in out.splitlines()}
 
-        self._wait("exporter's resources", exported, 60, "exporter")
+        try:
+            self._wait("exporters' resources", exported, 120, "exporter")
+        except InfrastructureError as e:
+            if self.labhost is not None:
+                raise InfrastructureError(f"{e}\nlab-host VM exporter: {self.labhost.log()}"
+                                          ) from e
+            raise
         self.state.places = [b.name for b in plan.all_boards()]
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
@@ -352,6 +397,9 @@ class Supervisor:
     def stop(self) -> None:
         if self.janitor is not None:
             self.janitor.stop.set()
+        if self.labhost is not None:
+            # Its exporter's resources go with it.
+            self.labhost.stop()
         # The exporter first (clients see resources go), the switch next (its SIGTERM turns
         # every outlet off), then what they used.
         order = ["exporter", "power-switch", "coordinator", "tftpd"]
@@ -402,9 +450,9 @@ def _listening(host: str, port: int) -> bool:
 
 
 def supervise(directory: Path, boards: int, credentials: str | None,
-              health_interval: float = 3600.0) -> int:
+              health_interval: float = 3600.0, lab_host: str = "local") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    sup = Supervisor(directory, boards, credentials, health_interval)
+    sup = Supervisor(directory, boards, credentials, health_interval, lab_host)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop_requested.set())
     try:
@@ -430,8 +478,8 @@ def supervise(directory: Path, boards: int, credentials: str | None,
 
 def up(directory: Path, boards: int, credentials: str | None = None,
        out: Callable[[str], None] = print, health_interval: float = 3600.0,
-       wait_healthy: float = 0.0) -> LabState:
-    problems = preflight(boards)
+       wait_healthy: float = 0.0, lab_host: str = "local") -> LabState:
+    problems = preflight(boards, lab_host=lab_host)
     if credentials is not None and not Path(credentials).is_file():
         problems.append(f"--credentials {credentials}: no such file")
     if problems:
@@ -448,6 +496,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         proc = subprocess.Popen(
             [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
              "--boards", str(boards), "--health-interval", str(health_interval),
+             "--lab-host", lab_host,
              *(["--credentials", credentials] if credentials else [])],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
     while True:
@@ -464,8 +513,9 @@ def up(directory: Path, boards: int, credentials: str | None = None,
             proc.terminate()
         proc.wait(60)
         raise InfrastructureError(f"the virtual lab did not come up: {reason}")
+    host = state.address + (" and the lab-host VM (consoles)" if state.lab_host == "vm" else "")
     out(f"lab: {len(state.places)} places ready in {time.monotonic() - t0:.1f} s "
-        f"({', '.join(state.places)}), coordinator {state.coordinator}, lab host {state.address}")
+        f"({', '.join(state.places)}), coordinator {state.coordinator}, lab host {host}")
     for k, v in state.exports().items():
         out(f"export {k}={shlex.quote(v)}")
     if wait_healthy:
@@ -528,8 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--boards", type=int, default=2)
     s.add_argument("--credentials")
     s.add_argument("--health-interval", type=float, default=3600.0)
+    s.add_argument("--lab-host", choices=LAB_HOSTS, default="local")
     args = ap.parse_args(argv)
-    return supervise(args.directory, args.boards, args.credentials, args.health_interval)
+    return supervise(args.directory, args.boards, args.credentials, args.health_interval,
+                     args.lab_host)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ def coordinator_in_vm(host_port: int) -> str:
 
 
 def start(vm: LabHostVM, config: str, coordinator_port: int, name: str,
-          hostname: str = "127.0.0.1") -> int:
+          hostname: str = "127.0.0.1", isolated: bool = False) -> int:
     """Start labgrid-exporter in the VM on `config` (a path inside the VM), in the background;
-    its log is LOG in the VM. Returns its process id in the VM."""
+    its log is LOG in the VM. Returns its process id in the VM. `isolated`: clients reach
+    its resources only through SSH to the VM (labgrid's `--isolated`)."""
     exe = str(Path(sys.executable).parent / "labgrid-exporter")  # the same path in the VM
     cmd = shlex.join([exe, "-c", coordinator_in_vm(coordinator_port), "--name", name,
-                      "--hostname", hostname, config])
+                      "--hostname", hostname, *(["--isolated"] if isolated else []), config])
     out = vm.run(f"cd /tmp && setsid nohup {cmd} >{LOG} 2>&1 </dev/null & echo $!").check().output
     return int(out.split()[-1])
 

@@ -73,7 +73,9 @@ LAB_SECRET = "planted-" + __import__("secrets").token_hex(8)
 def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """`hil lab up` with two boards, once for the test_virtual_lab* modules (which run last,
     in this order: test_virtual_lab_teardown checks `hil lab down`). Returns when every place
-    passed its first health check."""
+    passed its first health check. The boards' consoles go through the lab-host VM's FTDI
+    adapters (`--lab-host vm`), as a real lab's do; HIL_LAB_HOST=local exports them from this
+    host instead."""
     from types import SimpleNamespace
 
     from hil.lab import virtual_lab as vl
@@ -86,7 +88,8 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
     import time
 
     t0 = time.monotonic()
-    state = vl.up(directory, 2, credentials=str(creds), wait_healthy=400)
+    lab_host = os.environ.get("HIL_LAB_HOST", "vm")
+    state = vl.up(directory, 2, credentials=str(creds), wait_healthy=400, lab_host=lab_host)
     from hil.lab.coordinator import Coordinator
 
     unhealthy = [f"{p.name}: {p.tags.get('health')}: {p.comment}"
@@ -95,7 +98,7 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
         vl.down(directory)
         pytest.fail("the virtual lab's places failed their first health check: "
                     + "; ".join(unhealthy))
-    lab = SimpleNamespace(state=state, directory=directory, creds=creds,
+    lab = SimpleNamespace(state=state, directory=directory, creds=creds, lab_host=lab_host,
                           up_s=state.timings["up_s"], healthy_s=time.monotonic() - t0,
                           env={"LG_COORDINATOR": state.coordinator,
                                "HIL_POWER_CREDENTIALS": str(creds)})

@@ -4,13 +4,20 @@ boards, healthy and tagged; a wrong place or reservation is named before anythin
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from hil.lab import virtual_lab
+from hil.lab.labhost import lab as labhost_lab
+from hil.lab.virtual_lab import EXPORTER as HOST_EXPORTER
 
 from .conftest import LAB_SECRET, REPO
 
@@ -75,9 +82,11 @@ def test_hil_lab_up_makes_two_healthy_places_with_the_lab_resources(
         shown = client(virtual_lab, "-p", place, "show")
         assert shown.returncode == 0, shown.stderr
         assert "board=virtual, gic=v2, health=good" in shown.stdout
-        for resource in ("NetworkSerialPort/board-console", "NetworkSerialPort/guest-console",
-                         "NetworkPowerPort/power", "RemoteTFTPProvider/tftp"):
-            assert f"hil-lab/{place}/{resource}" in shown.stdout
+        consoles = labhost_lab.EXPORTER if virtual_lab.lab_host == "vm" else HOST_EXPORTER
+        for resource in ("NetworkSerialPort/board-console", "NetworkSerialPort/guest-console"):
+            assert f"{consoles}/{place}/{resource}" in shown.stdout
+        for resource in ("NetworkPowerPort/power", "RemoteTFTPProvider/tftp"):
+            assert f"{HOST_EXPORTER}/{place}/{resource}" in shown.stdout
 
 
 def leaks_of_the_planted_secret(lab: Any, *roots: Path) -> list[str]:
@@ -143,3 +152,56 @@ def test_a_tftp_server_that_does_not_answer_is_named_before_anything_is_powered(
     assert running_qemus(virtual_lab.directory) == before
     # No outlet was switched on meanwhile.
     assert switch_log.read_text().count(" on: pid ") == switched_on
+
+
+def resources_of(lab: Any, place: str) -> dict[str, dict[str, Any]]:
+    """`labgrid-client -p PLACE show`: resource name -> (exporter path, its dict)."""
+    shown = client(lab, "-p", place, "show").stdout
+    return {m["name"]: {"path": m["path"], **ast.literal_eval(m["body"])} for m in re.finditer(
+        r"^Matching resource '(?P<name>[^']+)' \((?P<path>[^)]+)\):\n(?P<body>  \{.*?\})$",
+        shown, re.MULTILINE | re.DOTALL)}
+
+
+def on_lab_host(lab: Any, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A command on the lab-host VM, over SSH as labgrid's proxy reaches it."""
+    return subprocess.run(["ssh", "-o", "BatchMode=yes",
+                           labhost_lab.host_name(lab.directory.name), command],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_consoles_are_the_lab_hosts_ftdi_adapters_matched_by_udev(virtual_lab: Any) -> None:
+    """Each place's consoles are USB serial adapters of the lab-host VM, exported by the
+    labgrid exporter there and found by udev: the board console by ID_SERIAL_SHORT, the guest
+    console by ID_PATH. (The health checks and every session above went through them.)"""
+    if virtual_lab.lab_host != "vm":
+        pytest.skip("HIL_LAB_HOST=local: the consoles are this host's ptys")
+    host = labhost_lab.host_name(virtual_lab.directory.name)
+    config = yaml.safe_load(
+        (virtual_lab.directory / "labhost" / "share" / "exporter.yaml").read_text())
+    for i, place in enumerate(virtual_lab.state.places):
+        res = resources_of(virtual_lab, place)
+        assert res["power"]["path"].startswith(f"{HOST_EXPORTER}/{place}/")
+        consoles = {}
+        for name in ("board-console", "guest-console"):
+            r = res[name]
+            assert r["path"] == f"{labhost_lab.EXPORTER}/{place}/NetworkSerialPort/{name}", r
+            assert r["avail"] and r["params"]["extra"]["proxy"] == host, r
+            assert r["params"]["extra"]["proxy_required"] is True, r
+            consoles[name] = r["params"]["extra"]["path"]
+        props = {}
+        for name, dev in consoles.items():
+            q = on_lab_host(virtual_lab, f"udevadm info --query=property --name={dev}")
+            assert q.returncode == 0, q.stderr
+            props[name] = dict(ln.split("=", 1) for ln in q.stdout.splitlines() if "=" in ln)
+            assert props[name]["ID_USB_DRIVER"] == "ftdi_sio", props[name]
+        assert props["board-console"]["ID_SERIAL_SHORT"] == \
+            labhost_lab.adapter_serial(i, "console")
+        assert config[place]["board-console"]["match"] == \
+            {"ID_SERIAL_SHORT": labhost_lab.adapter_serial(i, "console")}
+        assert config[place]["guest-console"]["match"] == \
+            {"ID_PATH": props["guest-console"]["ID_PATH"]}
+    # The lab host's own cabling check agrees: every match resolves to exactly one adapter.
+    hil = f"PYTHONPATH={REPO} {sys.executable} -m hil.cli"
+    q = on_lab_host(virtual_lab, f"{hil} lab check /mnt/exporter.yaml")
+    assert q.returncode == 0, q.stdout + q.stderr
+    assert "all resolve" in q.stdout.splitlines()[-1], q.stdout

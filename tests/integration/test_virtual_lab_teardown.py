@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -19,10 +20,13 @@ def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     state, directory = virtual_lab.state, virtual_lab.directory
     ports = [int(state.coordinator.rsplit(":", 1)[1]), int(state.switch.rsplit(":", 1)[1])]
     assert processes_naming(str(directory))
-    # ser2net names only the cable's tty: ask for those by name.
+    # ser2net (or the lab-host VM's QEMU) names only the cable's tty: ask for those by name.
     ttys = [f"{res['port']},"
             for group in yaml.safe_load((directory / "exporter.yaml").read_text()).values()
             for res in group.values() if isinstance(res, dict) and res.get("cls") == "RawSerialPort"]
+    if virtual_lab.lab_host == "vm":
+        ttys = [f"{tty}," for tty in re.findall(
+            r"serial,path=(/dev/pts/\d+)", (directory / "labhost" / "qemu.cmd").read_text())]
     assert len(ttys) == 4
     r = subprocess.run([sys.executable, "-m", "hil.cli", "lab", "down", "--dir", str(directory)],
                        capture_output=True, text=True, timeout=120)

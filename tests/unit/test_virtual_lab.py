@@ -54,6 +54,22 @@ def test_the_exporter_publishes_each_board_as_a_group_without_credentials() -> N
     assert not any(line.lstrip().startswith("#") for line in text.splitlines())
 
 
+def test_with_the_lab_host_vm_this_host_exports_only_power_and_tftp() -> None:
+    devices = {n: f"/dev/pts/{i}" for i, n in enumerate(virtual_lab.cable_names(PLAN))}
+    vm_plan = LabPlan(PLAN.directory, 2, PLAN.address, 20408, 2222, lab_host="vm")
+    config = vm_plan.exporter_config(devices, switch_port=8080)
+    assert {k for k in config["virtual-0"] if k != "location"} == {"power", "tftp"}
+
+
+def test_the_lab_host_vm_takes_two_boards_and_a_known_lab_host() -> None:
+    assert virtual_lab.preflight(2, euid=0, lab_host="vm") == \
+        virtual_lab.preflight(2, euid=0, lab_host="local")
+    assert "the lab-host VM has 4 USB ports: at most 2 boards with --lab-host vm" in \
+        virtual_lab.preflight(3, euid=0, lab_host="vm")
+    assert "--lab-host must be one of local, vm, got 'pi'" in \
+        virtual_lab.preflight(2, euid=0, lab_host="pi")
+
+
 def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) -> None:
     monkeypatch.setattr(virtual_lab, "TFTPD", "/nonexistent/in.tftpd")
     monkeypatch.setattr(virtual_lab, "SER2NET", "/nonexistent/ser2net")
@@ -67,7 +83,7 @@ def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) ->
 
 def test_a_second_lab_in_the_same_directory_is_refused_before_anything_starts(
         tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(virtual_lab, "preflight", lambda boards: [])
+    monkeypatch.setattr(virtual_lab, "preflight", lambda boards, **kw: [])
     LabState("ready", pid=1).write(tmp_path)  # pid 1 is always alive
     with pytest.raises(virtual_lab.ConfigError, match="a lab already runs from"):
         virtual_lab.up(tmp_path, 2)

@@ -34,11 +34,22 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
 
-def forget_history(console: object) -> None:
-    """Drop what a console buffered before now, so an old boot's panic cannot match again."""
-    expect = getattr(console, "_expect", None)
-    if expect is not None:
-        expect.buffer = b""
+# Whatever is there: what forget_history reads and drops.
+ANYTHING = r"(?s).+"
+
+
+def forget_history(console: object, limit_s: float = 0.5) -> None:
+    """Drop what a console buffered and what waits unread on its port (a USB serial adapter
+    keeps what the board printed while no one read it), so that an old boot's prompt or panic
+    cannot match again. Bounded: a console that never stops talking is left after `limit_s`."""
+    import time
+
+    from pexpect import TIMEOUT
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if console.expect([ANYTHING, TIMEOUT], timeout=0)[0] != 0:  # type: ignore[attr-defined]
+            return
 
 
 def wait_for_boot(console: object, where: str, timeout: float, log_hint: str) -> float:

@@ -160,7 +160,7 @@ def resources_of(lab: Any, place: str) -> dict[str, dict[str, Any]]:
     """`labgrid-client -p PLACE show`: resource name -> (exporter path, its dict)."""
     shown = client(lab, "-p", place, "show").stdout
     return {m["name"]: {"path": m["path"], **ast.literal_eval(m["body"])} for m in re.finditer(
-        r"^Matching resource '(?P<name>[^']+)' \((?P<path>[^)]+)\):\n(?P<body>  \{.*?\})$",
+        r"^(?:Matching|Acquired) resource '(?P<name>[^']+)' \((?P<path>[^)]+)\):\n(?P<body>  \{.*?\})$",
         shown, re.MULTILINE | re.DOTALL)}
 
 

@@ -47,7 +47,8 @@ def progress_line(board: str, event: dict[str, Any], elapsed: float) -> str:
     result = str(event.get("result", "?"))
     mark = {"passed": "PASS"}.get(result, "SKIP" if result.startswith("skipped") else "FAIL")
     name = str(event.get("test", "")).rsplit("/", 1)[-1]
-    line = f"[{elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {board:<12} {mark} {name}"
+    seconds = int(elapsed)  # 119.7 s is [01:59], never [01:60]
+    line = f"[{seconds // 60:02d}:{seconds % 60:02d}] {board:<12} {mark} {name}"
     if mark == "FAIL":
         line += f" ({result}): {event.get('message', '')}"
     return line

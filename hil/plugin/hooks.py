@@ -29,6 +29,15 @@ os.environ.setdefault("HIL_IMAGES", str(default_images()))
 NOT_GATED = "not gated"
 
 
+def _failure_message(report: pytest.TestReport) -> str:
+    """A failure in one line: the exception and what it says first (a kernel log finding's
+    first report), not the traceback's last line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr or "")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " / ".join(lines[:2])[:300]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hil")
     group.addoption("--hil-results", default=None, metavar="DIR",
@@ -195,8 +204,7 @@ class RunHooks:
         line = {"test": report.nodeid, "when": report.when, "result": result,
                 "duration_s": round(report.duration, 2), "time": time.time()}
         if report.failed:
-            line["message"] = str(report.longrepr).strip().splitlines()[-1][:300] \
-                if report.longrepr else ""
+            line["message"] = _failure_message(report)
         with open(run.directory / "cases.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
 

@@ -29,3 +29,4 @@ def test_progress_names_board_case_and_failures_as_they_happen() -> None:
     bad = progress_line("virtual-1", {"test": "t.py::y", "result": "product",
                                       "message": "AssertionError: mode"}, 3.0)
     assert bad == "[00:03] virtual-1    FAIL t.py::y (product): AssertionError: mode"
+    assert progress_line("b", {"test": "t.py::z", "result": "passed"}, 119.7).startswith("[01:59]")

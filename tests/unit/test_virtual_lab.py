@@ -120,3 +120,24 @@ def test_unsafe_credential_files_are_refused_with_what_to_do(tmp_path: Path) -> 
         with_credentials("http://h:1", {"HIL_POWER_CREDENTIALS": str(creds)})
     with pytest.raises(InfrastructureError, match="No such file"):
         with_credentials("http://h:1", {"HIL_POWER_CREDENTIALS": str(tmp_path / "none")})
+
+
+def test_the_ssh_drop_in_names_the_lab_host_vm_with_the_labs_key(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    from hil.lab import sshd
+
+    monkeypatch.setattr(sshd, "DROPIN_DIR", tmp_path / "ssh_config.d")
+    (tmp_path / "ssh_config.d").mkdir()
+    server = sshd.LabSSHServer(tmp_path / "ssh", "192.0.2.7", 2222, "lab")
+    server.directory.mkdir()
+    (server.directory / "host_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nz hil-lab\n")
+    server.dropin.write_text(sshd.client_dropin(server.directory, "192.0.2.7", 2222, "root"))
+    server.add_alias("hil-labhost-lab", "127.0.0.1", 40022, "root")
+    dropin = server.dropin.read_text()
+    block = dropin[dropin.index("Host hil-labhost-lab"):]
+    assert "  HostName 127.0.0.1\n  Port 40022\n  User root\n" in block
+    assert f"  IdentityFile {server.directory / 'id_ed25519'}\n" in block
+    assert "StrictHostKeyChecking yes" in block
+    # The VM serves the lab's host key: known by the forward's address and port.
+    assert (server.directory / "known_hosts").read_text() == \
+        "[127.0.0.1]:40022 ssh-ed25519 AAAAC3Nz hil-lab\n"

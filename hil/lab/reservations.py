@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from hil.errors import InfrastructureError
@@ -78,18 +78,32 @@ def lease_expired(place: Place, now: float) -> bool:
         return True  # garbage in our own tag: nobody can be renewing it
 
 
-def loss(place: Place, holder: str, switch_answers: bool | None) -> str | None:
-    """Why a held place is no longer this session's to use, or None."""
+def loss(place: Place, holder: str, switch_answers: bool | None,
+         expected: Collection[str] = ()) -> str | None:
+    """Why a held place is no longer this session's to use, or None. `expected`: the
+    resources it had when acquired (an exporter that goes away takes its own from the list,
+    and a place may match the resources of several exporters)."""
     if place.acquired != holder:
         return (f"place {place.name} was taken away: now held by {place.acquired}"
                 if place.acquired else f"place {place.name} was released by someone else")
     gone = [path for path, avail in place.resources.items() if not avail]
+    gone += sorted(path for path in expected if path not in place.resources)
     if not place.resources or gone:
         return (f"place {place.name}: its resources went away ({', '.join(gone) or 'all'}): "
                 "is the exporter running?")
     if switch_answers is False:
         return f"place {place.name}: its power switch stopped answering"
     return None
+
+
+# labgrid's coordinator releases a place's resources before it clears `acquired`: for as long
+# as the exporter takes to release them, a place kicked by another client looks like one whose
+# exporter went away. A loss of resources is named only once it outlasts this.
+SETTLE_S = 4.0
+
+
+def resources_gone(why: str) -> bool:
+    return "its resources went away" in why
 
 
 def lab_fault(why: str) -> bool:
@@ -142,6 +156,8 @@ class PlaceReservation:
         self.lease = lease
         self.progress = progress
         self.on_loss = on_loss
+        # The resources the place had once acquired (see loss()).
+        self._expected: set[str] = set()
         self.holder = me()
         self.hold: Hold | None = None
         self._stop = threading.Event()
@@ -228,7 +244,10 @@ class PlaceReservation:
 
                 place = parse_place(shown)
                 url = url or switch_url(place, shown)
-                why = loss(place, self.holder, answers(url) if url else None)
+                if not self._expected:
+                    self._expected = {p for p, avail in place.resources.items() if avail}
+                why = self._settled(loss(place, self.holder, answers(url) if url else None,
+                                         self._expected))
                 if why is None and time.monotonic() >= next_renewal:
                     self._renew()
                     next_renewal = time.monotonic() + self.lease / 3
@@ -250,9 +269,30 @@ class PlaceReservation:
 
             place = parse_place(shown)
             url = switch_url(place, shown)
-            return loss(place, self.holder, answers(url) if url else None)
+            why = loss(place, self.holder, answers(url) if url else None, self._expected)
         except (CoordinatorError, ValueError) as e:
             return f"the coordinator stopped answering: {e}"
+        return self._settled(why)
+
+    def _settled(self, why: str | None) -> str | None:
+        """`why`, unless resources that went away turn out to be a release in progress."""
+        if why is None or not resources_gone(why) or self.hold is None:
+            return why
+        from hil.lab.coordinator import parse_place
+
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                place = parse_place(self.coordinator.run("-p", self.hold.place, "show",
+                                                         timeout=10).stdout)
+            except (CoordinatorError, ValueError):
+                return why
+            if place.acquired != self.holder:
+                return loss(place, self.holder, None)
+            if loss(place, self.holder, None, self._expected) is None:
+                return None  # they came back: a blip, not a loss
+        return why
 
     def stop_watching(self) -> None:
         self._stop.set()

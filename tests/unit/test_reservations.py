@@ -81,6 +81,53 @@ def test_only_a_loss_the_lab_caused_asks_for_a_health_check() -> None:
     assert lab_fault(loss(place(), "me/root", False) or "")
 
 
+def test_a_place_of_two_exporters_that_lost_one_is_lost() -> None:
+    """The host's exporter (power, TFTP) went away; the lab host's (consoles) is still there:
+    its resources are simply no longer listed."""
+    expected = {"hil-lab/virtual-0/NetworkPowerPort/power",
+                "hil-labhost/virtual-0/NetworkSerialPort/board-console"}
+    now = place(resources={"hil-labhost/virtual-0/NetworkSerialPort/board-console": True})
+    why = loss(now, "me/root", True, expected)
+    assert why is not None and lab_fault(why)
+    assert "its resources went away (hil-lab/virtual-0/NetworkPowerPort/power)" in why
+    assert loss(place(resources=dict.fromkeys(expected, True)), "me/root", True, expected) is None
+
+
+class ScriptedCoordinator:
+    """labgrid-client show, answering one place after another."""
+
+    def __init__(self, shows: list[Place]) -> None:
+        self.shows = shows
+
+    def run(self, *args: str, **kw: object) -> object:
+        p = self.shows.pop(0) if len(self.shows) > 1 else self.shows[0]
+        lines = [f"Place '{p.name}':", "  tags: ", f"  acquired: {p.acquired}"]
+        for path, avail in p.resources.items():
+            lines += [f"Acquired resource 'r' ({path}):", "  {'acquired': 'virtual-0',",
+                      f"   'avail': {avail},", "   'cls': 'X'}"]
+        return type("Done", (), {"stdout": "\n".join(lines) + "\n"})()
+
+
+def test_a_kick_in_progress_is_named_as_a_kick_not_as_an_exporter_gone(monkeypatch) -> None:
+    """labgrid releases a kicked place's resources before it clears `acquired`."""
+    from hil.lab import reservations
+
+    monkeypatch.setattr(reservations, "SETTLE_S", 2.0)
+    releasing = place(name="virtual-0", acquired="me/root", resources={})
+    kicked = place(name="virtual-0", acquired=None, resources={})
+    r = reservations.PlaceReservation(ScriptedCoordinator([releasing, releasing, kicked]),  # type: ignore[arg-type]
+                                      {"name": "virtual-0"})
+    r.holder = "me/root"
+    r.hold = reservations.Hold("virtual-0", "TOKEN")
+    assert r.why_lost() == "place virtual-0 was released by someone else"
+    # An exporter that stays away is named as one once the settling time is over.
+    gone = reservations.PlaceReservation(ScriptedCoordinator([releasing]),  # type: ignore[arg-type]
+                                         {"name": "virtual-0"})
+    gone.holder = "me/root"
+    gone.hold = reservations.Hold("virtual-0", "TOKEN")
+    assert "its resources went away (all)" in (gone.why_lost() or "")
+
+
 def test_a_place_still_held_with_everything_there_is_not_lost() -> None:
     assert loss(place(), "me/root", True) is None
     assert loss(place(), "me/root", None) is None  # no switch to ask

@@ -7,7 +7,11 @@ removes it at power-off, dropping ser2net's client each time. So each cable is a
 by this process for the lab's lifetime (ser2net opens its slave, /dev/pts/N) and a unix socket
 that the board's QEMU connects to with `-chardev socket,path=...` while it runs. Bytes are
 relayed between the two. While no one holds the slave, the board's output is dropped, as a
-real UART's is with no terminal attached; nothing stale waits for the next reader.
+real UART's is with no terminal attached; nothing stale waits for the next reader. While
+someone does, what the pty cannot take yet (its buffer holds about 4 KiB, and QEMU sends
+without a baud rate) waits here, up to BACKLOG bytes, for the reader to catch up: a slow
+reader gets every byte, a reader that stopped reading costs at most BACKLOG, and the board
+never waits (a real adapter's host that does not read loses data; it never stops the board).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ log = logging.getLogger("hil.cables")
 # POLLHUP on the master without pause while the slave is closed.
 UNPLUGGED_POLL_S = 0.05
 CHUNK = 4096
+BACKLOG = 256 * 1024
 
 
 class SerialCable:
@@ -51,6 +56,9 @@ class SerialCable:
         self.listener.bind(str(socket_path))
         self.listener.listen(1)
         self.board: socket.socket | None = None
+        # The board's output the pty could not take yet (see BACKLOG); dropped = overrun bytes.
+        self.pending = bytearray()
+        self.dropped = 0
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self.thread = threading.Thread(target=self._run, name=f"cable-{name}", daemon=True)
@@ -79,12 +87,18 @@ class SerialCable:
     def _run(self) -> None:
         while not self._stop.is_set():
             plugged = self._slave_open()
+            if not plugged:
+                self.pending.clear()  # nobody to read it
             fds: list[int | socket.socket] = [self.listener, self._wake_r]
             if self.board is not None:
                 fds.append(self.board)
             if plugged:
                 fds.append(self.master)
-            readable, _, _ = select.select(fds, [], [], None if plugged else UNPLUGGED_POLL_S)
+            writable_fds = [self.master] if plugged and self.pending else []
+            readable, writable, _ = select.select(fds, writable_fds, [],
+                                                  None if plugged else UNPLUGGED_POLL_S)
+            if writable:
+                self._flush()
             if self.listener in readable:
                 conn, _ = self.listener.accept()
                 if self.board is not None:
@@ -115,9 +129,25 @@ class SerialCable:
                         self.board.sendall(data)
 
     def _to_device(self, data: bytes) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            # A full buffer means nobody reads: drop, as a UART overrun would.
-            os.write(self.master, data)
+        room = BACKLOG - len(self.pending)
+        if len(data) > room:
+            # The reader stopped reading: drop, as a UART overrun would.
+            self.dropped += len(data) - max(room, 0)
+            data = data[:max(room, 0)]
+        self.pending += data
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what the pty takes now; a partial write keeps the rest for later."""
+        while self.pending:
+            try:
+                n = os.write(self.master, self.pending)
+            except BlockingIOError:
+                return
+            except OSError:  # the reader closed the device meanwhile
+                self.pending.clear()
+                return
+            del self.pending[:n]
 
 
 class CableSet:

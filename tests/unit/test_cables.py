@@ -89,3 +89,44 @@ def test_the_device_stays_across_a_power_cycle(cable: SerialCable) -> None:
     assert read_device(fd) == b"boot 2\n"
     os.close(fd)
     second.close()
+
+
+def read_all(fd: int, want: int, timeout: float = 10, pause: float = 0.0) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += read_device(fd, 0.5)
+        time.sleep(pause)  # a slow reader: ser2net on a busy host
+    return got
+
+
+def test_a_burst_larger_than_the_ptys_buffer_reaches_a_slow_reader_whole(
+        cable: SerialCable) -> None:
+    """QEMU sends without a baud rate: an iperf3 JSON document is far more than the pty
+    holds. Every byte must arrive, in order (a lost write tail once broke one)."""
+    fd = open_device(cable)
+    b = board(cable)
+    burst = b"".join(b"line %05d of the burst\r\n" % i for i in range(3000))  # ~75 KiB
+    b.sendall(burst)
+    assert read_all(fd, len(burst), pause=0.01) == burst
+    assert cable.dropped == 0
+    os.close(fd)
+    b.close()
+
+
+def test_a_reader_that_stops_reading_costs_a_bounded_backlog_and_never_stops_the_board(
+        cable: SerialCable) -> None:
+    from hil.lab import cables
+
+    fd = open_device(cable)
+    b = board(cable)
+    flood = b"x" * (cables.BACKLOG * 2)
+    b.settimeout(10)
+    b.sendall(flood)  # completes: the cable keeps reading the board
+    deadline = time.monotonic() + 10
+    while cable.dropped == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cable.dropped > 0
+    assert len(cable.pending) <= cables.BACKLOG
+    os.close(fd)
+    b.close()

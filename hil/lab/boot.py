@@ -39,17 +39,27 @@ ANYTHING = r"(?s).+"
 
 
 def forget_history(console: object, limit_s: float = 0.5) -> None:
-    """Drop what a console buffered and what waits unread on its port (a USB serial adapter
-    keeps what the board printed while no one read it), so that an old boot's prompt or panic
-    cannot match again. Bounded: a console that never stops talking is left after `limit_s`."""
+    """Drop what a console buffered and what waits unread on its port, so that an old boot's
+    prompt or panic cannot match again: labgrid keeps one pexpect buffer per console for its
+    whole life (across power cycles), and a USB serial adapter keeps what the board printed
+    while no one read it. Bounded: a console that never stops talking is left after
+    `limit_s`."""
     import time
 
     from pexpect import TIMEOUT
 
+    # What was read already: labgrid offers no call that drops it.
+    expect = getattr(console, "_expect", None)
+    if expect is not None:
+        expect.buffer = b""
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if console.expect([ANYTHING, TIMEOUT], timeout=0)[0] != 0:  # type: ignore[attr-defined]
-            return
+    try:
+        while time.monotonic() < deadline:
+            if console.expect([ANYTHING, TIMEOUT], timeout=0)[0] != 0:  # type: ignore[attr-defined]
+                return
+    except (TypeError, OSError):
+        # No port yet (labgrid's QEMUDriver before on()): nothing can wait on it.
+        return
 
 
 def wait_for_boot(console: object, where: str, timeout: float, log_hint: str) -> float:

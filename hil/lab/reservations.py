@@ -290,8 +290,8 @@ class PlaceReservation:
                 return why
             if place.acquired != self.holder:
                 return loss(place, self.holder, None)
-            if loss(place, self.holder, None, self._expected) is None:
-                return None  # they came back: a blip, not a loss
+        # Still ours: the resources did go away (an exporter restarted by its service manager
+        # comes back with them, but what the session had through them is gone).
         return why
 
     def stop_watching(self) -> None:

@@ -18,22 +18,6 @@ from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
 
 
-class ChosenTarget:
-    """labgrid's `target` fixture is always the target named `main`; a run qualifies the one
-    chosen in pytest_configure (hil.lab.places.choose_target), as a lab's file with one target
-    per board (places/boards.yaml) needs."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @pytest.fixture(scope="session")
-    def target(self, env: Any) -> Any:
-        found = env.get_target(self.name)
-        if found is None:
-            raise pytest.UsageError(f"the environment has no target {self.name!r}")
-        return found
-
-
 @pytest.fixture(scope="session")
 def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
     lab = Lab(strategy)

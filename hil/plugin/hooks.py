@@ -18,7 +18,6 @@ from hil.build.cache import default_images
 from hil.errors import ConfigError, HilError, KernelLogFindings
 from hil.lab import envfile, kernel_logs, places
 from hil.plugin import reservation
-from hil.plugin.fixtures import ChosenTarget
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
 from hil.results import console, rundir
 from hil.verdict import Kind, Phase
@@ -97,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = run
     config.pluginmanager.register(RunHooks(run), "hil-run")
     # Registered after labgrid's plugin, so that its `target` fixture is the one used.
-    config.pluginmanager.register(ChosenTarget(target), "hil-target")
+    config.pluginmanager.import_plugin("hil.plugin.target")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -38,11 +38,13 @@ def server_config(directory: Path, address: str, port: int, user: str) -> str:
     ])
 
 
-def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
+def host_block(directory: Path, host: str, port: int, user: str,
+               hostname: str | None = None) -> str:
+    """How the system ssh reaches one lab host with the lab's key pair; `hostname` when `host`
+    is a name known only to the lab (the lab-host VM behind a QEMU forward)."""
     return "\n".join([
-        f"# Written by `hil lab up` for the virtual lab in {directory.parent};",
-        "# `hil lab down` removes it.",
-        f"Host {address}",
+        f"Host {host}",
+        *([f"  HostName {hostname}"] if hostname else []),
         f"  Port {port}",
         f"  User {user}",
         f"  IdentityFile {directory / 'id_ed25519'}",
@@ -53,18 +55,11 @@ def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
     ])
 
 
-def alias_block(directory: Path, alias: str, hostname: str, port: int, user: str) -> str:
-    """A host known only to the lab (the lab-host VM behind a QEMU forward), by name."""
+def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
     return "\n".join([
-        f"Host {alias}",
-        f"  HostName {hostname}",
-        f"  Port {port}",
-        f"  User {user}",
-        f"  IdentityFile {directory / 'id_ed25519'}",
-        "  IdentitiesOnly yes",
-        f"  UserKnownHostsFile {directory / 'known_hosts'}",
-        "  StrictHostKeyChecking yes",
-        "",
+        f"# Written by `hil lab up` for the virtual lab in {directory.parent};",
+        "# `hil lab down` removes it.",
+        host_block(directory, address, port, user),
     ])
 
 
@@ -114,7 +109,7 @@ class LabSSHServer:
         with open(self.directory / "known_hosts", "a") as f:
             f.write(f"[{hostname}]:{port} {host_pub}\n")
         with open(self.dropin, "a") as f:
-            f.write(alias_block(self.directory, alias, hostname, port, user))
+            f.write(host_block(self.directory, alias, port, user, hostname))
 
     def check(self, host: str | None = None, timeout: float = 10) -> None:
         """One command over the same path labgrid takes (the system ssh and its config)."""

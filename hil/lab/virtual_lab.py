@@ -527,12 +527,16 @@ def up(directory: Path, boards: int, credentials: str | None = None,
 
 
 def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
-    """Wait for the janitor's first health check of every place; place -> health."""
+    """Wait for the janitor's first health check of every place, and for its sessions to
+    release them (the verdict is tagged before the release ends); place -> health."""
     coordinator = Coordinator(state.coordinator)
     deadline = time.monotonic() + timeout
     while True:
-        found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in coordinator.places()}
-        if all(h != "unknown" for h in found.values()) or time.monotonic() > deadline:
+        places = coordinator.places()
+        found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in places}
+        settled = all(h != "unknown" for h in found.values()) and not any(
+            p.acquired for p in places)
+        if settled or time.monotonic() > deadline:
             return found
         time.sleep(1)
 
@@ -544,7 +548,13 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A supervisor that has ended but whose parent (a Python program that called `up()`,
+    # such as the tests) has not reaped it yet is a zombie: gone, though kill(0) succeeds.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 90) -> None:

@@ -3,6 +3,9 @@ from starting, and how a client's power switch driver gets its credentials."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,24 @@ def test_a_second_lab_in_the_same_directory_is_refused_before_anything_starts(
     with pytest.raises(virtual_lab.ConfigError, match="a lab already runs from"):
         virtual_lab.up(tmp_path, 2)
     assert (tmp_path / "lab.json").exists()
+
+
+def test_a_supervisor_that_ended_is_gone_even_before_its_parent_reaps_it() -> None:
+    # `down` waits for the supervisor to end; one started by a Python program that called
+    # `up()` stays a zombie until that program waits for it.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while virtual_lab._pid_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not virtual_lab._pid_alive(proc.pid)
+    assert Path(f"/proc/{proc.pid}").exists(), "not reaped yet: still a zombie"
+    proc.wait()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert virtual_lab._pid_alive(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_exports_name_the_coordinator_the_credentials_and_the_first_place() -> None:

@@ -44,10 +44,12 @@ class Janitor:
                 holder = place.tags.get(HOLDER_TAG, place.acquired)
                 self.out(f"janitor: {place.name}: lease of {holder} expired "
                          f"{now - float(place.tags.get(LEASE_TAG) or now):.0f} s ago: kicking")
-                self.coordinator.set_tags(place.name, {LEASE_TAG: "", HOLDER_TAG: ""})
-                self.coordinator.release(place.name, kick=True)
+                # Unknown before it comes free: nobody may take it as good in between.
                 health.mark(self.coordinator, place.name, "unknown",
                             f"lease of {holder} expired: the session vanished")
+                self.coordinator.set_tags(place.name, {LEASE_TAG: "", HOLDER_TAG: ""})
+                self.coordinator.release(place.name, kick=True)
+                self._cancel_reservations_of(place.name)
                 self.expired[place.name] = now
         # Each check in its own thread, one per place at a time (boards boot in parallel, as
         # sessions do): leases keep being watched meanwhile.
@@ -60,6 +62,16 @@ class Janitor:
                                      name=f"health-{place.name}", daemon=True)
                 self._checking[place.name] = t
                 t.start()
+
+    def _cancel_reservations_of(self, place: str) -> None:
+        """The vanished session's reservation keeps its place allocated until the coordinator
+        expires it (a minute without a poll), which would hold back everyone, the health check
+        included. A place that was acquired is allocated to no one else: cancel what holds it."""
+        for r in self.coordinator.reservations():
+            if r.allocation == place:
+                self.out(f"janitor: {place}: cancelling the vanished session's reservation "
+                         f"{r.token} ({r.owner})")
+                self.coordinator.cancel(r.token)
 
     def _check(self, place: str, now: float) -> None:
         try:

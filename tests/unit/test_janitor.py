@@ -1,0 +1,68 @@
+"""The janitor's round, on a scripted coordinator: what it does to a place whose session
+vanished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hil.lab.coordinator import Place, Reservation
+from hil.lab.janitor import Janitor
+from hil.lab.reservations import HOLDER_TAG, LEASE_TAG
+
+
+class ScriptedCoordinator:
+    def __init__(self, places: list[Place], reservations: list[Reservation]):
+        self._places = places
+        self._reservations = reservations
+        self.calls: list[tuple[Any, ...]] = []
+
+    def places(self) -> list[Place]:
+        return self._places
+
+    def reservations(self) -> list[Reservation]:
+        return self._reservations
+
+    def set_tags(self, place: str, tags: dict[str, str]) -> None:
+        self.calls.append(("set_tags", place, tags))
+
+    def set_comment(self, place: str, comment: str) -> None:
+        self.calls.append(("set_comment", place, comment))
+
+    def release(self, place: str, kick: bool = False) -> None:
+        self.calls.append(("release", place, kick))
+
+    def cancel(self, token: str) -> None:
+        self.calls.append(("cancel", token))
+
+
+def reservation(token: str, state: str, allocation: str | None) -> Reservation:
+    return Reservation(token, "host/user", state, 0.0, "name=p1", allocation, "")
+
+
+def test_a_lease_nobody_renewed_is_kicked_and_its_reservation_cancelled(tmp_path: Path) -> None:
+    # The vanished session's reservation would keep p1 allocated for another minute, holding
+    # back the health check and every waiting session; one waiting for p2 is left alone.
+    held = Place("p1", {LEASE_TAG: "100", HOLDER_TAG: "ci/1234", "health": "good"},
+                 acquired="host/user")
+    coordinator = ScriptedCoordinator(
+        [held, Place("p2", {"health": "good"}, acquired="host/other")],
+        [reservation("DEAD", "acquired", "p1"), reservation("ALIVE", "waiting", None),
+         reservation("OTHER", "acquired", "p2")])
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path, out=lambda _: None)  # type: ignore[arg-type]
+    janitor.round(now=200.0)
+    calls = coordinator.calls
+    assert ("release", "p1", True) in calls
+    assert [c for c in calls if c[0] == "cancel"] == [("cancel", "DEAD")]
+    assert calls.index(("release", "p1", True)) < calls.index(("cancel", "DEAD"))
+    assert calls.index(("set_tags", "p1", {"health": "unknown"})) < calls.index(
+        ("release", "p1", True)), "marked unknown before anyone can take it"
+
+
+def test_a_lease_still_running_is_left_alone(tmp_path: Path) -> None:
+    held = Place("p1", {LEASE_TAG: "300", HOLDER_TAG: "ci/1234", "health": "good"},
+                 acquired="host/user")
+    coordinator = ScriptedCoordinator([held], [reservation("LIVE", "acquired", "p1")])
+    Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+            out=lambda _: None).round(now=200.0)
+    assert coordinator.calls == []

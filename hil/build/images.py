@@ -246,7 +246,8 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     w.close()
     data = buf.getvalue()
     if spec.compression == "gzip":
-        (out / "initramfs.cpio.gz").write_bytes(gzip.compress(data, 6))
+        # mtime 0: the same inputs give the same bytes.
+        (out / "initramfs.cpio.gz").write_bytes(gzip.compress(data, 6, mtime=0))
     else:
         (out / "initramfs.cpio").write_bytes(data)
 

@@ -22,10 +22,10 @@ def sdmux_env(tmp: Path, boot_config: str, *, dtb_exists: bool = True) -> Enviro
     data = yaml.safe_load(path.read_text())
     images = tmp / "images"
     images.mkdir()
-    for name in ("Image", "initramfs.cpio") + (("bcm2711-rpi-4-b.dtb",) if dtb_exists else ()):
+    for name in ("Image", "initramfs.cpio.gz") + (("bcm2711-rpi-4-b.dtb",) if dtb_exists else ()):
         (images / name).write_text(f"contents of {name}")
     data["images"] = {"board-kernel": str(images / "Image"),
-                      "board-initrd": str(images / "initramfs.cpio"),
+                      "board-initrd": str(images / "initramfs.cpio.gz"),
                       "board-dtb": str(images / "bcm2711-rpi-4-b.dtb")}
     card = tmp / "card"
     (card / "extlinux").mkdir(parents=True)  # as the lab prepared the card once
@@ -49,7 +49,7 @@ def test_the_card_is_written_with_the_board_off_and_handed_back_before_power_on(
     assert s.path == ["off", "deployed", "board"]
     ev = [e for e in events(tmp_path) if not e.startswith("board-shell")]
     assert ev == ["power off", "sdmux host",
-                  "write 1:/ Image initramfs.cpio bcm2711-rpi-4-b.dtb",
+                  "write 1:/ Image initramfs.cpio.gz bcm2711-rpi-4-b.dtb",
                   "write 1:/config.txt config.txt", "write 1:/cmdline.txt cmdline.txt",
                   "sdmux dut", "power on"]
     card = tmp_path / "card"
@@ -62,7 +62,7 @@ def test_u_boot_boards_get_an_extlinux_entry_naming_the_dtb(tmp_path):
     s = sdmux_env(tmp_path, "extlinux").get_target("main").get_driver("SDMuxBoardGuestStrategy")
     s.ensure("board")
     conf = (tmp_path / "card" / "extlinux" / "extlinux.conf").read_text()
-    assert "  kernel /Image\n  initrd /initramfs.cpio\n  fdt /bcm2711-rpi-4-b.dtb\n" in conf
+    assert "  kernel /Image\n  initrd /initramfs.cpio.gz\n  fdt /bcm2711-rpi-4-b.dtb\n" in conf
 
 
 def test_a_missing_dtb_stops_the_deployment_before_the_card_is_touched(tmp_path):

@@ -31,7 +31,7 @@ from hil.lab.strategy import BoardGuestStrategy
 
 BOOT_CONFIGS = ("extlinux", "rpi")
 # Names on the card: fixed, so a card written for one run holds nothing stale of another.
-KERNEL, INITRD = "Image", "initramfs.cpio"
+KERNEL, INITRD = "Image", "initramfs.cpio.gz"
 
 
 def boot_files(kind: str, dtb: str, bootargs: str) -> dict[str, str]:

@@ -198,3 +198,70 @@ def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, b
     guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
     assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
     measurements.record("fallback.request_irq_busy.mode", found["net"].irq_mode)
+
+
+def test_queue_lines_described_as_level_triggered_make_the_driver_fall_back(
+        board, boot_guest, board_options, vmm, measurements):
+    """Queue lines are pulsed (KVM's irqfd raises and lowers the SPI): a guest DT that
+    describes them as level-high must not hang the guest. The driver refuses them, falls
+    back to single mode on line 0 and the device follows."""
+    vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3)
+    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
+    props = dtb.properties(blob)
+    offset, value = props[(dtb.find_node(props, "virtio_mmio@a003e00"), "interrupts")]
+    specs = dtb.cells(value)
+    assert len(specs) == 9 and specs[5] == specs[8] == 1, specs  # three lines, edge rising
+    level_high = 4  # IRQ_TYPE_LEVEL_HIGH
+    for line in (1, 2):
+        blob = dtb.replace(blob, offset + 12 * line + 8, dtb.pack([level_high]))
+    board.write_bytes("/tmp/hil-guest-level.dtb", blob)
+
+    guest = boot(boot_guest, board_options, lines=3, extra=("-dtb", "/tmp/hil-guest-level.dtb"))
+    log = guest.check("dmesg")
+    assert "is not edge triggered" in log
+    assert "using 1 interrupt lines (single)" in log
+    net = net_device(guest)
+    assert net.irq_mode == "single"
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    measurements.record("fallback.level_queue_lines.mode", net.irq_mode)
+
+
+def test_the_mode_message_is_not_repeated_on_resume(boot_guest, board_options, measurements):
+    """find_vqs runs again on every resume; the mode did not change, so the kernel log must
+    not say it again."""
+    guest = boot(boot_guest, board_options, lines=3)
+    message = "using 3 interrupt lines (per-vq)"
+    before = guest.check("dmesg").count(message)
+    guest.check("echo 0 > /sys/module/suspend/parameters/pm_test_delay && "
+                "echo devices > /sys/power/pm_test")
+    guest.check("for i in 1 2 3; do echo freeze > /sys/power/state || exit 1; done",
+                timeout=90)
+    log = guest.check("dmesg")
+    measurements.record("resume.mode_messages", [before, log.count(message)])
+    assert log.count("PM: suspend exit") >= 3
+    assert before == 1 and log.count(message) == 1, \
+        f"{log.count(message) - before} more mode messages after 3 resumes"
+    assert net_device(guest).irq_mode == "per-vq"
+    guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+
+
+def test_every_blk_mq_queue_serves_a_cpu_whatever_the_line_affinity(board, boot_guest,
+                                                                    board_options, vmm,
+                                                                    measurements):
+    """The queue lines are not managed interrupts: their affinity (here irqaffinity=0-1)
+    says nothing about which CPUs a queue serves, so blk-mq must spread the queues itself.
+    4 vCPUs, virtio-blk with 4 queues on 6 lines: every queue serves a CPU."""
+    board.check("dd if=/dev/zero of=/tmp/hil-mq.img bs=64k count=16 2>/dev/null")
+    append = vmm.config.append + " irqaffinity=0-1"
+    guest = boot(boot_guest, board_options, lines=6, cpus=4, append=append, extra=(
+        "-drive", "file=/tmp/hil-mq.img,if=none,id=d0,format=raw",
+        "-device", "virtio-blk-device,drive=d0,num-queues=4",
+    ))
+    blk = next(d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "blk")
+    assert blk.irq_mode == "per-vq"
+    out = guest.check("for q in /sys/block/vda/mq/*; do echo \"${q##*/}:$(cat $q/cpu_list)\"; done")
+    cpu_lists = {q: cpus.strip() for q, _, cpus in (ln.partition(":") for ln in out.splitlines())}
+    measurements.record("blk_mq.cpu_lists", cpu_lists)
+    assert len(cpu_lists) == 4, out
+    idle = [q for q, cpus in cpu_lists.items() if not cpus]
+    assert not idle, f"queues {idle} serve no CPU: {cpu_lists}"

@@ -58,8 +58,11 @@ def boot_guest(lab: Lab, board: Shell, request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def vmm(lab: Lab, board: Shell) -> Any:
-    """The guest's VMM driver on the board (monitor commands, log, restart)."""
-    return lab.strategy.vmm
+    """The guest's VMM driver on the board (monitor commands, log, restart, the guest's DTB),
+    usable from the board's state on: a case may ask it before any guest ran."""
+    driver = lab.strategy.vmm
+    lab.strategy.target.activate(driver)  # it needs only the board's shell, active here
+    return driver
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from labgrid.driver.common import Driver
 from labgrid.factory import target_factory
 from labgrid.step import step
 
+from hil import costmodel
 from hil.errors import ArtifactMissing, InfrastructureError
 from hil.lab import vmm
 
@@ -61,7 +62,9 @@ class VirtualBoardDriver(QEMUDriver):  # type: ignore[misc]
         cmd: list[str] = super().get_qemu_base_args()
         if self.initrd:
             cmd += ["-initrd", self._image(self.initrd)]
-        return cmd
+        # The cost-model mode is the board's declared option (checked with the env file).
+        options = self.target.env.config.data["targets"][self.target.name].get("options") or {}
+        return cmd + costmodel.qemu_args(options.get(costmodel.OPTION))
 
     @step()
     def on(self) -> None:

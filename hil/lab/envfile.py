@@ -8,7 +8,7 @@ from typing import Any
 from labgrid.util.yaml import load
 from yaml import YAMLError
 
-from hil import throughput
+from hil import costmodel, throughput
 from hil.errors import ConfigError
 
 
@@ -34,6 +34,12 @@ def problems(data: Any) -> list[str]:
             # A misspelt threshold would never be compared: the gate would pass unapplied.
             out += [f"target '{name}': options.thresholds: {p}"
                     for p in throughput.threshold_problems(options.get("thresholds"))]
+            out += [f"target '{name}': options.{p}"
+                    for p in costmodel.problems(options.get(costmodel.OPTION))]
+            if options.get(costmodel.OPTION) and "VirtualBoardDriver" not in str(drivers):
+                # Only an emulated board can count instructions instead of time.
+                out.append(f"target '{name}': options.icount needs a VirtualBoardDriver; "
+                           "a real board's figures are wall-clock")
         remote = target.get("resources", {})
         if "RemotePlace" not in str(remote) and drivers is None:
             out.append(f"target '{name}' has no drivers: add a power/console driver and "

@@ -45,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hil-campaigns", action="store_true",
                     help="also run the long campaigns (cases marked `campaign`: debug-kernel "
                          "loops); `hil qualify --release` and `--campaigns` set it")
+    group.addoption("--hil-bench", action="store_true",
+                    help="also run the benchmarks (cases marked `bench`: every interrupt "
+                         "wiring's cost, several runs each); `hil bench --wiring` sets it")
     group.addoption("--hil-target", default=None, metavar="NAME",
                     help="the environment's target to qualify (default: `main`, else the "
                          "target whose RemotePlace is the reserved place or LG_PLACE, else the "
@@ -62,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "kernel_log_allows(*regex): kernel reports the case provokes on purpose")
     config.addinivalue_line(
         "markers", "campaign: a long campaign, run only with --hil-campaigns")
+    config.addinivalue_line(
+        "markers", "bench: a benchmark that prints figures, run only with --hil-bench")
     lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
     if not lg_env or hasattr(config, "workerinput"):
         return
@@ -100,12 +105,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("hil_campaigns"):
-        return
-    campaigns = [i for i in items if i.get_closest_marker("campaign")]
-    if campaigns:
-        config.hook.pytest_deselected(items=campaigns)
-        items[:] = [i for i in items if not i.get_closest_marker("campaign")]
+    # Long runs stay out of a qualification unless asked for: campaigns and benchmarks.
+    for marker, option in (("campaign", "hil_campaigns"), ("bench", "hil_bench")):
+        if config.getoption(option):
+            continue
+        held = [i for i in items if i.get_closest_marker(marker)]
+        if held:
+            config.hook.pytest_deselected(items=held)
+            items[:] = [i for i in items if not i.get_closest_marker(marker)]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -159,9 +159,36 @@ def test_long_campaigns_run_only_when_asked_for(qualify, pytester):
     r2.assert_outcomes(passed=3)
 
 
+def test_benchmarks_run_only_when_asked_for(qualify, pytester):
+    cases = CASES + "\n@pytest.mark.bench\ndef test_wirings(guest):\n    pass\n"
+    r, _ = qualify(cases)
+    assert r.ret == 0
+    r.assert_outcomes(passed=2, deselected=1)
+    r2 = pytester.runpytest_subprocess("--lg-env", str(pytester.path / "env.yaml"),
+                                       "--hil-results", str(pytester.path / "r2"),
+                                       "--hil-bench", "-p", "no:cacheprovider")
+    r2.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize(("icount", "says"), [
+    ("shift=one", "*options.icount 'shift=one': shift must be 0..10*"),
+    ("shift=0,align=on,sleep=off", "*align=on needs sleep=on*"),
+    # The fake board is no VirtualBoardDriver: a real board cannot count instructions.
+    ("shift=0", "*options.icount needs a VirtualBoardDriver*"),
+])
+def test_a_bad_cost_model_option_is_a_usage_error_before_anything_is_powered(
+        qualify, pytester, icount, says):
+    r, _ = qualify(CASES, options={"icount": icount})
+    assert r.ret == 4
+    r.stderr.fnmatch_lines([says])
+    assert events(pytester.path) == []
+
+
 @pytest.mark.parametrize("thresholds", [{"vhost-net-irqfd_min_gbs": 1.5},
                                         {"vhost-net-msi_over_vhost-net": 1.1},
-                                        {"vhost-net_min_gbps": "fast"}])
+                                        {"vhost-net_min_gbps": "fast"},
+                                        {"vhost-net_max_exits_per_irq": 9},
+                                        {"vhost-net-irqfd-shard_tps_over_vhost-net": 1.1}])
 def test_bad_thresholds_are_a_usage_error_before_anything_is_powered(qualify, pytester,
                                                                     thresholds):
     r, _ = qualify(CASES, options={"thresholds": thresholds})

@@ -27,8 +27,60 @@ CONFIGS = {
 BASELINE = "virtio-net"
 NET_QUEUES = ("input.0", "output.0")  # virtio-net with one queue pair
 
+# Each way of wiring virtio-net's interrupts that the wiring benchmark (`hil bench --wiring`)
+# compares: the throughput testcase's, and shared mode (one line for every queue, by irqfd).
+WIRINGS = {**CONFIGS, "vhost-net-irqfd-shared": "shared"}
+
+# Threshold keys: `<config>_min_gbps`, `<num>_over_<den>` (throughput), `<config>_min_tps`,
+# `<num>_tps_over_<den>` (request/response transactions), `<config>_max_<counter>` (a cost
+# counter's median, see COUNTERS). Ratios and minima are lower bounds, counters upper bounds.
 MIN_GBPS = "_min_gbps"
+MIN_TPS = "_min_tps"
 OVER = "_over_"
+TPS = "_tps"
+MAX = "_max_"
+THROUGHPUT = "throughput"
+TRANSACTIONS = "transactions"
+COUNTERS = ("exits_per_interrupt", "injections_per_interrupt", "vmm_us_per_transaction")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str  # THROUGHPUT, TRANSACTIONS or one of COUNTERS
+    configs: tuple[str, ...]  # one, or (numerator, denominator) of a ratio
+
+    @property
+    def ratio(self) -> bool:
+        return len(self.configs) == 2
+
+
+def parse_key(key: str) -> Threshold | None:
+    """A threshold key's metric and configurations; None for a key of no known form."""
+    if key.endswith(MIN_GBPS):
+        return Threshold(THROUGHPUT, (key.removesuffix(MIN_GBPS),))
+    if key.endswith(MIN_TPS):
+        return Threshold(TRANSACTIONS, (key.removesuffix(MIN_TPS),))
+    if MAX in key:
+        config, counter = key.split(MAX, 1)
+        return Threshold(counter, (config,)) if counter in COUNTERS else None
+    if OVER in key:
+        num, den = key.split(OVER, 1)
+        if num.endswith(TPS):
+            return Threshold(TRANSACTIONS, (num.removesuffix(TPS), den))
+        return Threshold(THROUGHPUT, (num, den))
+    return None
+
+
+def named_configs(key: str) -> tuple[str, ...] | None:
+    """The configurations a threshold key names; None for a key of no known form."""
+    t = parse_key(key)
+    return t.configs if t else None
+
+
+def of_metrics(thresholds: dict[str, Any], metrics: Iterable[str]) -> dict[str, Any]:
+    """The thresholds on these metrics: what a case that measures only them can check."""
+    wanted = set(metrics)
+    return {k: v for k, v in thresholds.items() if (t := parse_key(str(k))) and t.metric in wanted}
 
 
 @dataclass(frozen=True)
@@ -46,6 +98,24 @@ class Summary:
         return (max(self.samples) - min(self.samples)) / self.median if self.median else 0.0
 
 
+def vmm_settings(board_options: dict[str, Any],
+                 configs: Iterable[str] = CONFIGS) -> dict[str, dict[str, Any]]:
+    """Configuration name -> changes to the guest VMM's settings, for what this board has."""
+    settings: dict[str, dict[str, Any]] = {
+        "virtio-net": {"vhost": False},  # QEMU's userspace backend
+        "vhost-net": {"vhost": True},
+        "virtio-net-pci-msi": {"vhost": True, "net_device": "virtio-net-pci",
+                               "net_options": {"romfile": ""}},
+    }
+    patched = (board_options.get("vmms") or {}).get("patched")
+    if patched:
+        # A line per queue, or one line for all queues (two lines: config and queues, fewer
+        # than per-vq needs): vhost-net's call eventfds reach the guest through KVM irqfds.
+        settings["vhost-net-irqfd"] = {"vhost": True, "irq_lines": 3, "qemu": patched}
+        settings["vhost-net-irqfd-shared"] = {"vhost": True, "irq_lines": 2, "qemu": patched}
+    return {name: settings[name] for name in configs if name in settings}
+
+
 def interleave(configs: list[str], iterations: int) -> list[str]:
     return [c for _ in range(iterations) for c in configs]
 
@@ -59,23 +129,12 @@ def ratios(summaries: dict[str, Summary], baseline: str) -> dict[str, float]:
     return {name: s.median / base for name, s in summaries.items() if base}
 
 
-def named_configs(key: str) -> tuple[str, ...] | None:
-    """The configurations a threshold key names: `<config>_min_gbps` -> (config,),
-    `<num>_over_<den>` -> (num, den); None for a key of neither form."""
-    if key.endswith(MIN_GBPS):
-        return (key.removesuffix(MIN_GBPS),)
-    if OVER in key:
-        num, den = key.split(OVER, 1)
-        return num, den
-    return None
-
-
 def _is_number(value: object) -> bool:
     # YAML reads `yes` as True, and bool is an int: a limit of True is a typo, not 1.
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def threshold_problems(thresholds: Any, configs: Iterable[str] = CONFIGS) -> list[str]:
+def threshold_problems(thresholds: Any, configs: Iterable[str] = WIRINGS) -> list[str]:
     """What is wrong with a board's `options.thresholds`, each message saying what to fix.
 
     Checked before power-on: a misspelt key would otherwise never be compared and the gate
@@ -90,8 +149,10 @@ def threshold_problems(thresholds: Any, configs: Iterable[str] = CONFIGS) -> lis
     for key, limit in thresholds.items():
         names = named_configs(str(key))
         if names is None:
-            problems.append(f"threshold {key!r}: unknown key; write `<config>{MIN_GBPS}` "
-                            f"or `<config>{OVER}<config>`")
+            problems.append(f"threshold {key!r}: unknown key; write `<config>{MIN_GBPS}`, "
+                            f"`<config>{OVER}<config>`, `<config>{MIN_TPS}`, "
+                            f"`<config>{TPS}{OVER}<config>` or `<config>{MAX}<counter>` "
+                            f"({', '.join(COUNTERS)})")
         else:
             problems += [f"threshold {key!r}: no configuration {name!r}; "
                          f"choose one of {', '.join(known)}" for name in names if name not in known]
@@ -116,33 +177,49 @@ class GateResult:
         return "violated" if self.violations else "met"
 
 
-def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float]) -> GateResult:
-    """Thresholds as `<config>_min_gbps` or `<num>_over_<den>`.
+def check_thresholds(summaries: dict[str, Summary], thresholds: dict[str, float],
+                     others: dict[str, dict[str, Summary]] | None = None) -> GateResult:
+    """Thresholds (keys as parse_key reads them) against throughput `summaries` and the
+    summaries of `others` metrics (TRANSACTIONS, COUNTERS), each by configuration.
 
-    Fails closed: a threshold that cannot be evaluated (a configuration that did not run, a
-    key of neither form) is a violation, never a silent pass.
+    Fails closed: a threshold that cannot be evaluated (a configuration or a metric that did
+    not run, a key of no known form) is a violation, never a silent pass.
     """
+    by_metric = {THROUGHPUT: summaries, **(others or {})}
     bad = []
     for key, limit in thresholds.items():
-        names = named_configs(key)
-        if names is None:
+        t = parse_key(key)
+        if t is None:
             bad.append(f"{key}: not a threshold key")
             continue
-        missing = [n for n in names if n not in summaries]
+        measured = by_metric.get(t.metric)
+        if measured is None:
+            bad.append(f"{key}: {t.metric} not measured, so the threshold cannot be met")
+            continue
+        missing = [n for n in t.configs if n not in measured]
         if missing:
             bad.append(f"{key}: {', '.join(missing)} not measured, so the threshold cannot be met")
-        elif len(names) == 1:
-            gbps = summaries[names[0]].median / 1e9
-            if gbps < limit:
-                bad.append(f"{names[0]}: {gbps:.3f} Gbit/s < {limit}")
-        else:
-            num, den = names
-            if not summaries[den].median:
+        elif t.ratio:
+            num, den = t.configs
+            if not measured[den].median:
                 bad.append(f"{num}/{den}: {den} moved nothing, so the ratio is undefined")
                 continue
-            r = summaries[num].median / summaries[den].median
+            r = measured[num].median / measured[den].median
             if r < limit:
-                bad.append(f"{num}/{den}: {r:.2f} < {limit}")
+                what = "" if t.metric == THROUGHPUT else f" {t.metric}"
+                bad.append(f"{num}/{den}{what}: {r:.2f} < {limit}")
+        elif t.metric == THROUGHPUT:
+            gbps = measured[t.configs[0]].median / 1e9
+            if gbps < limit:
+                bad.append(f"{t.configs[0]}: {gbps:.3f} Gbit/s < {limit}")
+        elif t.metric == TRANSACTIONS:
+            tps = measured[t.configs[0]].median
+            if tps < limit:
+                bad.append(f"{t.configs[0]}: {tps:.0f} transactions/s < {limit}")
+        else:
+            value = measured[t.configs[0]].median
+            if value > limit:
+                bad.append(f"{t.configs[0]}: {t.metric} {value:.3g} > {limit}")
     return GateResult(gated=bool(thresholds), violations=tuple(bad))
 
 
@@ -172,7 +249,7 @@ def observe(net: virtio.VirtioDevice, before: list[interrupts.IrqRow],
 
 def wiring_problems(config: str, w: Wiring) -> list[str]:
     """Why a run of `config` did not run as named (empty if it did)."""
-    expected = CONFIGS[config]
+    expected = WIRINGS[config]
     if expected == "msi-x":
         missing = [q for q in NET_QUEUES if q not in w.controllers]
         if missing:
@@ -183,12 +260,12 @@ def wiring_problems(config: str, w: Wiring) -> list[str]:
     else:
         if w.irq_mode != expected:
             return [f"{config}: irq_mode is {w.irq_mode}, not {expected}"]
-        want = {""} if expected == "single" else {"config", *NET_QUEUES}
+        want = virtio.expected_line_names(expected, list(NET_QUEUES))
         if set(w.controllers) != want:
             return [f"{config}: lines {sorted(w.controllers)}, not {sorted(want)}"]
         problems = []
-        queue_lines = ("",) if expected == "single" else NET_QUEUES
-        if expected == "per-vq":
+        queue_lines = {"single": ("",), "shared": ("queues",)}.get(expected, NET_QUEUES)
+        if expected in ("per-vq", "shared"):
             injected = sum(w.injections.get(q, 0) for q in queue_lines)
             if injected:
                 problems.append(f"{config}: the VMM injected {injected} queue interrupts; "

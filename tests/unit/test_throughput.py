@@ -15,6 +15,16 @@ def test_the_testcase_compares_every_way_of_wiring_virtio_nets_interrupts():
     assert set(throughput.CONFIGS) == {"virtio-net", "vhost-net", "virtio-net-pci-msi",
                                        "vhost-net-irqfd"}
     assert throughput.BASELINE in throughput.CONFIGS
+    assert set(throughput.WIRINGS) - set(throughput.CONFIGS) == {"vhost-net-irqfd-shared"}
+
+
+def test_irqfd_wirings_need_the_patched_vmm():
+    stock = throughput.vmm_settings({"vmms": {"stock": "/usr/bin/qemu"}}, throughput.WIRINGS)
+    assert list(stock) == ["virtio-net", "vhost-net", "virtio-net-pci-msi"]
+    both = throughput.vmm_settings({"vmms": {"patched": "/opt/q"}}, throughput.WIRINGS)
+    assert both["vhost-net-irqfd"]["irq_lines"] == 3
+    assert both["vhost-net-irqfd-shared"] == {"vhost": True, "irq_lines": 2, "qemu": "/opt/q"}
+    assert "vhost-net-irqfd-shared" not in throughput.vmm_settings({"vmms": {"patched": "/q"}})
 
 
 def test_thresholds_a_board_declares_gate_the_run():
@@ -56,8 +66,52 @@ def test_well_formed_thresholds_have_no_problems():
 
 def test_threshold_keys_must_have_a_known_form():
     assert throughput.threshold_problems({"vhost-net_max_gbps": 9.0}) == [
-        "threshold 'vhost-net_max_gbps': unknown key; write `<config>_min_gbps` or "
-        "`<config>_over_<config>`"]
+        "threshold 'vhost-net_max_gbps': unknown key; write `<config>_min_gbps`, "
+        "`<config>_over_<config>`, `<config>_min_tps`, `<config>_tps_over_<config>` or "
+        "`<config>_max_<counter>` (exits_per_interrupt, injections_per_interrupt, "
+        "vmm_us_per_transaction)"]
+
+
+def test_threshold_keys_name_a_metric_and_its_configurations():
+    t = throughput.parse_key
+    assert t("vhost-net-irqfd_over_vhost-net") == throughput.Threshold("throughput", (
+        "vhost-net-irqfd", "vhost-net"))
+    assert t("vhost-net-irqfd_tps_over_virtio-net-pci-msi") == throughput.Threshold(
+        "transactions", ("vhost-net-irqfd", "virtio-net-pci-msi"))
+    assert t("vhost-net_min_tps") == throughput.Threshold("transactions", ("vhost-net",))
+    assert t("vhost-net-irqfd_max_exits_per_interrupt") == throughput.Threshold(
+        "exits_per_interrupt", ("vhost-net-irqfd",))
+    assert t("vhost-net_max_exits") is None
+    assert throughput.threshold_problems({"vhost-net-irqfd-shared_tps_over_vhost-net": 1.05,
+                                          "vhost-net_max_injections_per_interrupt": 1.1}) == []
+
+
+def test_a_case_checks_only_the_thresholds_of_what_it_measures():
+    declared = {"vhost-net_over_virtio-net": 1.0, "vhost-net_tps_over_virtio-net": 1.0,
+                "vhost-net_max_vmm_us_per_transaction": 50}
+    assert throughput.of_metrics(declared, ["throughput"]) == {"vhost-net_over_virtio-net": 1.0}
+
+
+def test_transaction_ratios_and_cost_counters_gate_the_wiring_benchmark():
+    s = throughput.summarize({"vhost-net": [2e9], "virtio-net": [1e9]})
+    tps = throughput.summarize({"vhost-net-irqfd": [9600, 9700, 9650], "vhost-net": [7000]})
+    exits = throughput.summarize({"vhost-net-irqfd": [4.0, 4.2, 4.1]})
+    others = {"transactions": tps, "exits_per_interrupt": exits}
+    ok = throughput.check_thresholds(s, {"vhost-net-irqfd_tps_over_vhost-net": 1.3,
+                                         "vhost-net-irqfd_max_exits_per_interrupt": 4.5,
+                                         "vhost-net_min_tps": 6000}, others)
+    assert ok.verdict == "met"
+    bad = throughput.check_thresholds(s, {"vhost-net-irqfd_tps_over_vhost-net": 1.4,
+                                          "vhost-net-irqfd_max_exits_per_interrupt": 4.0,
+                                          "vhost-net_min_tps": 8000,
+                                          "vhost-net_max_vmm_us_per_transaction": 9}, others)
+    assert bad.violations == (
+        "vhost-net-irqfd/vhost-net transactions: 1.38 < 1.4",
+        "vhost-net-irqfd: exits_per_interrupt 4.1 > 4.0",
+        "vhost-net: 7000 transactions/s < 8000",
+        "vhost-net_max_vmm_us_per_transaction: vmm_us_per_transaction not measured, so the "
+        "threshold cannot be met",
+    )
 
 
 def test_threshold_keys_must_name_configurations_the_testcase_runs():

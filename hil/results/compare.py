@@ -129,12 +129,18 @@ def counters(old: list[Measurement], new: list[Measurement]) -> list[ValueChange
 def throughput(old: list[Measurement], new: list[Measurement]) -> list[ThroughputChange]:
     a, b = figures.throughput_samples(old), figures.throughput_samples(new)
     board_noise = stats.noise([*a.values(), *b.values()])
+    # Instructions counted by a cost-model board and seconds of a wall clock are different
+    # units: such runs are shown side by side, never compared.
+    clocks = figures.clock(old), figures.clock(new)
     out = []
     for config in [c for c in b if c in a] + [c for c in a if c not in b]:
         xs, ys = a.get(config, []), b.get(config, [])
+        change = (stats.decide(xs, ys, board_noise) if clocks[0] == clocks[1] else
+                  stats.Change("not decided", reason=f"the baseline was measured on the "
+                                                     f"{clocks[0]} clock, this run on {clocks[1]}"))
         out.append(ThroughputChange(
             config, statistics.median(xs) if xs else None,
-            statistics.median(ys) if ys else None, stats.decide(xs, ys, board_noise)))
+            statistics.median(ys) if ys else None, change))
     return out
 
 

@@ -121,3 +121,17 @@ def test_a_counter_that_opens_a_path_or_moves_beyond_tolerance_has_moved():
     assert not compare.counter_moved(1754, 1500)
     assert compare.counter_moved(1754, 1000)
     assert not compare.counter_moved(0, 0)
+
+
+def test_a_cost_model_run_is_never_compared_with_a_wall_clock_baseline():
+    rng = random.Random(3)
+    wall = as_rows(run(rng, 5, 0.01))
+    # A fifth of the throughput, on the instruction-counting clock: another unit, not a drop.
+    counted = [measurements.Measurement(r.test, r.name, r.value / 5, r.unit,
+                                        context=(*r.context, ("clock", "icount")))
+               for r in as_rows(run(rng, 5, 0.01))]
+    changes = compare.throughput(wall, counted)
+    assert changes and {c.change.verdict for c in changes} == {"not decided"}
+    assert changes[0].change.reason == ("the baseline was measured on the wall clock, "
+                                        "this run on icount")
+    assert {c.change.verdict for c in compare.throughput(counted, counted)} == {"no change"}

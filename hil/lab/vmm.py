@@ -57,6 +57,9 @@ def command(cfg: GuestConfig) -> list[str]:
         cfg.qemu, "-enable-kvm", "-M", machine(cfg), "-cpu", "host",
         "-smp", str(cfg.cpus), "-m", cfg.memory,
         "-nodefaults", "-display", "none",
+        # Threads named for what they run ("CPU 0/KVM"), so that their CPU time can be told
+        # apart on the board (hil/procstat.py).
+        "-name", "hil-guest,debug-threads=on",
         "-serial", cfg.serial,
         "-monitor", f"tcp:127.0.0.1:{MONITOR_PORT},server=on,wait=off",
         "-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.append,

@@ -33,3 +33,25 @@ def test_hex_keys_and_symbolic_values_parse():
         {(47, 1): 3}
     with pytest.raises(ValueError):
         kvm_trace.parse_hist("{ type: write } hitcount: 1\n")
+
+
+def test_recorded_exits_of_a_request_response_run_by_reason(data):
+    exits = kvm_trace.parse_hist((data / "hist-kvm_exit.txt").read_text())
+    to_vmm = kvm_trace.parse_hist((data / "hist-kvm_userspace_exit.txt").read_text())
+    c = kvm_trace.Counters({}, {}, {}, exits, to_vmm)
+    assert c.exits_by_reason() == {"hvc": 25, "irq": 1102, "wfx": 4050, "dabt": 5829}
+    assert c.total_exits() == 11006
+    # Only the data aborts the kernel cannot emulate itself reach the VMM, as MMIO.
+    assert c.vmm_exits() == {"mmio": 3724}
+
+
+def test_exits_of_unnamed_classes_and_exceptions_keep_their_numbers():
+    c = kvm_trace.Counters({}, {}, {}, {(2, 0x19): 3, (1, 0): 2, (0, 0): 1}, {(99,): 1})
+    assert c.exits_by_reason() == {"ec0x19": 3, "exception1": 2, "irq": 1}
+    assert c.vmm_exits() == {"reason99": 1}
+
+
+def test_the_histograms_armed_on_the_board_count_every_exit():
+    cmds = "\n".join(kvm_trace.arm_commands())
+    assert "events/kvm/kvm_exit/trigger" in cmds and "hist:keys=ret,esr_ec:size=4096" in cmds
+    assert "events/kvm/kvm_userspace_exit/trigger" in cmds

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
-from hil import interrupts, iperf, kvm_trace
+from hil import interrupts, iperf, kvm_trace, procstat, sockperf
+from hil.lab import vmm
 from hil.lab.shell import Shell
 
 BOARD_ADDR = "169.254.77.1"
@@ -23,7 +25,7 @@ def read_kvm_counters(board: Shell) -> kvm_trace.Counters:
             raise RuntimeError(f"the {event} histogram dropped entries: raise its size")
         hists[event] = kvm_trace.parse_hist(text)
     return kvm_trace.Counters(hists["kvm_irq_line"], hists["vgic_update_irq_pending"],
-                              hists["kvm_mmio"])
+                              hists["kvm_mmio"], hists["kvm_exit"], hists["kvm_userspace_exit"])
 
 
 def guest_interrupts(guest: Shell) -> list[interrupts.IrqRow]:
@@ -79,3 +81,43 @@ def iperf_from_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int,
     counters = read_kvm_counters(board)
     results = [iperf.parse(guest.check(f"cat /tmp/iperf-{cpu}.json")) for cpu in range(cpus)]
     return TrafficRun(iperf.combine(results), counters, before, after)
+
+
+def vmm_threads(board: Shell) -> dict[int, procstat.Thread]:
+    """The guest VMM's threads on the board and their CPU times so far."""
+    return procstat.parse(board.check(procstat.command(f"$(cat {vmm.PIDFILE})")))
+
+
+@dataclass(frozen=True)
+class RequestResponseRun:
+    result: sockperf.PingPong
+    counters: kvm_trace.Counters
+    irq_before: list[interrupts.IrqRow]
+    irq_after: list[interrupts.IrqRow]
+    vmm_before: dict[int, procstat.Thread]
+    vmm_after: dict[int, procstat.Thread]
+
+
+def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3) -> RequestResponseRun:
+    """One sockperf TCP ping-pong from guest to board, with KVM counters, the VMM's thread
+    times and guest interrupt counts.
+
+    Between arming and reading the counters the guest's console carries only `sh FILE`:
+    every character the guest prints on its PL011 is an exit, so the client's report goes
+    to a file and is read afterwards.
+    """
+    script, report = "/tmp/hil-pp.sh", "/tmp/hil-pp.txt"
+    board.check(sockperf.stop_server_command())
+    board.check(sockperf.server_command(BOARD_ADDR))
+    client = f"{sockperf.client_command(BOARD_ADDR, seconds)} >{report} 2>&1"
+    guest.check(f"echo {shlex.quote(client)} >{script}")
+    before = guest_interrupts(guest)
+    vmm_before = vmm_threads(board)
+    arm_kvm_counters(board)
+    guest.check(f"sh {script}", timeout=seconds * 10 + 60)
+    counters = read_kvm_counters(board)
+    vmm_after = vmm_threads(board)
+    after = guest_interrupts(guest)
+    out = guest.read(report)
+    board.check(sockperf.stop_server_command())
+    return RequestResponseRun(sockperf.parse(out), counters, before, after, vmm_before, vmm_after)

@@ -69,3 +69,44 @@ def suite(env_path: Path) -> int:
           f"{session['boots']['board']} board boots, {session['boots']['guest']} guest boots")
     print(f"pytest: {summary[-1] if summary else p.stdout[-300:]}")
     return 0
+
+
+def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
+    """Run the wiring benchmark (testcases/test_wiring_cost.py) in `sessions` separate
+    sessions (each powers the board on afresh) and print its table, the ratios of each
+    session and how the sessions agree."""
+    from hil import wiringbench
+
+    base = results or Path("results") / time.strftime("bench-wiring-%Y%m%d-%H%M%S")
+    repo = Path(__file__).resolve().parent.parent
+    data, code = [], 0
+    for n in range(1, sessions + 1):
+        directory = base / f"session-{n}"
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                            "--lg-env", str(env_path), "--hil-bench", "--hil-results",
+                            str(directory), str(repo / "testcases" / "test_wiring_cost.py")],
+                           capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        path = directory / "measurements.jsonl"
+        rows = [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+        if p.returncode:
+            code = code or p.returncode
+            print(p.stdout[-2000:], p.stderr[-1000:], sep="\n")
+        clocks = wiringbench.clocks(rows)
+        print(f"session {n}: {wall:.0f} s, exit {p.returncode}, clock {', '.join(clocks) or '?'}, "
+              f"results {directory}")
+        if not rows:
+            continue
+        samples = wiringbench.samples(rows)
+        data.append(samples)
+        print(wiringbench.table(samples))
+        print("ratios side by side (median of per-iteration ratios [range], iterations ahead):")
+        print("\n".join(wiringbench.ratio_lines(samples)))
+        print("where the cost goes, per transaction (exits by reason; VMM CPU us by thread):")
+        print(wiringbench.where_cost_goes(rows))
+        gate = [r["value"] for r in rows if r["name"] == "bench.gate"]
+        print(f"thresholds: {gate[0] if gate else 'not evaluated'}\n")
+    if len(data) > 1:
+        print(wiringbench.across_sessions(data))
+    return code

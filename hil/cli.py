@@ -94,6 +94,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.suite:
         return bench.suite(Path(args.lg_env))
+    if args.wiring:
+        return bench.wiring(Path(args.lg_env), args.sessions,
+                            Path(args.results) if args.results else None)
     return bench.boots(Path(args.lg_env), args.runs)
 
 
@@ -273,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--suite", action="store_true",
                    help="time the whole qualification suite and count its boots instead")
+    b.add_argument("--wiring", action="store_true",
+                   help="the cost of each interrupt wiring instead: throughput, transactions/s, "
+                        "exits and injections per interrupt, VMM CPU per transaction (cases "
+                        "marked `bench`; iterations: the board's bench_iterations)")
+    b.add_argument("--sessions", type=int, default=1,
+                   help="with --wiring: separate sessions, each from a board powered on afresh")
+    b.add_argument("--results", default=None, metavar="DIR",
+                   help="with --wiring: where each session's results go (DIR/session-N)")
     b.set_defaults(func=_bench)
 
     rp = sub.add_parser("report", help="rebuild the HTML report and the KCIDB document of a "

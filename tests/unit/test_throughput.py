@@ -209,3 +209,21 @@ def test_single_line_configurations_run_in_single_mode(data):
             f"{config}: irq_mode is per-vq, not single"]
         idle = recorded(data, "single", "single", "", idle=True)
         assert throughput.wiring_problems(config, idle) == [f"{config}: no interrupt on its line"]
+
+
+def test_shared_mode_raises_one_line_for_every_queue_by_irqfd(data):
+    before = interrupts.parse((data / "guest-interrupts-shared-before.txt").read_text())
+    after = interrupts.parse((data / "guest-interrupts-shared-after.txt").read_text())
+    net = virtio.VirtioDevice("virtio0", "net", "shared")
+    counters = kvm_trace.Counters(
+        kvm_trace.parse_hist((data / "hist-kvm_irq_line-shared.txt").read_text()),
+        kvm_trace.parse_hist((data / "hist-vgic_update_irq_pending-shared.txt").read_text()), {})
+    w = throughput.observe(net, before, after, counters)
+    assert w.interrupts == {"config": 0, "queues": 2415}
+    assert w.injections == {"config": 0, "queues": 0}
+    assert counters.kernel_injections([239]) == 2512
+    assert throughput.wiring_problems("vhost-net-irqfd-shared", w) == []
+    injected = throughput.Wiring("shared", w.controllers, w.interrupts, {"queues": 2415})
+    assert throughput.wiring_problems("vhost-net-irqfd-shared", injected) == [
+        "vhost-net-irqfd-shared: the VMM injected 2415 queue interrupts; irqfd should have "
+        "raised them all"]

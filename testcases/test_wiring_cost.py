@@ -12,7 +12,7 @@ from dataclasses import asdict
 import pytest
 
 from hil import cost, costmodel, procstat, throughput, virtio
-from hil.lab import probes
+from hil.lab import probes, vmm
 
 pytestmark = [pytest.mark.guest, pytest.mark.bench]
 
@@ -34,6 +34,11 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
     for i, name in enumerate(throughput.interleave(list(configs), iterations)):
         it = {"config": name, "clock": clock, "iteration": i // len(configs)}
         guest = boot_guest(**configs[name])
+        pin = board_options.get("pin_vmm")
+        if pin:
+            # Checked with the env file; each thread's allowed CPUs are recorded.
+            placed = board.check(vmm.pin_script(pin["vcpus"], pin["others"]))
+            measurements.record("bench.vmm_threads", placed.splitlines(), **it)
         (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
         mode = throughput.WIRINGS[name]
         transports = [probes.virtio_transports(guest)[net.name]] if mode != "msi-x" else []

@@ -10,6 +10,7 @@ from yaml import YAMLError
 
 from hil import costmodel, throughput
 from hil.errors import ConfigError
+from hil.lab import vmm
 
 
 def problems(data: Any) -> list[str]:
@@ -36,6 +37,9 @@ def problems(data: Any) -> list[str]:
                     for p in throughput.threshold_problems(options.get("thresholds"))]
             out += [f"target '{name}': options.{p}"
                     for p in costmodel.problems(options.get(costmodel.OPTION))]
+            cpus = options.get("board_cpus")
+            out += [f"target '{name}': options.{p}" for p in
+                    vmm.pin_problems(options.get("pin_vmm"), cpus if isinstance(cpus, int) else None)]
             if options.get(costmodel.OPTION) and "VirtualBoardDriver" not in str(drivers):
                 # Only an emulated board can count instructions instead of time.
                 out.append(f"target '{name}': options.icount needs a VirtualBoardDriver; "

@@ -94,3 +94,30 @@ def stop_script(grace_s: float = 5.0, pidfile: str = PIDFILE) -> str:
 def monitor_script(hmp_command: str) -> str:
     """Send one HMP command to the running VMM's monitor (busybox nc on the board)."""
     return f"echo {shlex.quote(hmp_command)} | nc -w 1 127.0.0.1 {MONITOR_PORT}"
+
+
+def pin_script(vcpus: int, others: int, pidfile: str = PIDFILE) -> str:
+    """Pin the running VMM's vCPU threads ("CPU n/KVM", named by debug-threads) to board CPU
+    `vcpus` and its other threads (main loop, vhost worker) to `others`, then print each
+    thread's allowed CPUs. Where the board's scheduler puts the guest's vCPU and the vhost
+    worker (one CPU or two) changes what a request/response exchange costs."""
+    return (f"p=$(cat {pidfile}); for t in /proc/$p/task/*; do case \"$(cat $t/comm)\" in "
+            f"'CPU '*) m={1 << vcpus:x};; *) m={1 << others:x};; esac; "
+            f"taskset -p $m ${{t##*/}} >/dev/null || exit 1; "
+            f"echo \"${{t##*/}} $(cat $t/comm | tr ' ' _) "
+            f"$(grep Cpus_allowed_list $t/status | cut -f2)\"; done")
+
+
+def pin_problems(value: object, board_cpus: int | None) -> list[str]:
+    """What is wrong with a board's `pin_vmm: {vcpus: N, others: M}` option."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or set(value) != {"vcpus", "others"}:
+        return [f"pin_vmm {value!r}: write {{vcpus: CPU, others: CPU}} (board CPU numbers)"]
+    out = []
+    for key, cpu in value.items():
+        if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0 or (
+                board_cpus is not None and cpu >= board_cpus):
+            out.append(f"pin_vmm {key}: {cpu!r} is no CPU of this board "
+                       f"(0..{(board_cpus or 1) - 1})")
+    return out

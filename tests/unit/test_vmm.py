@@ -66,3 +66,18 @@ def test_a_vmm_that_obeys_sigterm_is_not_killed(tmp_path):
     p = subprocess.run(["sh", "-c", vmm.stop_script(grace_s=5, pidfile=str(pidfile))],
                        capture_output=True, text=True, timeout=30)
     assert not _running(pid) and "SIGKILL" not in p.stderr
+
+
+def test_pinning_puts_vcpu_threads_on_one_board_cpu_and_the_rest_on_another():
+    script = vmm.pin_script(vcpus=1, others=0)
+    assert "'CPU '*) m=2;; *) m=1;;" in script and "taskset -p $m" in script
+    assert "|| exit 1" in script  # a thread that cannot be pinned fails the run
+
+
+def test_a_pinning_option_names_cpus_the_board_has():
+    assert vmm.pin_problems(None, 2) == []
+    assert vmm.pin_problems({"vcpus": 1, "others": 0}, 2) == []
+    assert vmm.pin_problems({"vcpus": 2, "others": 0}, 2) == [
+        "pin_vmm vcpus: 2 is no CPU of this board (0..1)"]
+    assert vmm.pin_problems({"vcpus": 1}, 2) == [
+        "pin_vmm {'vcpus': 1}: write {vcpus: CPU, others: CPU} (board CPU numbers)"]

@@ -1,4 +1,11 @@
-from hil import wiringbench
+import json
+from pathlib import Path
+
+import yaml
+
+from hil import throughput, wiringbench
+
+PLACES = Path(__file__).resolve().parents[2] / "places"
 
 
 def rows(tps: dict[str, list[float]], clock: str = "icount") -> list[dict]:
@@ -58,3 +65,54 @@ def test_where_the_cost_goes_per_transaction():
     head, row = text.splitlines()
     assert head.split() == ["wiring", "dabt", "wfx", "vcpu-us", "vhost-us", "vmm-us"]
     assert row.split() == ["vhost-net", "2.00", "1.00", "50.00", "100.00", "0.00"]
+
+
+# Two sessions of `hil bench --wiring` on places/virtual-costmodel.yaml (two iterations each).
+SESSIONS = ("bench-wiring-icount-session-1.jsonl", "bench-wiring-icount-session-2.jsonl")
+
+
+def recorded(data, name: str) -> list[dict]:
+    return [json.loads(line) for line in (data / name).read_text().splitlines()]
+
+
+def summaries(data_: wiringbench.Samples) -> dict[str, dict[str, throughput.Summary]]:
+    return {m: throughput.summarize({c: list(it.values()) for c, it in by_config.items()})
+            for m, by_config in data_.items()}
+
+
+def gate(s: dict[str, dict[str, throughput.Summary]]) -> throughput.GateResult:
+    options = yaml.safe_load((PLACES / "virtual-costmodel.yaml").read_text())
+    declared = options["targets"]["main"]["options"]["thresholds"]
+    return throughput.check_thresholds(
+        s[throughput.THROUGHPUT], declared, {m: v for m, v in s.items() if m != "throughput"})
+
+
+def test_the_cost_model_boards_thresholds_pass_both_recorded_sessions(data):
+    for name in SESSIONS:
+        rows = recorded(data, name)
+        assert wiringbench.clocks(rows) == {"icount"}
+        result = gate(summaries(wiringbench.samples(rows)))
+        assert result.gated and result.violations == (), name
+
+
+def test_the_cost_model_boards_thresholds_fail_when_irqfd_is_lost(data):
+    # The irqfd wirings measured as what the single line costs: the VMM relays every interrupt.
+    s = summaries(wiringbench.samples(recorded(data, SESSIONS[0])))
+    for by_config in s.values():
+        if "vhost-net" in by_config:
+            by_config["vhost-net-irqfd"] = by_config["vhost-net-irqfd-shared"] = \
+                by_config["vhost-net"]
+    assert [v.split(":")[0] for v in gate(s).violations] == [
+        "vhost-net-irqfd/vhost-net transactions", "vhost-net-irqfd-shared/vhost-net transactions",
+        "vhost-net-irqfd/virtio-net-pci-msi transactions", "vhost-net-irqfd",
+        "vhost-net-irqfd-shared"]
+
+
+def test_recorded_sessions_rank_irqfd_above_the_single_line_every_time(data):
+    sessions = [wiringbench.samples(recorded(data, name)) for name in SESSIONS]
+    for s in sessions:
+        (irqfd_over_single,) = [r for r in wiringbench.ratios(s, "transactions")
+                                if (r.num, r.den) == ("vhost-net-irqfd", "vhost-net")]
+        assert irqfd_over_single.ahead == len(irqfd_over_single.per_iteration) == 2
+    text = wiringbench.across_sessions(sessions)
+    assert "vhost-net-irqfd         14542      14708      1.1%" in text

@@ -16,10 +16,6 @@ def test_board_boots_at_el2_and_initialises_kvm(board):
     board.check("test -c /dev/kvm")
 
 
-# What /proc/interrupts names the GIC of each version.
-CONTROLLERS = {2: ("GICv2", "GIC-0"), 3: ("GICv3",)}
-
-
 def test_board_runs_its_declared_gic_with_the_vgic_maintenance_interrupt(board, board_options):
     declared = board_options.get(vmm.GIC_OPTION, 2)
     status = kernel_log.parse_dmesg(board.check("dmesg"))
@@ -27,7 +23,8 @@ def test_board_runs_its_declared_gic_with_the_vgic_maintenance_interrupt(board, 
     assert status.vgic_maintenance_irq is not None, "KVM found no vgic maintenance interrupt"
     rows = interrupts.parse(board.read("/proc/interrupts"))
     vgic = [r for r in rows if r.name == "vgic"]
-    assert vgic and vgic[0].controller in CONTROLLERS[declared], f"no vgic line on a GICv{declared}"
+    assert vgic and vgic[0].controller in interrupts.GIC_CONTROLLERS[declared], \
+        f"no vgic line on a GICv{declared}"
     # The maintenance interrupt is PPI 9 (hwirq 25) on both.
     assert vgic[0].hwirq == 25
 

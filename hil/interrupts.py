@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRIGGERS = ("Edge", "Level")
+# How /proc/interrupts names the GIC of each version (GICv2: "GIC-0", or "GICv2" on newer
+# kernels).
+GIC_CONTROLLERS = {2: ("GICv2", "GIC-0"), 3: ("GICv3",)}
 
 
 @dataclass(frozen=True)

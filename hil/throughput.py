@@ -104,9 +104,11 @@ def vmm_settings(board_options: dict[str, Any],
     settings: dict[str, dict[str, Any]] = {
         "virtio-net": {"vhost": False},  # QEMU's userspace backend
         "vhost-net": {"vhost": True},
-        "virtio-net-pci-msi": {"vhost": True, "net_device": "virtio-net-pci",
-                               "net_options": {"romfile": ""}},
     }
+    if board_options.get("gic_version", 2) == 2:
+        # MSI-X through the guest's GICv2m; a GICv3 board's guest has no ITS (hil/lab/vmm.py).
+        settings["virtio-net-pci-msi"] = {"vhost": True, "net_device": "virtio-net-pci",
+                                          "net_options": {"romfile": ""}}
     patched = (board_options.get("vmms") or {}).get("patched")
     if patched:
         # A line per queue, or one line for all queues (two lines: config and queues, fewer

@@ -119,9 +119,13 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        # The guest's GIC follows the board's (checked with the env file).
+        env = self.target.env
+        gic = env.config.get_target_option(self.target.name, vmm.GIC_OPTION, 2) if env else 2
         self.config = vmm.GuestConfig(
             qemu=self.qemu, kernel=self.kernel, initrd=self.initrd, serial=self.serial,
             cpus=self.cpus, memory=self.memory, append=self.append,
+            machine=vmm.gic_machine(gic),
         )
         self.running: vmm.GuestConfig | None = None
 

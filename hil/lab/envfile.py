@@ -37,6 +37,8 @@ def problems(data: Any) -> list[str]:
                     for p in throughput.threshold_problems(options.get("thresholds"))]
             out += [f"target '{name}': options.{p}"
                     for p in costmodel.problems(options.get(costmodel.OPTION))]
+            out += [f"target '{name}': options.{p}"
+                    for p in vmm.gic_problems(options.get(vmm.GIC_OPTION))]
             cpus = options.get("board_cpus")
             out += [f"target '{name}': options.{p}" for p in
                     vmm.pin_problems(options.get("pin_vmm"), cpus if isinstance(cpus, int) else None)]

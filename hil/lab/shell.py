@@ -46,6 +46,12 @@ class Shell:
             raise CommandFailed(self.where, command, r.status, r.output)
         return r.output
 
+    def poll(self, command: str, timeout: float = 60.0) -> bool:
+        """Run `command` once a second until it succeeds (labgrid's poll_until_success):
+        whether it did within `timeout`."""
+        return bool(self._command.poll_until_success(command, timeout=float(timeout),
+                                                     sleepduration=1))
+
     def read(self, path: str) -> str:
         return self.check(f"cat {path}")
 

@@ -20,7 +20,7 @@ class GuestConfig:
     kernel: str = "/guest/Image"
     initrd: str = "/guest/initramfs.cpio"
     append: str = "console=ttyAMA0 hil.role=guest quiet"
-    machine: str = "virt,gic-version=2"
+    machine: str = "virt,gic-version=2"  # see gic_machine()
     # Interrupt lines per virtio-mmio transport; above 1 needs the patched VMM
     # (firmware/qemu), which takes it as the `virtio-mmio-irq-lines` machine property.
     irq_lines: int = 1
@@ -39,6 +39,26 @@ class GuestConfig:
 
     def with_changes(self, **changes: Any) -> GuestConfig:
         return replace(self, **changes)
+
+
+# The GIC a board declares (`options.gic_version`, 2 when absent) and the guest machine KVM can
+# give it: the in-kernel vGIC of the same version (a GICv3 without GICv2 compatibility, as
+# QEMU's emulated one, cannot run a vgic-v2). On GICv3 without an ITS, as the board has none:
+# no MSI for the guest's platform devices either, the case several lines per transport serve.
+GIC_MACHINES = {2: "virt,gic-version=2", 3: "virt,gic-version=3,its=off"}
+GIC_OPTION = "gic_version"
+
+
+def gic_machine(version: int) -> str:
+    return GIC_MACHINES[version]
+
+
+def gic_problems(value: object) -> list[str]:
+    """What is wrong with a board's `gic_version` option."""
+    if value is None or (type(value) is int and value in GIC_MACHINES):
+        return []
+    return [f"{GIC_OPTION} {value!r}: write one of {', '.join(map(str, GIC_MACHINES))} "
+            "(the version of the board's interrupt controller)"]
 
 
 def machine(cfg: GuestConfig) -> str:

@@ -27,6 +27,12 @@ def test_irqfd_wirings_need_the_patched_vmm():
     assert "vhost-net-irqfd-shared" not in throughput.vmm_settings({"vmms": {"patched": "/q"}})
 
 
+def test_a_gicv3_board_has_no_msi_wiring():
+    # Its guest has no ITS (hil/lab/vmm.py), so virtio-net-pci would fall back to INTx.
+    v3 = throughput.vmm_settings({"gic_version": 3, "vmms": {"patched": "/q"}}, throughput.WIRINGS)
+    assert list(v3) == ["virtio-net", "vhost-net", "vhost-net-irqfd", "vhost-net-irqfd-shared"]
+
+
 def test_thresholds_a_board_declares_gate_the_run():
     s = throughput.summarize({"vhost-net": [2e9], "virtio-net": [1e9]})
     met = throughput.check_thresholds(s, {"vhost-net_over_virtio-net": 2.0})

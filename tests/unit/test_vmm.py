@@ -1,5 +1,9 @@
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
+import yaml
 
 from hil.lab import vmm
 
@@ -81,3 +85,40 @@ def test_a_pinning_option_names_cpus_the_board_has():
         "pin_vmm vcpus: 2 is no CPU of this board (0..1)"]
     assert vmm.pin_problems({"vcpus": 1}, 2) == [
         "pin_vmm {'vcpus': 1}: write {vcpus: CPU, others: CPU} (board CPU numbers)"]
+
+
+def test_the_guests_gic_follows_the_boards_declared_gic(tmp_path):
+    from labgrid import Environment
+
+    import hil.lab  # noqa: F401
+    from tests.unit import fake_lab
+
+    for declared, machine in ((None, "virt,gic-version=2"), (3, "virt,gic-version=3,its=off")):
+        options = {"board_cpus": 2, **({"gic_version": declared} if declared else {})}
+        env = Environment(str(fake_lab.env_file(tmp_path, options=options)))
+        driver = env.get_target("main").get_driver("GuestVMMDriver", activate=False)
+        assert driver.config.machine == machine
+        assert vmm.command(driver.config.with_changes(irq_lines=3))[3] == \
+            machine + ",virtio-mmio-irq-lines=3"
+
+
+@pytest.mark.parametrize("value", [1, 4, "3", True, 3.0])
+def test_a_gic_version_the_lab_cannot_run_says_what_to_write(value):
+    (problem,) = vmm.gic_problems(value)
+    assert "write one of 2, 3" in problem and repr(value) in problem
+    assert vmm.gic_problems(2) == vmm.gic_problems(3) == vmm.gic_problems(None) == []
+
+
+def test_the_gicv3_board_is_the_virtual_board_with_a_gicv3_and_no_its():
+    from hil.lab import envfile
+
+    places = Path(__file__).resolve().parents[2] / "places"
+    plain = yaml.safe_load((places / "virtual.yaml").read_text())
+    v3 = yaml.safe_load((places / "virtual-gicv3.yaml").read_text())
+    envfile.check(places / "virtual-gicv3.yaml")
+    assert v3["targets"]["main"]["options"].pop("gic_version") == 3
+    (board,) = [d["VirtualBoardDriver"] for d in v3["targets"]["main"]["drivers"]
+                if "VirtualBoardDriver" in d]
+    assert board["machine"] == "virt,gic-version=3,its=off,virtualization=on"
+    board["machine"] = "virt,gic-version=2,virtualization=on"
+    assert v3 == plain

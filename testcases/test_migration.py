@@ -17,7 +17,7 @@ from hil.lab import probes, vmm
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
 
 STATE = "/tmp/hil-guest.state"
-SECONDS = 20  # of iperf3, in the guest's time (which stops while no VMM runs it)
+SECONDS = 12  # of iperf3, in the guest's time (which stops while no VMM runs it)
 VMM_GONE = f"! kill -0 $(cat {vmm.PIDFILE}) 2>/dev/null"
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -235,6 +236,27 @@ def rom_links(datadir: Path, sources: Iterable[Path]) -> dict[Path, Path]:
     for f in sources:
         links.setdefault(datadir / f.name, f)
     return links
+
+
+# GLib test paths (`-p`) a qtest is limited to. qom-test starts every machine of the target
+# (91 s of a 111 s run here); the series changes one machine, virt (its property, the GIC's
+# size, the DT), and the virtio-mmio device, whose new property device-introspect-test reads.
+# One path only: GLib prints a TAP plan per -p, and meson rejects several plans. The machine is
+# named by its version (`virt` is an alias): a new pin that renames it makes qom-test SKIP,
+# which fails the run (QTEST_PASSED).
+QTEST_PATHS: dict[str, tuple[str, ...]] = {"qtest-aarch64/qom-test": ("/aarch64/qom/virt-10.0",)}
+
+
+def meson_runs(tests: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+    """(meson test names, arguments for the tests) of each `meson test` run: the tests that
+    QTEST_PATHS limits run on their own, since meson passes --test-args to every test."""
+    names = qtest_names(tests)
+    free = [n for n in names if n not in QTEST_PATHS]
+    runs: list[tuple[list[str], list[str]]] = [(free, [])] if free else []
+    for n in names:
+        if n in QTEST_PATHS:
+            runs.append(([n], [a for path in QTEST_PATHS[n] for a in ("-p", path)]))
+    return runs
 
 
 def qtest_names(tests: Sequence[str]) -> list[str]:
@@ -551,8 +573,12 @@ def run_qtests(store: Store, tests: Sequence[str] = DEFAULT_QTESTS, log: Log = p
     # meson test builds what the named tests depend on (their executables, the emulator,
     # the ROMs), not every qtest.
     log(f"qemu: meson test {' '.join(tests)}, log {log_file}")
-    rc = _run(["nice", "-n", "10", "meson", "test", "-C", str(build), f"--num-processes={JOBS}",
-               "--print-errorlogs", *qtest_names(tests)], log_file, check=False)
+    rc = 0
+    for names, args in meson_runs(tests):
+        test_args = [f"--test-args={shlex.join(args)}"] if args else []
+        rc = _run(["nice", "-n", "10", "meson", "test", "-C", str(build),
+                   f"--num-processes={JOBS}", "--print-errorlogs", *test_args, *names],
+                  log_file, check=False) or rc
     return qtest_run(tests, log_file.read_text(errors="replace"), rc, log_file)
 
 

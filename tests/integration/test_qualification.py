@@ -12,11 +12,11 @@ from .conftest import REPO, VIRTUAL
 
 def test_hil_qualify_runs_the_testcases_on_the_virtual_lab_and_writes_junit(built_images, tmp_path):
     results = tmp_path / "results"
-    # The README's board, measured once per wiring instead of three times: every case and
-    # every wiring check still runs (the repetitions only steady the medians `hil bench` and
+    # The README's board, measured once per wiring for one second instead of three times three:
+    # every case and every wiring check still runs (the repetitions only steady the medians `hil bench` and
     # a board's thresholds read).
     env = yaml.safe_load(VIRTUAL.read_text())
-    env["targets"]["main"]["options"]["throughput_iterations"] = 1
+    env["targets"]["main"]["options"].update(throughput_iterations=1, throughput_seconds=1)
     env_file = tmp_path / "virtual.yaml"
     env_file.write_text(yaml.safe_dump(env, sort_keys=False))
     p = subprocess.run([sys.executable, "-m", "hil.cli", "qualify", "--lg-env", str(env_file),

@@ -170,6 +170,17 @@ def test_targets() -> None:
     assert (qemu.X86.artifact, qemu.X86.strip, qemu.X86.elf_machine) == ("qemu-x86", "strip", "x86_64")
 
 
+def test_qom_test_runs_on_its_own_limited_to_the_virt_machine() -> None:
+    runs = qemu.meson_runs(qemu.DEFAULT_QTESTS)
+    assert runs[0] == (["qtest-aarch64/virtio-mmio-irq-lines-test", "qtest-aarch64/qos-test",
+                        "qtest-aarch64/device-introspect-test",
+                        "qtest-aarch64/boot-serial-test"], [])
+    names, args = runs[1]
+    assert names == ["qtest-aarch64/qom-test"] and len(runs) == 2
+    assert args == ["-p", "/aarch64/qom/virt-10.0"]
+    assert qemu.meson_runs(["qos-test"]) == [(["qtest-aarch64/qos-test"], [])]
+
+
 def test_qtest_names() -> None:
     assert qemu.qtest_names(["qos-test", "qtest-aarch64/qom-test"]) == [
         "qtest-aarch64/qos-test", "qtest-aarch64/qom-test"]

@@ -6,7 +6,7 @@ guest kernels under `options:` (`vmms: {stock, patched}`, `guest_kernels: {stock
 
 import pytest
 
-from hil import dtb, interrupts, kvm_trace, virtio
+from hil import dtb, interrupts, kvm_trace, virtio, vring_trace
 from hil.lab import probes
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
@@ -96,6 +96,36 @@ def test_a_link_change_from_the_vmm_arrives_on_the_config_line(boot_guest, board
     measurements.record("config_line.interrupts", [before, down, up])
     assert before < down < up, "each link change must raise the config line"
     guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+
+
+def test_line_0_signals_only_the_queues_without_a_line_of_their_own(boot_guest, board_options,
+                                                                    vmm, measurements):
+    """In per-vq mode virtio-net's control queue has no line: its completions raise line 0
+    with InterruptStatus bit 0. Line 0's handler must then signal the control queue alone;
+    signalling the input and output queues too would run their callbacks on two CPUs at once.
+    A kprobe on vring_interrupt(), on from boot, records which line signalled which queue."""
+    guest = boot(boot_guest, board_options, lines=3,
+                 append=f"{vmm.config.append} {vring_trace.BOOT_ARGS}")
+    net = net_device(guest)
+    assert net.irq_mode == "per-vq"
+    iface = guest.check(f"ls /sys/bus/virtio/devices/{net.name}/net").strip()
+    # Control-queue commands (receive modes); QEMU signals the first completion of a queue.
+    guest.check(f"ip link set {iface} promisc on && ip link set {iface} promisc off")
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    signals = vring_trace.parse(guest.check(vring_trace.READ))
+    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    irq = {name: int(row.irq) for name, row in lines.items()}
+    by_line = vring_trace.queues_by_line(signals)
+    measurements.record("line0.queues_signalled",
+                        {name: len(by_line.get(n, ())) for name, n in irq.items()})
+    for vq in NET_VQS:
+        assert len(by_line.get(irq[vq], ())) <= 1, f"{vq}'s line signalled {by_line[irq[vq]]}"
+    # The control queue is the one virtqueue without a line: line 0 signalled it, and only it.
+    assert by_line.get(irq["config"]), "line 0 signalled no queue: the case proved nothing"
+    crossed = vring_trace.crossed(signals, irq.values())
+    assert len(by_line[irq["config"]]) == 1 and not crossed, (
+        f"line 0 signalled {len(by_line[irq['config']])} virtqueues; signalled by more than "
+        f"one line: {crossed} (lines: {irq})")
 
 
 def test_queue_lines_with_vhost_net_bypass_userspace_through_irqfd(board, boot_guest,

@@ -122,10 +122,12 @@ def test_line_0_signals_only_the_queues_without_a_line_of_their_own(boot_guest, 
         assert len(by_line.get(irq[vq], ())) <= 1, f"{vq}'s line signalled {by_line[irq[vq]]}"
     # The control queue is the one virtqueue without a line: line 0 signalled it, and only it.
     assert by_line.get(irq["config"]), "line 0 signalled no queue: the case proved nothing"
-    crossed = vring_trace.crossed(signals, irq.values())
+    name = {n: line for line, n in irq.items()}
+    crossed = [f"{vq:#x} by {' and '.join(name[n] for n in by)}"
+               for vq, by in vring_trace.crossed(signals, irq.values()).items()]
     assert len(by_line[irq["config"]]) == 1 and not crossed, (
-        f"line 0 signalled {len(by_line[irq['config']])} virtqueues; signalled by more than "
-        f"one line: {crossed} (lines: {irq})")
+        f"line 0 signalled {len(by_line[irq['config']])} virtqueues; signalled by two lines: "
+        f"{'; '.join(crossed)}")
 
 
 def test_queue_lines_with_vhost_net_bypass_userspace_through_irqfd(board, boot_guest,

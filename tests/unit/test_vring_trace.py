@@ -1,4 +1,4 @@
-from hil import vring_trace
+from hil import interrupts, virtio, vring_trace
 
 # The shape of a kprobe event line in /sys/kernel/tracing/trace (6.12).
 LINE = ("          <idle>-0       [000] d.h1.    {t}: vring: (vring_interrupt+0x0/0xd8) "
@@ -40,3 +40,24 @@ def test_the_probe_is_set_from_the_command_line_with_a_full_buffer():
     args = vring_trace.BOOT_ARGS.split()
     assert args[0].startswith("kprobe_event=p:hil/vring,vring_interrupt,")
     assert " " not in args[0] and "ftrace=nop" in args and "trace_options=nooverwrite" in args
+
+
+def test_recorded_per_vq_guest_line_0_signals_the_control_queue_alone(data):
+    """Revision 2 on the virtual lab: virtio-net on 3 lines, a promisc toggle and a ping."""
+    signals = vring_trace.parse((data / "vring-trace-per-vq.txt").read_text())
+    rows = interrupts.parse((data / "vring-trace-per-vq-interrupts.txt").read_text())
+    irq = {name: int(row.irq) for name, row in virtio.lines_of(rows, "virtio0").items()}
+    assert irq == {"config": 14, "input.0": 15, "output.0": 16}
+    by_line = vring_trace.queues_by_line(signals)
+    assert len(signals) == 17 and sorted(by_line) == [14, 15, 16]
+    assert all(len(vqs) == 1 for vqs in by_line.values())
+    assert vring_trace.crossed(signals, [14, 15, 16]) == {}
+
+
+def test_recorded_revision_1_line_0_walks_every_queue(data):
+    """Revision 1 of the kernel series, the same run: line 0 (14) signals all three queues,
+    so input.0 and output.0 are signalled by two lines each."""
+    signals = vring_trace.parse((data / "vring-trace-per-vq-revision-1.txt").read_text())
+    assert len(vring_trace.queues_by_line(signals)[14]) == 3
+    crossed = vring_trace.crossed(signals, [14, 15, 16])
+    assert sorted(crossed.values()) == [[14, 15], [14, 16]]

@@ -168,7 +168,7 @@ def _lab_up(args: argparse.Namespace) -> int:
 
     virtual_lab.up(Path(args.dir), args.boards, args.credentials,
                    health_interval=args.health_interval, wait_healthy=args.wait_healthy,
-                   lab_host=args.lab_host)
+                   lab_host=args.lab_host, gics=args.gic)
     return 0
 
 
@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     lu.add_argument("--lab-host", choices=virtual_lab.LAB_HOSTS, default="local",
                     help="where the boards' consoles are exported from: this host (ptys), or "
                          "vm: the lab-host VM's FTDI adapters matched by udev (at most 2 boards)")
+    lu.add_argument("--gic", type=virtual_lab.gic_list, default=virtual_lab.GICS, metavar="LIST",
+                    help="the boards' GICs, board i the i-th, repeated as needed (default v2,v3: "
+                         "virtual-0 GICv2, virtual-1 GICv3 without ITS); tagged gic=v2/v3")
     ld = lab_sub.add_parser("down", help="stop the virtual lab and remove what it made")
     le = lab_sub.add_parser("env", help="print the exports that reach the virtual lab")
     ls = lab_sub.add_parser("status", help="places, health, holders, leases, waiting reservations")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
@@ -16,7 +17,7 @@ from labgrid.step import step
 
 from hil import costmodel
 from hil.errors import ArtifactMissing, InfrastructureError
-from hil.lab import vmm
+from hil.lab import places, vmm
 
 BUILD_HINT = "run `hil firmware build` (or set HIL_IMAGES to a built image directory)"
 
@@ -119,9 +120,13 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        # The guest's GIC follows the board's (checked with the env file).
-        env = self.target.env
-        gic = env.config.get_target_option(self.target.name, vmm.GIC_OPTION, 2) if env else 2
+        # The guest's GIC follows the board's: declared in the env file, or by the place's tag.
+        option = None
+        if self.target.env:
+            with contextlib.suppress(KeyError):  # labgrid takes a default of None as none
+                option = self.target.env.config.get_target_option(self.target.name,
+                                                                  vmm.GIC_OPTION)
+        gic = vmm.board_gic(option, places.place_tags(self.target))
         self.config = vmm.GuestConfig(
             qemu=self.qemu, kernel=self.kernel, initrd=self.initrd, serial=self.serial,
             cpus=self.cpus, memory=self.memory, append=self.append,

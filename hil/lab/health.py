@@ -2,7 +2,7 @@
 
 A health check is a short run of the board cases (testcases/test_board.py) on one place: a
 power cycle, the console, a boot to the board shell through the place's own boot path (U-Boot
-and TFTP, or the SD card), `/dev/kvm` with vgic-v2 and its maintenance interrupt, vhost-net.
+and TFTP, or the SD card), `/dev/kvm` with the vgic of its GIC and its maintenance interrupt, vhost-net.
 Its outcome is kept on the coordinator, where every client and scheduler sees it: the place's
 tag `health` (good, bad or unknown), `health-checked` (Unix seconds) and its comment (the
 reason). Sessions reserve `health=good` places only (hil.lab.reservations).

@@ -12,9 +12,11 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from labgrid.config import Config
-from labgrid.exceptions import InvalidConfigError
+from labgrid.exceptions import InvalidConfigError, NoResourceFoundError
+from labgrid.resource import RemotePlace
 
 from hil.errors import ConfigError
 
@@ -37,6 +39,15 @@ def target_places(env_path: Path) -> dict[str, str | None]:
         remote = isinstance(resources, Mapping) and "RemotePlace" in resources
         out[name] = str(resources["RemotePlace"]["name"]) if remote else None
     return out
+
+
+def place_tags(target: Any) -> dict[str, str]:
+    """The tags of a target's place on the coordinator ({} for a board on this machine), as
+    labgrid's RemotePlace read them when the environment was made."""
+    try:
+        return dict(target.get_resource(RemotePlace, wait_avail=False).tags)
+    except NoResourceFoundError:
+        return {}
 
 
 def remote_places(env_path: Path) -> dict[str, str]:

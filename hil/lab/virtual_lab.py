@@ -1,8 +1,9 @@
 """The virtual lab: a labgrid coordinator, one exporter on a lab host, and N virtual boards
 as its places, all on this machine, reached by clients exactly as a real lab's boards are.
 
-    hil lab up [--boards 2] [--lab-host vm]   # prints the environment to export, returns
-                                              # when the places are ready
+    hil lab up [--boards 2] [--gic v2,v3] [--lab-host vm]   # prints the environment to
+                                                            # export, returns when the
+                                                            # places are ready
     hil lab down                # stops everything and removes what `up` made
 
 What runs, on ports chosen at run time:
@@ -24,7 +25,9 @@ adapter of the lab-host VM, whose own labgrid exporter exports them as `USBSeria
 by udev (see hil.lab.labhost.lab). The places then take their consoles from that exporter and
 their power and TFTP from this host's.
 
-Places `virtual-0` .. `virtual-<N-1>` get tags `board=virtual gic=v2 kvm=yes`.
+Places `virtual-0` .. `virtual-<N-1>` get tags `board=virtual gic=vG kvm=yes`: board i has the
+i-th GIC of `--gic` (repeated as needed; by default virtual-0 a GICv2, virtual-1 a GICv3 without
+ITS), so that the lab holds both kinds of board a user qualifies, reserved by tag.
 
 `up` starts a supervisor (`python -m hil.lab.virtual_lab supervise DIR`) in a session of its
 own, which owns every process; `down` sends it SIGTERM. Its state is DIR/lab.json.
@@ -70,7 +73,8 @@ QEMU = "/usr/bin/qemu-system-aarch64"
 UBOOT = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 TFTPD = "/usr/sbin/in.tftpd"
 SER2NET = "/usr/sbin/ser2net"
-TAGS = {"board": "virtual", "gic": "v2", "kvm": "yes"}
+TAGS = {"board": "virtual", "kvm": "yes"}  # and gic=vG per board
+GICS = (2, 3)
 READY_TIMEOUT_S = 240.0  # with the lab-host VM: its boot and its exporter under TCG
 LAB_ENV = Path(__file__).resolve().parents[2] / "places" / "virtual-lab.yaml"
 
@@ -96,6 +100,11 @@ class Board:
     console_socket: str
     guest_socket: str
     tftp_dir: str
+    gic: int = 2
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {**TAGS, "gic": f"v{self.gic}"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class LabPlan:
     coordinator_port: int
     sshd_port: int
     lab_host: str = "local"  # local: consoles exported from this host; vm: the lab-host VM
+    gics: tuple[int, ...] = GICS  # board i: gics[i % len(gics)]
 
     @property
     def coordinator(self) -> str:
@@ -115,16 +125,19 @@ class LabPlan:
         name = f"virtual-{i}"
         cables = self.directory / "cables"
         return Board(name, i + 1, str(cables / f"{name}-console.sock"),
-                     str(cables / f"{name}-guest.sock"), f"{self.directory / 'tftp' / name}/")
+                     str(cables / f"{name}-guest.sock"), f"{self.directory / 'tftp' / name}/",
+                     self.gics[i % len(self.gics)])
 
     def all_boards(self) -> list[Board]:
         return [self.board(i) for i in range(self.boards)]
 
     def qemu_command(self, b: Board) -> list[str]:
-        """The board of places/virtual-uboot.yaml, with its consoles on the lab's cables."""
+        """The board of places/virtual-uboot.yaml (with a GICv3: of places/virtual-gicv3.yaml),
+        with its consoles on the lab's cables."""
+        gic = {2: "gic-version=2", 3: "gic-version=3,its=off"}[b.gic]
         return [
             QEMU, "-bios", UBOOT,
-            "-machine", "virt,gic-version=2,virtualization=on", "-cpu", "max", "-m", "2048M",
+            "-machine", f"virt,{gic},virtualization=on", "-cpu", "max", "-m", "2048M",
             "-smp", "2", "-display", "none",
             "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-chardev", f"socket,id=console,path={b.console_socket}",
@@ -165,11 +178,31 @@ def cable_names(plan: LabPlan) -> list[str]:
 LAB_HOSTS = ("local", "vm")
 
 
-def preflight(boards: int, euid: int | None = None, lab_host: str = "local") -> list[str]:
+def parse_gics(text: str) -> tuple[int, ...]:
+    """`--gic v2,v3` -> (2, 3)."""
+    words = [w.strip() for w in text.split(",")]
+    if not all(w in ("v2", "v3") for w in words):
+        raise ValueError(f"--gic {text}: write the boards' GICs as v2 or v3, separated by "
+                         "commas (board i gets the i-th, repeated as needed)")
+    return tuple(int(w[1]) for w in words)
+
+
+def gic_list(text: str) -> tuple[int, ...]:
+    """parse_gics for argparse, which shows an ArgumentTypeError's own message."""
+    try:
+        return parse_gics(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
+              gics: Sequence[int] = GICS) -> list[str]:
     """What keeps the lab from starting here, each with what to do; [] when nothing does."""
     problems = []
     if boards < 1:
         problems.append(f"--boards must be at least 1, got {boards}")
+    if not gics or not set(gics) <= {2, 3}:
+        problems.append(f"--gic: each board's GIC is v2 or v3, got {list(gics)}")
     if lab_host not in LAB_HOSTS:
         problems.append(f"--lab-host must be one of {', '.join(LAB_HOSTS)}, got {lab_host!r}")
     elif lab_host == "vm":
@@ -234,11 +267,12 @@ class LabState:
 
 class Supervisor:
     def __init__(self, directory: Path, boards: int, credentials: str | None,
-                 health_interval: float = 3600.0, lab_host: str = "local"):
+                 health_interval: float = 3600.0, lab_host: str = "local",
+                 gics: Sequence[int] = GICS):
         self.directory = directory
         self.logs = directory / "logs"
         self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
-                            free_port(primary_ipv4()), lab_host)
+                            free_port(primary_ipv4()), lab_host, tuple(gics))
         self.state = LabState("starting", os.getpid(), coordinator=self.plan.coordinator,
                               address=self.plan.address, lab_host=lab_host)
         self.labhost: labhost_lab.LabHost | None = None
@@ -348,7 +382,8 @@ class Supervisor:
             self.client("-p", place, "create")
             for exp in exporters:
                 self.client("-p", place, "add-match", f"{exp}/{place}/*")
-            self.client("-p", place, "set-tags", *(f"{k}={v}" for k, v in TAGS.items()))
+            tags = plan.board(names.index(place)).tags
+            self.client("-p", place, "set-tags", *(f"{k}={v}" for k, v in tags.items()))
 
         def exported() -> bool:
             out = self.client("resources", check=False).stdout
@@ -450,9 +485,10 @@ def _listening(host: str, port: int) -> bool:
 
 
 def supervise(directory: Path, boards: int, credentials: str | None,
-              health_interval: float = 3600.0, lab_host: str = "local") -> int:
+              health_interval: float = 3600.0, lab_host: str = "local",
+              gics: Sequence[int] = GICS) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    sup = Supervisor(directory, boards, credentials, health_interval, lab_host)
+    sup = Supervisor(directory, boards, credentials, health_interval, lab_host, gics)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop_requested.set())
     try:
@@ -478,8 +514,9 @@ def supervise(directory: Path, boards: int, credentials: str | None,
 
 def up(directory: Path, boards: int, credentials: str | None = None,
        out: Callable[[str], None] = print, health_interval: float = 3600.0,
-       wait_healthy: float = 0.0, lab_host: str = "local") -> LabState:
-    problems = preflight(boards, lab_host=lab_host)
+       wait_healthy: float = 0.0, lab_host: str = "local",
+       gics: Sequence[int] = GICS) -> LabState:
+    problems = preflight(boards, lab_host=lab_host, gics=gics)
     if credentials is not None and not Path(credentials).is_file():
         problems.append(f"--credentials {credentials}: no such file")
     if problems:
@@ -496,7 +533,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         proc = subprocess.Popen(
             [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
              "--boards", str(boards), "--health-interval", str(health_interval),
-             "--lab-host", lab_host,
+             "--lab-host", lab_host, "--gic", ",".join(f"v{g}" for g in gics),
              *(["--credentials", credentials] if credentials else [])],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
     while True:
@@ -589,9 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--credentials")
     s.add_argument("--health-interval", type=float, default=3600.0)
     s.add_argument("--lab-host", choices=LAB_HOSTS, default="local")
+    s.add_argument("--gic", type=gic_list, default=GICS)
     args = ap.parse_args(argv)
     return supervise(args.directory, args.boards, args.credentials, args.health_interval,
-                     args.lab_host)
+                     args.lab_host, args.gic)
 
 
 if __name__ == "__main__":

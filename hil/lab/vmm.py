@@ -7,9 +7,13 @@ special case here.
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from hil.errors import ConfigError
 
 MONITOR_PORT = 4567
 
@@ -51,6 +55,33 @@ GIC_OPTION = "gic_version"
 
 def gic_machine(version: int) -> str:
     return GIC_MACHINES[version]
+
+
+# A lab place's tag for its board's GIC (`v2`, `v3`; `hil lab up` sets it), as its users
+# reserve boards by it: one env file then serves a lab whose places have different GICs.
+GIC_TAG = "gic"
+
+
+def board_gic(option: object, place_tags: Mapping[str, str]) -> int:
+    """The GIC of a board: what its env file declares (`options.gic_version`), else what its
+    place's `gic` tag says, else 2. Both, and different: the env file is for another board."""
+    tag = place_tags.get(GIC_TAG)
+    from_tag = None
+    if tag is not None:
+        m = re.fullmatch(r"v(\d+)", tag)
+        if m is None or int(m[1]) not in GIC_MACHINES:
+            raise ConfigError(f"the place's tag {GIC_TAG}={tag} names no GIC hil knows: the "
+                              f"lab must tag it {' or '.join(f'v{v}' for v in GIC_MACHINES)}")
+        from_tag = int(m[1])
+    if option is None:
+        return from_tag or 2
+    if not isinstance(option, int) or gic_problems(option):
+        raise ConfigError(gic_problems(option)[0])
+    if from_tag is not None and option != from_tag:
+        raise ConfigError(f"the environment declares {GIC_OPTION}: {option} but its place is "
+                          f"tagged {GIC_TAG}={tag}: use an environment for that board, or drop "
+                          f"{GIC_OPTION} and let the place's tag say")
+    return option
 
 
 def gic_problems(value: object) -> list[str]:

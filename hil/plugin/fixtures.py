@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from labgrid.resource import RemotePlace
 
+from hil.lab import vmm as vmm_
+from hil.lab.places import place_tags
 from hil.lab.shell import Shell
 from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
@@ -69,7 +71,10 @@ def vmm(lab: Lab, board: Shell) -> Any:
 def board_options(target: Any) -> dict[str, Any]:
     """What the board declares about itself under its target's `options:` in the env file
     (CPU count, thresholds, iterations)."""
-    options: dict[str, Any] = target.env.config.data["targets"][target.name].get("options") or {}
+    options: dict[str, Any] = dict(
+        target.env.config.data["targets"][target.name].get("options") or {})
+    # The GIC: declared here, or by the lab's tag of the board's place (see vmm.board_gic).
+    options[vmm_.GIC_OPTION] = vmm_.board_gic(options.get(vmm_.GIC_OPTION), place_tags(target))
     return options
 
 

@@ -64,7 +64,7 @@ def session(lab: Any, results: Path, *reserve: str, cases: str = "testcases/test
     results.parent.mkdir(parents=True, exist_ok=True)
     log = open(f"{results}.log", "w")  # noqa: SIM115 (the child writes it)
     # The cases first: --hil-reserve takes every word after it.
-    cmd = [sys.executable, "-m", "pytest", cases, "-p", "no:cacheprovider", "--lg-env",
+    cmd = [sys.executable, "-m", "pytest", *cases.split(), "-p", "no:cacheprovider", "--lg-env",
            str(LAB_ENV), "--hil-results", str(results), *extra,
            *(["--hil-reserve", *reserve] if reserve else [])]
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -83,12 +83,27 @@ def test_hil_lab_up_makes_two_healthy_places_with_the_lab_resources(
     for place in virtual_lab.state.places:
         shown = client(virtual_lab, "-p", place, "show")
         assert shown.returncode == 0, shown.stderr
-        assert "board=virtual, gic=v2, health=good" in shown.stdout
+        # One board of each GIC, reserved by tag; both pass the same health check.
+        gic = {"virtual-0": "v2", "virtual-1": "v3"}[place]
+        assert f"board=virtual, gic={gic}, health=good" in shown.stdout
         consoles = labhost_lab.EXPORTER if virtual_lab.lab_host == "vm" else HOST_EXPORTER
         for resource in ("NetworkSerialPort/board-console", "NetworkSerialPort/guest-console"):
             assert f"{consoles}/{place}/{resource}" in shown.stdout
         for resource in ("NetworkPowerPort/power", "RemoteTFTPProvider/tftp"):
             assert f"{HOST_EXPORTER}/{place}/{resource}" in shown.stdout
+
+
+def test_a_session_that_reserves_gic_v3_gets_the_gicv3_board_and_its_guest_runs_on_vgic_v3(
+        virtual_lab: Any, tmp_path: Path) -> None:
+    """One env file for both places: the GIC comes from the place's tag, for the board's
+    declared GIC (the board case) and the guest's machine (the guest case)."""
+    cases = ("testcases/test_board.py::test_board_runs_its_declared_gic_with_the_vgic_"
+             "maintenance_interrupt testcases/test_guest.py::test_guest_boots_nested_under_kvm_"
+             "with_the_boards_in_kernel_gic")
+    r = session(virtual_lab, tmp_path / "v3", "gic=v3", cases=cases)
+    assert r.wait(600) == 0, output(tmp_path / "v3")[-3000:]
+    text = output(tmp_path / "v3")
+    assert "reservation: holding virtual-1" in text and "2 passed" in text, text[-3000:]
 
 
 def leaks_of_the_planted_secret(lab: Any, *roots: Path) -> list[str]:

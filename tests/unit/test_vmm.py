@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hil.errors import ConfigError
 from hil.lab import vmm
 
 
@@ -107,6 +108,24 @@ def test_a_gic_version_the_lab_cannot_run_says_what_to_write(value):
     (problem,) = vmm.gic_problems(value)
     assert "write one of 2, 3" in problem and repr(value) in problem
     assert vmm.gic_problems(2) == vmm.gic_problems(3) == vmm.gic_problems(None) == []
+
+
+def test_a_lab_place_tagged_with_its_gic_needs_no_declaration():
+    assert vmm.board_gic(None, {}) == 2
+    assert vmm.board_gic(None, {"gic": "v3", "board": "virtual"}) == 3
+    assert vmm.board_gic(3, {}) == 3
+    assert vmm.board_gic(3, {"gic": "v3"}) == 3
+
+
+def test_a_declaration_that_contradicts_the_places_tag_is_refused():
+    with pytest.raises(ConfigError, match=r"declares gic_version: 2 but its place is tagged "
+                                          r"gic=v3: use an environment for that board"):
+        vmm.board_gic(2, {"gic": "v3"})
+    with pytest.raises(ConfigError, match=r"tag gic=gicv3 names no GIC hil knows: the lab must "
+                                          r"tag it v2 or v3"):
+        vmm.board_gic(None, {"gic": "gicv3"})
+    with pytest.raises(ConfigError, match=r"gic_version '3': write one of 2, 3"):
+        vmm.board_gic("3", {})
 
 
 def test_the_gicv3_board_is_the_virtual_board_with_a_gicv3_and_no_its():

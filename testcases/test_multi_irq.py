@@ -258,6 +258,30 @@ def test_queue_lines_described_as_level_triggered_make_the_driver_fall_back(
     measurements.record("fallback.level_queue_lines.mode", net.irq_mode)
 
 
+@pytest.mark.parametrize(("accepted", "mode", "refused"), [
+    (0b011, "shared", ["per-vq"]),
+    (0b001, "single", ["per-vq", "shared"]),
+], ids=["per-vq-refused", "per-vq-and-shared-refused"])
+def test_a_device_that_refuses_a_mode_is_offered_the_next_one_down(
+        boot_guest, board_options, accepted, mode, refused, measurements):
+    """A VMM may refuse a mode (the patched QEMU's x-irq-modes makes every transport do so):
+    the driver reads each mode back and falls back per-vq, shared, single; the device
+    follows, and the network works on the lines of the mode it took."""
+    guest = boot(boot_guest, board_options, lines=3,
+                 extra=("-global", f"virtio-mmio.x-irq-modes={accepted}"))
+    net = net_device(guest)
+    base = probes.virtio_transports(guest)[net.name]
+    log = [ln for ln in guest.check("dmesg").splitlines() if f"{base:x}.virtio_mmio" in ln]
+    said = [ln.split("device refused interrupt mode ")[1] for ln in log
+            if "device refused interrupt mode " in ln]
+    measurements.record("fallback.refused_modes", {"accepted": accepted, "mode": net.irq_mode})
+    assert said == refused, "\n".join(log)
+    assert net.irq_mode == mode
+    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, NET_VQS)
+    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+
+
 def test_the_mode_message_is_not_repeated_on_resume(boot_guest, board_options, measurements):
     """find_vqs runs again on every resume; the mode did not change, so the kernel log must
     not say it again."""

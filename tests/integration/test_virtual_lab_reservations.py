@@ -99,15 +99,25 @@ def test_a_higher_priority_goes_first(virtual_lab: Any) -> None:
 
 def test_sigterm_mid_case_releases_the_place_and_keeps_the_results(
         virtual_lab: Any, tmp_path: Path, record_property) -> None:
-    r = session(virtual_lab, tmp_path / "s", "name=virtual-1")
-    wait_for("the session holds virtual-1", lambda: holding(tmp_path / "s"), 120)
-    wait_for("a case runs", lambda: "test_board.py" in output(tmp_path / "s"), 60)
-    time.sleep(5)  # inside the first case: the board is booting
+    for attempt in range(2):
+        res = tmp_path / f"s{attempt}"
+        r = session(virtual_lab, res, "name=virtual-1")
+        # A retry waits for the janitor's re-check of the place the failed session left.
+        wait_for("the session holds virtual-1", lambda res=res: holding(res), 120 + 180 * attempt)
+        wait_for("a case runs", lambda res=res: "test_board.py" in output(res), 60)
+        time.sleep(5)  # inside the first case: the board is booting
+        if r.poll() is None:
+            break
+        # Over before the signal: the lab failed the session (seen once in CI: labgrid's ssh
+        # to the exporter host, before power-on). Not what this case is about: once more.
+        record_property(f"ended_before_the_signal_{attempt}", output(res)[-1500:])
+    else:
+        pytest.fail("both sessions ended before SIGTERM:\n" + output(res)[-3000:])
     r.send_signal(signal.SIGTERM)
-    assert r.wait(60) == 2, output(tmp_path / "s")[-3000:]
-    verdict = json.loads((tmp_path / "s" / "verdict.json").read_text())
+    assert r.wait(60) == 2, output(res)[-3000:]
+    verdict = json.loads((res / "verdict.json").read_text())
     assert verdict["interrupted"] is True
-    assert (tmp_path / "s" / "junit.xml").exists()
+    assert (res / "junit.xml").exists()
     place = coordinator(virtual_lab).place("virtual-1")
     assert place.acquired is None and LEASE_TAG not in place.tags
     # An interruption is not the lab's fault: the place stays healthy.

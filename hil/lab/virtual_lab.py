@@ -57,7 +57,7 @@ from typing import Any, ClassVar
 import yaml
 
 from hil.errors import ConfigError, InfrastructureError
-from hil.lab import sshd
+from hil.lab import sshd, vmm
 from hil.lab.cables import CableSet
 from hil.lab.coordinator import Coordinator
 from hil.lab.janitor import Janitor
@@ -134,10 +134,11 @@ class LabPlan:
     def qemu_command(self, b: Board) -> list[str]:
         """The board of places/virtual-uboot.yaml (with a GICv3: of places/virtual-gicv3.yaml),
         with its consoles on the lab's cables."""
-        gic = {2: "gic-version=2", 3: "gic-version=3,its=off"}[b.gic]
         return [
             QEMU, "-bios", UBOOT,
-            "-machine", f"virt,{gic},virtualization=on", "-cpu", "max", "-m", "2048M",
+            # The guest's machine for that GIC, with EL2 for KVM.
+            "-machine", f"{vmm.gic_machine(b.gic)},virtualization=on", "-cpu", "max",
+            "-m", "2048M",
             "-smp", "2", "-display", "none",
             "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-chardev", f"socket,id=console,path={b.console_socket}",
@@ -201,7 +202,7 @@ def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
     problems = []
     if boards < 1:
         problems.append(f"--boards must be at least 1, got {boards}")
-    if not gics or not set(gics) <= {2, 3}:
+    if not gics or not set(gics) <= set(vmm.GIC_MACHINES):
         problems.append(f"--gic: each board's GIC is v2 or v3, got {list(gics)}")
     if lab_host not in LAB_HOSTS:
         problems.append(f"--lab-host must be one of {', '.join(LAB_HOSTS)}, got {lab_host!r}")

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-TRACING = "/sys/kernel/tracing"
+from hil.kvm_trace import TRACING
+
 # kprobe_event= alone leaves the ring buffer at one page per CPU: naming the (default) nop
 # tracer gives it its full size at boot. nooverwrite keeps the earliest events, those of the
 # driver's probe, should the buffer fill.

@@ -258,6 +258,47 @@ def test_queue_lines_described_as_level_triggered_make_the_driver_fall_back(
     measurements.record("fallback.level_queue_lines.mode", net.irq_mode)
 
 
+def test_a_queue_line_whose_controller_has_not_probed_defers_the_transport(
+        board, boot_guest, board_options, vmm, measurements):
+    """A line the platform cannot give yet (its interrupt controller has no driver bound:
+    of_irq_get() says -EPROBE_DEFER) must defer the transport's probe, not be counted as one
+    line: a device bound in single mode now would stay there when the controller comes. The
+    guest's DT moves virtio-net's first queue line to such a controller; the transport stays
+    unbound, and a transport beside it works."""
+    rng = ("-device", "virtio-rng-device")  # lands on the transport below the network's
+    vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3,
+                 extra=rng)
+    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
+    props = dtb.properties(blob)
+    node = dtb.find_node(props, "virtio_mmio@a003e00")
+    specs = dtb.cells(props[(node, "interrupts")][1])
+    (gic,) = dtb.cells(props[("/", "interrupt-parent")][1])
+    absent = dtb.free_phandle(props)
+    assert len(specs) == 9, specs
+    # No driver matches the controller's compatible, so it never gets an irq domain.
+    blob = dtb.add_node(blob, "/", "hil-absent-intc", {
+        "compatible": b"hil,absent-interrupt-controller\0", "interrupt-controller": b"",
+        "#interrupt-cells": dtb.pack([1]), "phandle": dtb.pack([absent])})
+    lines = [gic, *specs[0:3], absent, 0, gic, *specs[6:9]]
+    blob = dtb.set_property(blob, node, "interrupts-extended", dtb.pack(lines))
+    blob = dtb.delete_property(blob, node, "interrupts")
+    board.write_bytes("/tmp/hil-guest-deferred.dtb", blob)
+
+    guest = boot(boot_guest, board_options, lines=3,
+                 extra=(*rng, "-dtb", "/tmp/hil-guest-deferred.dtb"))
+    transport = "/sys/bus/platform/devices/a003e00.virtio_mmio"
+    bound = guest.run(f"test -e {transport}/driver").ok
+    kinds = {d.kind: d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND))}
+    said = [ln for ln in guest.check("dmesg").splitlines() if "a003e00.virtio_mmio" in ln]
+    measurements.record("fallback.deferred_line", {
+        "bound": bound, "net_mode": kinds["net"].irq_mode if "net" in kinds else None})
+    assert guest.run(f"test -e {transport}").ok, "the transport's platform device is missing"
+    assert not bound and "net" not in kinds, \
+        f"bound although a line's controller is not there: {kinds.get('net')}; " + "; ".join(said)
+    assert kinds["rng"].irq_mode == "per-vq"
+    assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
+
+
 @pytest.mark.parametrize(("accepted", "mode", "refused"), [
     (0b011, "shared", ["per-vq"]),
     (0b001, "single", ["per-vq", "shared"]),

@@ -45,3 +45,49 @@ def test_shrink_drops_qemus_padding_and_fixes_the_header():
 def test_not_a_dtb():
     with pytest.raises(ValueError):
         dtb.properties(b"\0" * 64)
+
+
+def _consistent(blob: bytes) -> None:
+    """The header accounts for every byte: sizes and offsets say where the blocks are."""
+    _magic, total, off_struct, off_strings, _rsv, _v, _c, _b, size_strings, size_struct = \
+        struct.unpack_from(">10I", blob, 0)
+    assert total == len(blob) == off_strings + size_strings
+    assert off_struct + size_struct == off_strings
+    assert struct.unpack_from(">I", blob, off_strings - 4)[0] == dtb.END
+
+
+def test_a_property_of_another_length_replaces_the_old_one_and_moves_what_follows():
+    node = "/virtio_mmio@a003e00"
+    blob = dtb.set_property(_fdt(), node, "interrupts", dtb.pack([0, 47, 1, 0, 48, 1, 0, 49, 1]))
+    _consistent(blob)
+    props = dtb.properties(blob)
+    assert dtb.cells(props[(node, "interrupts")][1]) == [0, 47, 1, 0, 48, 1, 0, 49, 1]
+    assert props[(node, "compatible")][1] == b"virtio,mmio\0"
+    assert len(props) == 2
+
+
+def test_a_new_property_and_a_new_node_get_their_names_in_the_strings_block():
+    node = "/virtio_mmio@a003e00"
+    blob = dtb.set_property(_fdt(), node, "interrupts-extended", dtb.pack([1, 0, 47, 1]))
+    blob = dtb.delete_property(blob, node, "interrupts")
+    blob = dtb.add_node(blob, "/", "intc@0", {"interrupt-controller": b"",
+                                               "#interrupt-cells": dtb.pack([1]),
+                                               "compatible": b"x,y\0"})
+    _consistent(blob)
+    props = dtb.properties(blob)
+    assert set(props) == {(node, "compatible"), (node, "interrupts-extended"),
+                          ("/intc@0", "interrupt-controller"), ("/intc@0", "#interrupt-cells"),
+                          ("/intc@0", "compatible")}
+    assert props[("/intc@0", "interrupt-controller")][1] == b""
+    assert props[("/intc@0", "compatible")][1] == b"x,y\0"  # an existing string is reused
+    assert blob.count(b"compatible\0") == 1
+    assert dtb.free_phandle(props) == 1
+    with_phandle = dtb.set_property(blob, "/intc@0", "phandle", dtb.pack([7]))
+    assert dtb.free_phandle(dtb.properties(with_phandle)) == 8
+
+
+def test_editing_what_is_not_there_says_so():
+    with pytest.raises(KeyError, match="no node /nowhere"):
+        dtb.set_property(_fdt(), "/nowhere", "x", b"")
+    with pytest.raises(KeyError, match="has no property"):
+        dtb.delete_property(_fdt(), "/virtio_mmio@a003e00", "x")

@@ -26,6 +26,16 @@ def _firmware_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _firmware_spec(args: argparse.Namespace) -> int:
+    from hil.build import spec
+    from hil.build.cache import read_manifest
+
+    out = spec.build(source=args.source or spec.UPSTREAM)
+    manifest = read_manifest(out)
+    print(f"virtio spec: {out / manifest['pdf']} ({manifest['pages']} pages)")
+    return 0
+
+
 def _qualify(args: argparse.Namespace) -> int:
     import pytest
 
@@ -244,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     fw_sub = fw.add_subparsers(dest="action", required=True)
     fw_sub.add_parser("build", help="build, or take from the cache").set_defaults(
         func=_firmware_build)
+    spec = fw_sub.add_parser("spec", help="apply firmware/spec/ to the virtio spec's sources "
+                                          "and build its PDF with makepdf.sh")
+    spec.add_argument("--source", default=None,
+                      help="a git repository with the spec's base commit (default: "
+                           "github.com/oasis-tcs/virtio-spec)")
+    spec.set_defaults(func=_firmware_spec)
 
     q = sub.add_parser("qualify", help="run the qualification testcases and write JUnit XML")
     q.add_argument("--lg-env", default=os.environ.get("LG_ENV"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,11 @@ def _release(args: argparse.Namespace) -> int:
             virtual_lab.down(started)
     built = report.build(directory)
     html_path, _ = report.write(built, directory)
-    print(f"release {name}: report {html_path}: {verdicts.DECISIONS[built.overall]}")
+    print(f"release {name}: {verdicts.DECISIONS[code]} (exit {int(code)}), report {html_path}")
+    if built.overall != code:
+        # Same rule, other inputs: the report rebuilds each board's verdict from its files.
+        print(f"release {name}: the report's files give {int(built.overall)} "
+              f"({verdicts.DECISIONS[built.overall]}): a board's results are incomplete")
     return int(code)
 
 
@@ -242,7 +247,8 @@ def _lab_env(args: argparse.Namespace) -> int:
     if state is None or state.status != "ready":
         raise ConfigError(f"no virtual lab is ready in {args.dir}: run `hil lab up`")
     for k, v in state.exports().items():
-        print(f"export {k}={v}")
+        # Quoted: `eval "$(hil lab env)"` must run nothing that lab.json holds.
+        print(f"export {k}={shlex.quote(v)}")
     return 0
 
 

@@ -24,23 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.errors import ConfigError
-from hil.verdict import ExitCode
+from hil.verdict import ExitCode, release_exit_code
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_ENV = REPO / "places" / "virtual-lab.yaml"
-
-
-def combine(codes: Sequence[int]) -> ExitCode:
-    """One verdict for all boards: a product failure anywhere, else any inconclusive board,
-    else nothing qualified if no board qualified anything, else pass."""
-    known = [ExitCode(c) if c in ExitCode._value2member_map_ else ExitCode.INCONCLUSIVE
-             for c in codes]
-    for code in (ExitCode.PRODUCT_FAILURE, ExitCode.USAGE_ERROR, ExitCode.INCONCLUSIVE):
-        if code in known:
-            return code
-    if known and all(c == ExitCode.NOTHING_QUALIFIED for c in known):
-        return ExitCode.NOTHING_QUALIFIED
-    return ExitCode.PASSED if known else ExitCode.NOTHING_QUALIFIED
 
 
 def progress_line(board: str, event: dict[str, Any], elapsed: float) -> str:
@@ -120,7 +107,7 @@ def run(name: str, places: Sequence[str], results_root: Path, env_file: Path,
         for ev in b.new_events():
             out(progress_line(b.place, ev, time.monotonic() - t0))
     codes = {b.place: int(b.process.returncode) for b in boards}
-    overall = combine(list(codes.values()))
+    overall = release_exit_code(codes.values())
     wall = time.monotonic() - t0
     (directory / "release.json").write_text(json.dumps({
         "release": name, "boards": codes, "exit_code": int(overall), "wall_s": round(wall, 1),

@@ -12,6 +12,7 @@ come from a harness bug.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
@@ -121,6 +122,26 @@ def exit_code(outcome: RunOutcome) -> ExitCode:
     if not outcome.lab_reached:
         return ExitCode.INCONCLUSIVE
     return ExitCode.PASSED
+
+
+# A release's verdict is its worst board's, in this order. A product failure decides whatever
+# else happened; a usage error comes before an inconclusive board because running again cannot
+# cure it; a board that qualified nothing keeps the release from passing (it was meant to be
+# qualified and was not).
+RELEASE_PRECEDENCE = (ExitCode.PRODUCT_FAILURE, ExitCode.USAGE_ERROR, ExitCode.INCONCLUSIVE,
+                      ExitCode.NOTHING_QUALIFIED, ExitCode.PASSED)
+
+
+def release_exit_code(codes: Iterable[int]) -> ExitCode:
+    """The one rule for a release over its boards' exit codes, used by `hil qualify --release`'s
+    exit code, its terminal line and `hil report`. A code outside ExitCode (pytest's 3, a
+    session killed by a signal) proves nothing: inconclusive. No board at all: no board
+    reached, inconclusive."""
+    seen = {ExitCode(c) if c in ExitCode._value2member_map_ else ExitCode.INCONCLUSIVE
+            for c in codes}
+    if not seen:
+        return ExitCode.INCONCLUSIVE
+    return next(c for c in RELEASE_PRECEDENCE if c in seen)
 
 
 VERDICTS = {

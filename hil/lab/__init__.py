@@ -6,6 +6,8 @@ environment file can name them after `imports: [hil.lab]`.
 
 from hil.lab import drivers, strategy, tftpserver
 from hil.lab.power import driver as power
+from hil.lab.strategies import sdmux as sdmux_strategy
 from hil.lab.strategies import uboot as uboot_strategy
 
-__all__ = ["drivers", "power", "strategy", "tftpserver", "uboot_strategy"]
+__all__ = ["drivers", "power", "sdmux_strategy", "strategy", "tftpserver",
+           "uboot_strategy"]

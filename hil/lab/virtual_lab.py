@@ -247,6 +247,10 @@ class LabState:
 
     @classmethod
     def read(cls, directory: Path) -> LabState | None:
+        """The lab's state, or None: no lab, or a directory that is not a lab's own (its
+        lab.json could be anyone's)."""
+        if not is_lab_dir(directory):
+            return None
         try:
             return cls(**json.loads((directory / "lab.json").read_text()))
         except (OSError, ValueError, TypeError):
@@ -522,12 +526,12 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         problems.append(f"--credentials {credentials}: no such file")
     if problems:
         raise ConfigError("the virtual lab cannot start:\n  " + "\n  ".join(problems))
+    directory = directory.absolute()  # the supervisor's command line names it so
     existing = LabState.read(directory)
-    if existing is not None and _pid_alive(existing.pid):
+    if existing is not None and _is_supervisor(existing.pid, directory):
         raise ConfigError(f"a lab already runs from {directory} (pid {existing.pid}): "
                           "`hil lab down` first, or give another --dir")
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    claim_lab_dir(directory)
     t0 = time.monotonic()
     log_path = directory / "supervisor.log"
     with open(log_path, "ab") as log_file:
@@ -579,6 +583,67 @@ def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
         time.sleep(1)
 
 
+# A lab directory holds this file from the moment `up` makes it: `up` and `down` delete only
+# a directory that has it (and that this user owns, mode 0700, not a symlink), so a mistyped
+# --dir or a directory planted in /tmp is never removed or trusted.
+MARKER = ".hil-lab"
+
+
+def lab_dir_problem(directory: Path, euid: int | None = None) -> str | None:
+    """Why `directory` is not a lab directory this user may trust and delete; None if it is."""
+    try:
+        st = directory.lstat()
+    except FileNotFoundError:
+        return "no such directory"
+    if directory.is_symlink():
+        return "is a symbolic link, not a lab directory"
+    if not directory.is_dir():
+        return "is not a directory"
+    if not (directory / MARKER).is_file():
+        return (f"holds no {MARKER} marker: it is not a directory `hil lab up` made (give the "
+                "lab's own --dir, or remove it yourself)")
+    if st.st_uid != (os.geteuid() if euid is None else euid):
+        return f"belongs to uid {st.st_uid}, not to this user"
+    if st.st_mode & 0o077:
+        return f"has mode {st.st_mode & 0o777:o}: others could have planted its files"
+    return None
+
+
+def is_lab_dir(directory: Path) -> bool:
+    return lab_dir_problem(directory) is None
+
+
+def claim_lab_dir(directory: Path) -> None:
+    """Make `directory` a new, empty lab directory: mode 0700 with its marker. An earlier lab's
+    directory is emptied; an empty directory of this user's is taken; anything else is refused."""
+    if directory.exists() or directory.is_symlink():
+        if is_lab_dir(directory):
+            shutil.rmtree(directory)
+        elif directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+            if directory.stat().st_uid != os.geteuid():
+                raise ConfigError(f"--dir {directory} belongs to another user: give another")
+            directory.rmdir()
+        else:
+            raise ConfigError(f"--dir {directory}: {lab_dir_problem(directory)}; not touched")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700)
+    os.chmod(directory, 0o700)  # whatever the umask
+    (directory / MARKER).write_text(f"hil virtual lab, made by pid {os.getpid()}\n")
+
+
+def _is_supervisor(pid: int, directory: Path) -> bool:
+    """Whether `pid` is alive and is the supervisor of `directory` (its command line says so),
+    not some other process that got the pid, or that a planted lab.json names."""
+    if pid <= 1 or not _pid_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    want = [b"hil.lab.virtual_lab", b"supervise", str(directory).encode()]
+    return any(argv[i:i + 3] == want for i in range(len(argv)))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -596,18 +661,24 @@ def _pid_alive(pid: int) -> bool:
 
 
 def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 90) -> None:
-    state = LabState.read(directory)
-    if state is None:
-        if directory.exists():
-            shutil.rmtree(directory)
+    directory = directory.absolute()
+    if not directory.exists() and not directory.is_symlink():
         out(f"lab: nothing runs from {directory}")
         return
-    if _pid_alive(state.pid):
+    if (why := lab_dir_problem(directory)) is not None:
+        raise ConfigError(f"{directory}: {why}; not touched")
+    state = LabState.read(directory)
+    if state is None:
+        shutil.rmtree(directory)
+        out(f"lab: nothing runs from {directory}")
+        return
+    # lab.json names a pid; only the supervisor this directory's `up` started is signalled.
+    if _is_supervisor(state.pid, directory):
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _pid_alive(state.pid) and time.monotonic() < deadline:
+        while _is_supervisor(state.pid, directory) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _pid_alive(state.pid):
+        if _is_supervisor(state.pid, directory):
             # Its children share its process group (the boards' QEMUs have their own, and
             # the switch ends them on SIGTERM).
             with contextlib.suppress(ProcessLookupError):

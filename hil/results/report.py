@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hil.results import compare, console, figures, html, junit, kcidb, load, verdicts
 from hil.results.junit import Case
-from hil.verdict import ExitCode
+from hil.verdict import ExitCode, release_exit_code
 
 HTML = "report.html"
 KCIDB = "kcidb.json"
@@ -120,7 +120,7 @@ def build(directory: Path, baseline_dir: Path | None = None) -> Report:
     results = load.load(directory)
     boards = [_board(b) for b in results.boards]
     report = Report(results=results, boards=boards,
-                    overall=verdicts.overall(b.verdict.code for b in boards),
+                    overall=release_exit_code(b.verdict.code for b in boards),
                     problems=list(results.problems),
                     generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if not boards:

@@ -24,9 +24,6 @@ DECISIONS = {
     ExitCode.USAGE_ERROR: "usage error",
     ExitCode.NOTHING_QUALIFIED: "nothing qualified",
 }
-# The worst first: one board's product failure decides a release; then a lab that failed.
-PRECEDENCE = (ExitCode.PRODUCT_FAILURE, ExitCode.INCONCLUSIVE, ExitCode.USAGE_ERROR,
-              ExitCode.NOTHING_QUALIFIED, ExitCode.PASSED)
 
 
 @dataclass(frozen=True)
@@ -88,14 +85,6 @@ def board_verdict(cases: Iterable[Case] | None, recorded: dict[str, Any] | None)
         notes.append(f"verdict.json recorded exit {recorded.get('exit_code')}, the JUnit cases "
                      f"give {int(code)}: the rebuilt one is shown")
     return BoardVerdict(code, out, tuple(notes))
-
-
-def overall(codes: Iterable[ExitCode]) -> ExitCode:
-    """A release's verdict: the worst board's; no board at all is inconclusive."""
-    seen = set(codes)
-    if not seen:
-        return ExitCode.INCONCLUSIVE
-    return next(c for c in PRECEDENCE if c in seen)
 
 
 def counts(cases: Iterable[Case]) -> Counter[str]:

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from hil.release import combine, progress_line
+from hil.release import progress_line
 from hil.verdict import ExitCode as E
+from hil.verdict import release_exit_code
+
+P, F, I, U, N = E.PASSED, E.PRODUCT_FAILURE, E.INCONCLUSIVE, E.USAGE_ERROR, E.NOTHING_QUALIFIED  # noqa: E741
+KILLED, PYTEST_INTERNAL = -9, 3  # not verdicts: a session killed by a signal, pytest's own error
+
+# Every pair of board codes: row = first board, column = second board.
+COLUMNS = (P, F, I, U, N, KILLED, PYTEST_INTERNAL)
+TABLE = {
+    P:               (P, F, I, U, N, I, I),
+    F:               (F, F, F, F, F, F, F),
+    I:               (I, F, I, U, I, I, I),
+    U:               (U, F, U, U, U, U, U),
+    N:               (N, F, I, U, N, I, I),
+    KILLED:          (I, F, I, U, I, I, I),
+    PYTEST_INTERNAL: (I, F, I, U, I, I, I),
+}
 
 
-@pytest.mark.parametrize(("codes", "overall"), [
-    ([0, 0], E.PASSED),
-    ([0, 1], E.PRODUCT_FAILURE),
-    ([2, 1], E.PRODUCT_FAILURE),   # a product failure on one board decides, whatever the other
-    ([0, 2], E.INCONCLUSIVE),
-    ([0, 5], E.PASSED),            # one board qualified everything selected, one had nothing
-    ([5, 5], E.NOTHING_QUALIFIED),
-    ([0, -9], E.INCONCLUSIVE),     # a session killed by a signal proves nothing
-    ([], E.NOTHING_QUALIFIED),
+@pytest.mark.parametrize(("a", "b"), list(itertools.product(COLUMNS, COLUMNS)))
+def test_every_pair_of_boards_gets_the_tables_verdict(a, b) -> None:
+    want = TABLE[a][COLUMNS.index(b)]
+    assert release_exit_code([a, b]) == want
+    assert release_exit_code([b, a]) == want  # the order of the boards does not matter
+
+
+@pytest.mark.parametrize(("codes", "want"), [
+    ([], I),        # no board reached
+    ([P], P), ([F], F), ([I], I), ([U], U), ([N], N), ([KILLED], I),
+    ([P, P, N], N),  # one board that qualified nothing keeps the release from shipping
+    ([P, N, I], I), ([N, U, I], U), ([P, I, U, F], F),
 ])
-def test_the_worst_board_decides(codes, overall) -> None:
-    assert combine(codes) == overall
+def test_any_number_of_boards(codes, want) -> None:
+    assert release_exit_code(codes) == want
 
 
 def test_progress_names_board_case_and_failures_as_they_happen() -> None:

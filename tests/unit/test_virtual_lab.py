@@ -96,13 +96,106 @@ def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) ->
     assert "(it installs ser2net)" in text
 
 
+def _supervisor_lookalike(directory: Path) -> subprocess.Popen[bytes]:
+    """A process whose command line is that of `directory`'s supervisor."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             "hil.lab.virtual_lab", "supervise", str(directory)])
+
+
+def _a_lab_dir(directory: Path) -> Path:
+    virtual_lab.claim_lab_dir(directory)
+    return directory
+
+
 def test_a_second_lab_in_the_same_directory_is_refused_before_anything_starts(
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(virtual_lab, "preflight", lambda boards, **kw: [])
-    LabState("ready", pid=1).write(tmp_path)  # pid 1 is always alive
-    with pytest.raises(virtual_lab.ConfigError, match="a lab already runs from"):
-        virtual_lab.up(tmp_path, 2)
-    assert (tmp_path / "lab.json").exists()
+    lab = _a_lab_dir(tmp_path / "lab")
+    sup = _supervisor_lookalike(lab)
+    try:
+        LabState("ready", pid=sup.pid).write(lab)
+        with pytest.raises(virtual_lab.ConfigError, match="a lab already runs from"):
+            virtual_lab.up(lab, 2)
+    finally:
+        sup.kill()
+        sup.wait()
+    assert (lab / "lab.json").exists()
+
+
+def test_down_refuses_a_directory_that_is_not_a_lab_and_deletes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_text("precious")
+    with pytest.raises(virtual_lab.ConfigError, match=r"holds no \.hil-lab marker.*not touched"):
+        virtual_lab.down(folder)
+    assert (folder / "holiday.jpg").read_text() == "precious"
+
+
+def test_up_refuses_a_directory_that_is_not_a_lab_before_anything_starts(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(virtual_lab, "preflight", lambda boards, **kw: [])
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    with pytest.raises(virtual_lab.ConfigError, match="not touched"):
+        virtual_lab.up(folder, 2)
+    assert (folder / "notes.txt").read_text() == "keep"
+
+
+def test_a_lab_directory_is_private_and_marked(tmp_path: Path) -> None:
+    lab = _a_lab_dir(tmp_path / "deep" / "lab")
+    assert lab.stat().st_mode & 0o777 == 0o700
+    assert (lab / virtual_lab.MARKER).is_file()
+    assert virtual_lab.lab_dir_problem(lab) is None
+    # A lab directory another user could write into is not trusted, nor one they own.
+    lab.chmod(0o777)
+    assert "mode 777" in str(virtual_lab.lab_dir_problem(lab))
+    lab.chmod(0o700)
+    assert "belongs to uid" in str(virtual_lab.lab_dir_problem(lab, euid=12345))
+    link = tmp_path / "link"
+    link.symlink_to(lab)
+    assert "symbolic link" in str(virtual_lab.lab_dir_problem(link))
+    # An empty directory of this user's may be taken; a lab's own is emptied and taken again.
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    virtual_lab.claim_lab_dir(empty)
+    (lab / "lab.json").write_text("{}")
+    virtual_lab.claim_lab_dir(lab)
+    assert sorted(p.name for p in lab.iterdir()) == [virtual_lab.MARKER]
+
+
+def test_a_planted_lab_json_is_neither_read_nor_its_pid_signalled(tmp_path: Path) -> None:
+    planted = tmp_path / "hil-lab"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    (planted / virtual_lab.MARKER).write_text("")
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        LabState("ready", pid=victim.pid, coordinator="$(touch /tmp/pwned)").write(planted)
+        assert LabState.read(planted) is None
+        with pytest.raises(virtual_lab.ConfigError, match="mode 777"):
+            virtual_lab.down(planted)
+        # In a lab's own directory, a pid that is not its supervisor is not signalled either.
+        lab = _a_lab_dir(tmp_path / "lab")
+        LabState("ready", pid=victim.pid).write(lab)
+        virtual_lab.down(lab, out=lambda _: None)
+        assert victim.poll() is None
+        assert not lab.exists()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_lab_env_quotes_what_it_prints(tmp_path: Path, capsys) -> None:
+    from hil import cli
+
+    lab = _a_lab_dir(tmp_path / "lab")
+    LabState("ready", 42, coordinator="127.0.0.1:1; touch /tmp/pwned",
+             places=["virtual-0"], credentials="/x/$(id)").write(lab)
+    assert cli.main(["lab", "env", "--dir", str(lab)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "export LG_COORDINATOR='127.0.0.1:1; touch /tmp/pwned'"
+    assert out[1] == "export HIL_POWER_CREDENTIALS='/x/$(id)'"
 
 
 def test_a_supervisor_that_ended_is_gone_even_before_its_parent_reaps_it() -> None:

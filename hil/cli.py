@@ -211,20 +211,18 @@ def _lab_status(args: argparse.Namespace) -> int:
     from hil.lab import status
     from hil.lab.coordinator import Coordinator
 
-    c = Coordinator(_coordinator(args))
-    print(f"coordinator {c.address}")
-    for line in status.lines(c.places(), c.reservations(), time.time()):
-        print(line)
+    with Coordinator(_coordinator(args), purpose="status") as c:
+        print(f"coordinator {c.address}")
+        for line in status.lines(c.places(), c.reservations(), time.time()):
+            print(line)
     return 0
 
 
 def _lab_health(args: argparse.Namespace) -> int:
     from hil.lab import health
-    from hil.lab.coordinator import Coordinator
 
     results = Path(args.results or f"results/health-{args.place}-{int(time.time())}")
-    verdict, _ = health.run_check(Coordinator(_coordinator(args)), args.place,
-                                  Path(args.lg_env), results)
+    verdict, _ = health.run_check(_coordinator(args), args.place, Path(args.lg_env), results)
     return 0 if verdict == "good" else int(ExitCode.INCONCLUSIVE)
 
 
@@ -235,8 +233,8 @@ def _lab_janitor(args: argparse.Namespace) -> int:
     from hil.lab.janitor import Janitor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    Janitor(Coordinator(_coordinator(args)), Path(args.lg_env), Path(args.results),
-            interval=args.interval, period=args.period).run()
+    Janitor(Coordinator(_coordinator(args), purpose="janitor"), Path(args.lg_env),
+            Path(args.results), interval=args.interval, grace=args.grace).run()
     return 0
 
 
@@ -355,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "health checks")
     lj.add_argument("--interval", type=float, default=86400.0, metavar="S",
                     help="health-check interval (default a day, as LAVA)")
-    lj.add_argument("--period", type=float, default=2.0, metavar="S")
+    lj.add_argument("--grace", type=float, default=30.0, metavar="S",
+                    help="kick a place acquired without a lease after this long (default 30)")
     for p in (lh, lj):
         p.add_argument("--lg-env", default=str(REPO / "places" / "virtual-lab.yaml"),
                        help="environment whose RemotePlace is LG_PLACE (default: "

@@ -125,7 +125,9 @@ def lab_places(coordinator: str, filters: dict[str, str]) -> list[str]:
     want = {**filters}
     name = want.pop("name", None)
     found = []
-    for p in Coordinator(coordinator).places():
+    with Coordinator(coordinator, purpose="release") as c:
+        places = c.places()
+    for p in places:
         if name is not None and p.name != name:
             continue
         if all(p.tags.get(k) == v for k, v in want.items()):

@@ -65,3 +65,13 @@ def check(path: str | Path) -> None:
     found = problems(data)
     if found:
         raise ConfigError(f"environment file {p}: " + "; ".join(found))
+
+
+def check_target_name(path: str | Path, wanted: str | None) -> None:
+    """`--hil-target NAME` names a target of the file (checked before any reservation)."""
+    if wanted is None:
+        return
+    names = list((load(Path(path).read_text()) or {}).get("targets") or {})
+    if wanted not in names:
+        raise ConfigError(f"--hil-target {wanted}: the environment has no such target (it has "
+                          f"{', '.join(names) or 'none'})")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hil.lab.coordinator import Coordinator, Place
+from hil.lab.coordinator import Coordinator, Place, split_identity
 from hil.lab.reservations import HEALTH_TAG, PlaceReservation
 
 CHECKED_TAG = "health-checked"
@@ -70,22 +70,30 @@ def mark(coordinator: Coordinator, place: str, health: str, reason: str,
     coordinator.set_comment(place, f"health {health}: {reason}")
 
 
-def run_check(coordinator: Coordinator, place: str, env_file: Path, results: Path,
+def run_check(coordinator: str, place: str, env_file: Path, results: Path,
               environ: Mapping[str, str] = os.environ, timeout: float = 600,
               progress: Callable[[str], None] = print) -> tuple[str, str]:
-    """Check `place` now (waiting for it if it is held) and mark it; returns (health, reason)."""
+    """Check `place` now (waiting for it if it is held) and mark it; returns (health, reason).
+    The check is a holder of its own at the coordinator at `coordinator` (HOST:PORT), never
+    taken for a session of the same user."""
     t0 = time.monotonic()
-    with PlaceReservation(coordinator, {"name": place}, prio=CHECK_PRIO, timeout=timeout,
-                          lease=120, healthy_only=False, progress=progress):
+    reservation = PlaceReservation(coordinator, {"name": place}, prio=CHECK_PRIO,
+                                   timeout=timeout, lease=120, healthy_only=False,
+                                   progress=progress, purpose=f"health-{place}")
+    with reservation:
+        host, user = split_identity(reservation.holder)
         q = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lg-env", str(env_file),
              "--hil-results", str(results), *CHECK_CASES],
             cwd=REPO, capture_output=True, text=True, timeout=timeout,
-            env={**environ, "LG_COORDINATOR": coordinator.address, "LG_PLACE": place})
+            # labgrid's RemotePlace in the check's pytest uses the place as this holder.
+            env={**environ, "LG_COORDINATOR": coordinator, "LG_PLACE": place,
+                 "LG_HOSTNAME": host, "LG_USERNAME": user})
         verdict = None
         with contextlib.suppress(OSError, ValueError):  # a run that ended before its verdict
             verdict = json.loads((results / "verdict.json").read_text())
         health, reason = outcome(q.returncode, verdict)
-        mark(coordinator, place, health, f"{reason} ({time.monotonic() - t0:.0f} s, {results})")
+        mark(reservation.coordinator, place, health,
+             f"{reason} ({time.monotonic() - t0:.0f} s, {results})")
     progress(f"health: {place}: {health}: {reason}")
     return health, reason

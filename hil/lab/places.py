@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import socket
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from labgrid.exceptions import InvalidConfigError, NoResourceFoundError
 from labgrid.resource import RemotePlace
 
 from hil.errors import ConfigError
+from hil.lab.coordinator import Coordinator, CoordinatorUnreachable, Place
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 
@@ -78,40 +76,36 @@ def choose_target(targets: Mapping[str, str | None], wanted: str | None,
                       "with --hil-target NAME, or reserve its place (--hil-reserve name=PLACE)")
 
 
-def problem(place: str, shown: subprocess.CompletedProcess[str], coordinator: str,
-            me: str) -> str | None:
-    """What keeps this client from using `place`, from `labgrid-client -p PLACE show`."""
-    if shown.returncode != 0:
-        err = shown.stderr + shown.stdout
-        if "matches nothing" in err:
-            return (f"place '{place}' is not on the coordinator at {coordinator}: "
-                    f"`labgrid-client -x {coordinator} places` lists its places")
-        if "connect to coordinator" in err or "unavailable" in err:
-            return (f"no labgrid coordinator answers at {coordinator}: start the lab "
-                    "(`hil lab up` for the virtual one) or set LG_COORDINATOR")
-        return f"labgrid-client cannot show place '{place}': {err.strip()[-300:]}"
-    m = re.search(r"^\s*acquired: (\S+)", shown.stdout, re.MULTILINE)
-    holder = m.group(1) if m else "None"
-    if holder == "None":
-        return (f"place '{place}' is not acquired: `labgrid-client -p {place} acquire` first, "
-                "and release it after the run")
-    if holder != me:
-        return f"place '{place}' is held by {holder}, not by this client ({me})"
+def problem(place: str, found: Place | None, coordinator: str, me: str) -> str | None:
+    """What keeps this client (`me`, host/user) from using `place` (None: not there)."""
+    if found is None:
+        return (f"place '{place}' is not on the coordinator at {coordinator}: "
+                "`hil lab status` lists its places")
+    if found.acquired is None:
+        return (f"place '{place}' is not acquired: reserve it (`--hil-reserve name={place}`), "
+                f"or `labgrid-client -p {place} acquire` first and release it after the run")
+    if found.acquired != me:
+        return f"place '{place}' is held by {found.acquired}, not by this client ({me})"
     return None
 
 
 def check(env_path: Path, target: str | None = None,
-          environ: Mapping[str, str] = os.environ) -> None:
+          environ: Mapping[str, str] = os.environ, connect_timeout: float = 10.0) -> None:
     """The place of `target` (of every remote target when None) is there and held by us."""
-    coordinator = environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR)
+    address = environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR)
     me = f"{environ.get('LG_HOSTNAME') or socket.gethostname()}/" \
          f"{environ.get('LG_USERNAME') or getpass.getuser()}"
-    client = str(Path(sys.executable).parent / "labgrid-client")
-    for name, place in remote_places(env_path).items():
-        if target is not None and name != target:
-            continue
-        shown = subprocess.run([client, "-x", coordinator, "-p", place, "show"],
-                               capture_output=True, text=True, timeout=60)
-        found = problem(place, shown, coordinator, me)
+    wanted = {name: place for name, place in remote_places(env_path).items()
+              if target is None or name == target}
+    if not wanted:
+        return
+    try:
+        with Coordinator(address, purpose="place-check", connect_timeout=connect_timeout) as c:
+            places = {p.name: p for p in c.places()}
+    except CoordinatorUnreachable:
+        raise ConfigError(f"no labgrid coordinator answers at {address}: start the lab "
+                          "(`hil lab up` for the virtual one) or set LG_COORDINATOR") from None
+    for place in wanted.values():
+        found = problem(place, places.get(place), address, me)
         if found:
             raise ConfigError(found)

@@ -288,6 +288,7 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.health_interval = health_interval
         self.janitor: Janitor | None = None
+        self.coordinator: Coordinator | None = None
         self._died: dict[str, float] = {}
 
     def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
@@ -312,13 +313,6 @@ class Supervisor:
                 raise InfrastructureError(f"{what} not ready within {timeout:.0f} s "
                                           f"(log: {self.logs / (name + '.log')})")
             time.sleep(0.2)
-
-    def client(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        q = subprocess.run([labgrid_tool("labgrid-client"), "-x", self.plan.coordinator, *args],
-                           capture_output=True, text=True, timeout=60)
-        if check and q.returncode != 0:
-            raise InfrastructureError(f"labgrid-client {' '.join(args)}: {q.stderr.strip()}")
-        return q
 
     def _credentials_file(self) -> str:
         if self.credentials:
@@ -383,16 +377,16 @@ class Supervisor:
             wanted |= labhost_lab.wanted_resources(names)
         else:
             wanted |= {f"{EXPORTER}/{b}/NetworkSerialPort" for b in names}
+        coordinator = self.coordinator = Coordinator(plan.coordinator, purpose="lab")
         for place in names:
-            self.client("-p", place, "create")
+            coordinator.create_place(place)
             for exp in exporters:
-                self.client("-p", place, "add-match", f"{exp}/{place}/*")
-            tags = plan.board(names.index(place)).tags
-            self.client("-p", place, "set-tags", *(f"{k}={v}" for k, v in tags.items()))
+                coordinator.add_match(place, f"{exp}/{place}/*")
+            coordinator.set_tags(place, plan.board(names.index(place)).tags)
 
         def exported() -> bool:
-            out = self.client("resources", check=False).stdout
-            return wanted <= {line.strip() for line in out.splitlines()}
+            have = {path.rsplit("/", 1)[0] for path in coordinator.resource_paths()}
+            return wanted <= have
 
         try:
             self._wait("exporters' resources", exported, 120, "exporter")
@@ -407,8 +401,8 @@ class Supervisor:
         self.state.write(self.directory)
         # The janitor's health checks power the boards as any client does.
         os.environ["HIL_POWER_CREDENTIALS"] = self.state.credentials
-        self.janitor = Janitor(Coordinator(plan.coordinator), LAB_ENV, self.directory / "health",
-                               interval=self.health_interval)
+        self.janitor = Janitor(Coordinator(plan.coordinator, purpose="janitor"), LAB_ENV,
+                               self.directory / "health", interval=self.health_interval)
         threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
 
     # What a lab host's service manager restarts (systemd's Restart=always), and after how long.
@@ -436,7 +430,9 @@ class Supervisor:
 
     def stop(self) -> None:
         if self.janitor is not None:
-            self.janitor.stop.set()
+            self.janitor.close()
+        if self.coordinator is not None:
+            self.coordinator.close()
         if self.labhost is not None:
             # Its exporter's resources go with it.
             self.labhost.stop()
@@ -571,16 +567,17 @@ def up(directory: Path, boards: int, credentials: str | None = None,
 def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
     """Wait for the janitor's first health check of every place, and for its sessions to
     release them (the verdict is tagged before the release ends); place -> health."""
-    coordinator = Coordinator(state.coordinator)
     deadline = time.monotonic() + timeout
-    while True:
-        places = coordinator.places()
-        found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in places}
-        settled = all(h != "unknown" for h in found.values()) and not any(
-            p.acquired for p in places)
-        if settled or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
+    with Coordinator(state.coordinator, purpose="lab-up") as coordinator:
+        generation = coordinator.generation
+        while True:
+            places = coordinator.places()
+            found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in places}
+            settled = all(h != "unknown" for h in found.values()) and not any(
+                p.acquired for p in places)
+            if settled or time.monotonic() > deadline:
+                return found
+            generation = coordinator.wait_for_change(generation, 5.0)
 
 
 # A lab directory holds this file from the moment `up` makes it: `up` and `down` delete only

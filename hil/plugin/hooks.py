@@ -73,6 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # Everything the user can get wrong is checked here, before anything is powered.
     try:
         envfile.check(lg_env)
+        # What the user named is checked, and the results directory claimed, before any wait
+        # for a place (which can last an hour).
+        envfile.check_target_name(lg_env, config.getoption("hil_target"))
+        given = config.getoption("hil_results")
+        directory = rundir.create(Path(given) if given else None)
         try:
             reservation.reserve(config)
         except ConfigError:
@@ -84,8 +89,6 @@ def pytest_configure(config: pytest.Config) -> None:
                                       config.getoption("hil_target"),
                                       os.environ.get("LG_PLACE"))
         places.check(Path(lg_env), target)
-        given = config.getoption("hil_results")
-        directory = rundir.create(Path(given) if given else None)
     except HilError as e:
         raise pytest.UsageError(str(e)) from None
     if not config.option.xmlpath:
@@ -241,7 +244,8 @@ class RunHooks:
         }
         held = reservation.held(session.config)
         if held is not None and held.lost:
-            summary["lost"] = held.lost
+            summary["lost"] = str(held.lost)
+            summary["lost_reason"] = held.lost.reason.value
         (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
         reservation.after_run(session.config, infrastructure_failed,
                               _first_infrastructure_failure(run))

@@ -9,6 +9,7 @@ runs out and the lab's janitor frees the place.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -18,9 +19,9 @@ from typing import Any
 import pytest
 
 from hil.lab import health
-from hil.lab.coordinator import Coordinator
+from hil.lab.coordinator import split_identity
 from hil.lab.places import DEFAULT_COORDINATOR
-from hil.lab.reservations import PlaceReservation, lab_fault, parse_request
+from hil.lab.reservations import Lost, PlaceReservation, lease_problem, parse_request
 
 RESERVATION = pytest.StashKey["Held"]()
 # What the watch thread interrupts the run with when the place is lost.
@@ -30,7 +31,7 @@ LOST_SIGNAL = signal.SIGUSR1
 class Held:
     def __init__(self, reservation: PlaceReservation):
         self.reservation = reservation
-        self.lost: str | None = None
+        self.lost: Lost | None = None
         # Set when the run is ending anyway: a loss found then is recorded, not signalled.
         self.finishing = threading.Event()
 
@@ -52,6 +53,18 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+def check_options(config: pytest.Config) -> None:
+    """The reservation's options, before anything waits: one usage error each."""
+    if (why := lease_problem(config.getoption("hil_lease"))) is not None:
+        raise pytest.UsageError(why)
+    timeout = config.getoption("hil_reserve_timeout")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise pytest.UsageError(f"--hil-reserve-timeout {timeout:g}: give a number of "
+                                "seconds above 0")
+    if not math.isfinite(config.getoption("hil_priority")):
+        raise pytest.UsageError("--hil-priority must be a finite number")
+
+
 def reserve(config: pytest.Config) -> None:
     """Before the environment is checked: the environment's LG_PLACE is the place held."""
     words = config.getoption("hil_reserve")
@@ -61,11 +74,12 @@ def reserve(config: pytest.Config) -> None:
         filters = parse_request(words)
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
+    check_options(config)
     address = (config.getoption("lg_coordinator", None) or os.environ.get("LG_COORDINATOR")
                or DEFAULT_COORDINATOR)
     held: Held | None = None
 
-    def lost(why: str) -> None:
+    def lost(why: Lost) -> None:
         if held is not None:
             held.lost = why
             if held.finishing.is_set():
@@ -76,19 +90,22 @@ def reserve(config: pytest.Config) -> None:
         # KeyboardInterrupt for it.
         os.kill(os.getpid(), LOST_SIGNAL)
 
-    res = PlaceReservation(Coordinator(address), filters,
+    # Released on every way out from here: pass, failure, Ctrl-C, SIGTERM, an exception, and
+    # a signal in the middle of acquire() (release() undoes what acquire() got done).
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(LOST_SIGNAL, _raise_interrupt)
+    res = PlaceReservation(address, filters,
                            prio=config.getoption("hil_priority"),
                            timeout=config.getoption("hil_reserve_timeout"),
                            lease=config.getoption("hil_lease"),
                            progress=lambda line: print(line, file=sys.stderr, flush=True),
-                           on_loss=lost)
-    # Released on every way out from here: pass, failure, Ctrl-C, SIGTERM, an exception.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(LOST_SIGNAL, _raise_interrupt)
-    hold = res.acquire()
+                           on_loss=lost, purpose="pytest")
+    config.add_cleanup(res.release)
     held = Held(res)
     config.stash[RESERVATION] = held
-    config.add_cleanup(res.release)
+    # labgrid's RemotePlace in this run uses the place as this session's holder.
+    os.environ["LG_HOSTNAME"], os.environ["LG_USERNAME"] = split_identity(res.holder)
+    hold = res.acquire()
     os.environ["LG_PLACE"] = hold.place
     os.environ["LG_COORDINATOR"] = address
 
@@ -115,12 +132,12 @@ def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> N
     h = held(config)
     if h is None or not (infrastructure_failed or h.lost):
         return
-    if h.lost and not lab_fault(h.lost):
+    if h.lost and not h.lost.reason.lab_fault:
         return  # another client took the place: nothing wrong with it
     hold = h.reservation.hold
     if hold is None:
         return
-    reason = h.lost or why
+    reason = str(h.lost or why)
     try:
         if h.reservation.coordinator.place(hold.place).acquired != h.reservation.holder:
             # Kicked or released by another client: the errors were its doing, not the lab's.

@@ -19,6 +19,21 @@ def run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+CLAIM = ".hil-run"
+
+
+def claim(path: Path) -> None:
+    """Make `path` this run's alone: two runs given the same empty directory both see it
+    empty, but only one creates its claim."""
+    try:
+        fd = os.open(path / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise ConfigError(f"results directory {path} is claimed by another run: name a new "
+                          "directory") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
 def create(path: Path | None, parent: Path = DEFAULT_PARENT) -> Path:
     """The run's directory, created now: `path` if given (it must be new or empty), else a
     new `<parent>/<run id>` with `<parent>/latest` pointing at it."""
@@ -28,9 +43,11 @@ def create(path: Path | None, parent: Path = DEFAULT_PARENT) -> Path:
                               "to another's results; name a new directory or leave "
                               "--hil-results out for a fresh one under results/")
         path.mkdir(parents=True, exist_ok=True)
+        claim(path)
         return path.resolve()
     run = parent / run_id()
     run.mkdir(parents=True)
+    claim(run)
     link = parent / LATEST
     tmp = parent / f".{LATEST}.{os.getpid()}"
     tmp.unlink(missing_ok=True)

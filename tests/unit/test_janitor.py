@@ -29,40 +29,49 @@ class ScriptedCoordinator:
     def set_comment(self, place: str, comment: str) -> None:
         self.calls.append(("set_comment", place, comment))
 
-    def release(self, place: str, kick: bool = False) -> None:
-        self.calls.append(("release", place, kick))
+    def release(self, place: str, only_from: str | None = None) -> None:
+        self.calls.append(("release", place, only_from))
 
     def cancel(self, token: str) -> None:
         self.calls.append(("cancel", token))
 
 
 def reservation(token: str, state: str, allocation: str | None) -> Reservation:
-    return Reservation(token, "host/user", state, 0.0, "name=p1", allocation, "")
+    return Reservation(token, "host/user", state, 0.0, {"name": "p1"}, allocation, 0.0)
 
 
 def test_a_lease_nobody_renewed_is_kicked_and_its_reservation_cancelled(tmp_path: Path) -> None:
     # The vanished session's reservation would keep p1 allocated for another minute, holding
     # back the health check and every waiting session; one waiting for p2 is left alone.
-    held = Place("p1", {LEASE_TAG: "100", HOLDER_TAG: "ci/1234", "health": "good"},
+    held = Place("p1", {LEASE_TAG: "100+30", HOLDER_TAG: "ci/1234", "health": "good"},
                  acquired="host/user")
     coordinator = ScriptedCoordinator(
-        [held, Place("p2", {"health": "good"}, acquired="host/other")],
+        [held, Place("p2", {"health": "good", LEASE_TAG: "100+30"}, acquired="host/other")],
         [reservation("DEAD", "acquired", "p1"), reservation("ALIVE", "waiting", None),
          reservation("OTHER", "acquired", "p2")])
     janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path, out=lambda _: None)  # type: ignore[arg-type]
-    janitor.round(now=200.0)
+    janitor.round(now=200.0, mono=0.0)  # first seen
+    assert coordinator.calls == []
+    # p2's holder renews; p1's does not.
+    coordinator._places[1] = Place("p2", {"health": "good", LEASE_TAG: "110+30"},
+                                   acquired="host/other")
+    janitor.round(now=231.0, mono=31.0)
     calls = coordinator.calls
-    assert ("release", "p1", True) in calls
+    kick = ("release", "p1", "host/user")
+    assert kick in calls
+    assert not [c for c in calls if c[1] == "p2"]
     assert [c for c in calls if c[0] == "cancel"] == [("cancel", "DEAD")]
-    assert calls.index(("release", "p1", True)) < calls.index(("cancel", "DEAD"))
-    assert calls.index(("set_tags", "p1", {"health": "unknown"})) < calls.index(
-        ("release", "p1", True)), "marked unknown before anyone can take it"
+    assert calls.index(kick) < calls.index(("cancel", "DEAD"))
+    assert calls.index(("set_tags", "p1", {"health": "unknown"})) < calls.index(kick), \
+        "marked unknown before anyone can take it"
 
 
 def test_a_lease_still_running_is_left_alone(tmp_path: Path) -> None:
-    held = Place("p1", {LEASE_TAG: "300", HOLDER_TAG: "ci/1234", "health": "good"},
+    held = Place("p1", {LEASE_TAG: "300+60", HOLDER_TAG: "ci/1234", "health": "good"},
                  acquired="host/user")
     coordinator = ScriptedCoordinator([held], [reservation("LIVE", "acquired", "p1")])
-    Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
-            out=lambda _: None).round(now=200.0)
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+                      out=lambda _: None)
+    janitor.round(now=200.0, mono=0.0)
+    janitor.round(now=259.0, mono=59.0)
     assert coordinator.calls == []

@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hil.errors import ConfigError
 from hil.lab import places
+from hil.lab.coordinator import Place
 
 REPO = Path(__file__).resolve().parents[2]
 ME = "ci-host/root"
 
 
-def shown(rc: int, out: str = "", err: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess([], rc, out, err)
-
-
-@pytest.mark.parametrize(("result", "says"), [
-    (shown(1, err="Error: place pattern nope matches nothing"),
-     "place 'nope' is not on the coordinator at 127.0.0.1:1: `labgrid-client -x 127.0.0.1:1 "
-     "places` lists its places"),
-    (shown(1, err="coordinator is unavailable: failed to connect to all addresses"),
-     "no labgrid coordinator answers at 127.0.0.1:1"),
-    (shown(0, "Place 'nope':\n  acquired: None\n"),
-     "place 'nope' is not acquired: `labgrid-client -p nope acquire` first"),
-    (shown(0, "Place 'nope':\n  acquired: other-host/alice\n"),
+@pytest.mark.parametrize(("found", "says"), [
+    (None, "place 'nope' is not on the coordinator at 127.0.0.1:1: `hil lab status` lists its "
+           "places"),
+    (Place("nope"), "place 'nope' is not acquired: reserve it (`--hil-reserve name=nope`)"),
+    (Place("nope", acquired="other-host/alice"),
      "place 'nope' is held by other-host/alice, not by this client (ci-host/root)"),
+    # Another session of the same user on the same host is another holder.
+    (Place("nope", acquired="ci-host/root+pytest-7-abc"),
+     "place 'nope' is held by ci-host/root+pytest-7-abc, not by this client (ci-host/root)"),
 ])
-def test_each_problem_with_a_place_says_what_to_do(result, says: str) -> None:
-    found = places.problem("nope", result, "127.0.0.1:1", ME)
-    assert found is not None and found.startswith(says)
+def test_each_problem_with_a_place_says_what_to_do(found, says: str) -> None:
+    problem = places.problem("nope", found, "127.0.0.1:1", ME)
+    assert problem is not None and problem.startswith(says)
 
 
 def test_a_place_this_client_holds_is_fine() -> None:
-    assert places.problem("p", shown(0, "Place 'p':\n  acquired: ci-host/root\n"),
-                          "127.0.0.1:1", ME) is None
+    assert places.problem("p", Place("p", acquired=ME), "127.0.0.1:1", ME) is None
+
+
+def test_no_coordinator_is_named_before_anything_is_powered(monkeypatch) -> None:
+    monkeypatch.setenv("LG_PLACE", "virtual-1")
+    with pytest.raises(ConfigError, match=r"no labgrid coordinator answers at 127\.0\.0\.1:1"):
+        places.check(REPO / "places" / "virtual-lab.yaml",
+                     environ={"LG_COORDINATOR": "127.0.0.1:1", "LG_PLACE": "virtual-1"},
+                     connect_timeout=1.0)
 
 
 def test_the_place_comes_from_lg_place(monkeypatch) -> None:

@@ -1,37 +1,35 @@
-"""Reservations, leases, loss and health on the coordinator: the decisions, on recorded output
-of labgrid-client (tests/data/labgrid)."""
+"""Reservations, leases, loss and health: the decisions, on places as labgrid's client
+session holds them (the same calls against a real coordinator: tests/integration/
+test_coordinator.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from hil.lab import health, status
-from hil.lab.coordinator import Place, parse_place, parse_reservations, parse_token
-from hil.lab.reservations import lab_fault, lease_expired, loss, parse_request, switch_url
+from hil.lab.coordinator import Place, Reservation
+from hil.lab.janitor import LeaseBook
+from hil.lab.reservations import (
+    Loss,
+    lease_problem,
+    lease_seconds,
+    lease_value,
+    leased_by_another,
+    loss,
+    parse_request,
+    switch_url,
+)
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "labgrid"
-SHOW = (DATA / "show-acquired.txt").read_text()
+POWER = "hil-lab/virtual-0/NetworkPowerPort/power"
+CONSOLE = "hil-lab/virtual-0/NetworkSerialPort/board-console"
 
 
-def test_a_place_is_read_with_its_tags_holder_comment_and_resources() -> None:
-    p = parse_place(SHOW)
-    assert p.name == "virtual-0" and p.acquired == "vm/root"
-    assert p.tags["health"] == "good" and p.tags["hil-lease"] == "1795637400"
-    assert p.comment.startswith("health good: health check passed")
-    assert p.resources == {"hil-lab/virtual-0/NetworkSerialPort/board-console": True,
-                           "hil-lab/virtual-0/NetworkPowerPort/power": False}
-    assert switch_url(p, SHOW) == "http://127.0.0.1:44575"
-
-
-def test_reservations_are_read_with_state_priority_and_allocation() -> None:
-    allocated, waiting = parse_reservations((DATA / "reservations.txt").read_text())
-    assert (allocated.token, allocated.state, allocated.prio, allocated.allocation) == \
-        ("C25532GHBX", "allocated", 5.0, "p1")
-    assert (waiting.owner, waiting.state, waiting.filters, waiting.allocation) == \
-        ("ci/runner", "waiting", "board=virtual health=good", None)
-    assert parse_token("export LG_TOKEN=NW05DIB3ZS\n") == "NW05DIB3ZS"
+def test_a_place_names_its_power_switch_from_the_power_ports_parameters() -> None:
+    p = Place("virtual-0", resources={CONSOLE: True, POWER: True},
+              params={CONSOLE: {"host": "10.0.0.1", "port": 5000},
+                      POWER: {"host": "http://127.0.0.1:44575", "index": 1}})
+    assert switch_url(p) == "http://127.0.0.1:44575"
+    assert switch_url(Place("x", resources={CONSOLE: True}, params={CONSOLE: {}})) is None
 
 
 @pytest.mark.parametrize(("words", "error"), [
@@ -53,12 +51,45 @@ def place(**kw) -> Place:
     return Place(**{**base, **kw})
 
 
-def test_a_lease_expires_only_on_a_held_place_nobody_renewed() -> None:
-    assert lease_expired(place(tags={"hil-lease": "100"}), now=101)
-    assert not lease_expired(place(tags={"hil-lease": "100"}), now=99)
-    assert not lease_expired(place(tags={}), now=10**10)  # held without hil: not ours to free
-    assert not lease_expired(place(tags={"hil-lease": "100"}, acquired=None), now=101)
-    assert lease_expired(place(tags={"hil-lease": "soon"}), now=0)
+def test_a_lease_is_renewed_at_plus_seconds_and_only_sane_seconds_count() -> None:
+    assert lease_value(1000.4, 60) == "1000+60"
+    assert lease_seconds("1000+60") == 60
+    for bad in ("", None, "100", "soon", "1000+nan", "1000+inf", "1000+0", "1000+-5", "1+5"):
+        assert lease_seconds(bad) is None, bad
+    assert lease_problem(60) is None
+    for bad in (0, -1, 5, float("nan"), float("inf"), 10**6):
+        assert "--hil-lease" in str(lease_problem(bad))
+
+
+def test_the_janitor_counts_a_lease_from_when_it_first_saw_its_value() -> None:
+    book = LeaseBook(grace=5)
+    held = place(tags={"hil-lease": "1+30"})  # written by a clock decades behind
+    assert book.expired(held, 100.0) is None
+    assert book.expired(held, 129.0) is None
+    renewed = place(tags={"hil-lease": "2+30"})
+    assert book.expired(renewed, 129.5) is None  # a new value: counted afresh
+    assert book.expired(renewed, 159.0) is None
+    why = book.expired(renewed, 160.0)
+    assert why is not None and "not renewed for 30 s" in why
+    assert book.next_due(150.0) == pytest.approx(9.5)
+
+
+def test_a_place_held_without_a_lease_is_freed_after_the_grace_only() -> None:
+    book = LeaseBook(grace=5)
+    for tags in ({}, {"hil-lease": "garbage"}, {"hil-lease": "1+nan"}):
+        book.forget("p")
+        bare = place(tags=tags)
+        assert book.expired(bare, 0.0) is None
+        assert book.expired(bare, 5.0) is None
+        assert "without a valid lease" in str(book.expired(bare, 5.5))
+    assert book.expired(place(acquired=None), 100.0) is None  # free, no lease: nothing to do
+
+
+def test_a_free_place_with_another_holders_lease_is_left_for_that_holder() -> None:
+    tags = {"hil-lease": "1+30", "hil-holder": "h.u+pytest-1-a"}
+    assert leased_by_another(place(acquired=None, tags=tags), "h/u+pytest-2-b")
+    assert not leased_by_another(place(acquired=None, tags=tags), "h/u+pytest-1-a")
+    assert not leased_by_another(place(acquired=None), "h/u+pytest-2-b")
 
 
 @pytest.mark.parametrize(("changes", "switch", "says"), [
@@ -71,14 +102,20 @@ def test_a_lease_expires_only_on_a_held_place_nobody_renewed() -> None:
 ])
 def test_each_way_of_losing_a_place_is_named(changes, switch, says) -> None:
     why = loss(place(**changes), "me/root", switch)
-    assert why is not None and says in why
+    assert why is not None and says in str(why)
 
 
 def test_only_a_loss_the_lab_caused_asks_for_a_health_check() -> None:
-    assert not lab_fault(loss(place(acquired="other/alice"), "me/root", True) or "")
-    assert not lab_fault(loss(place(acquired=None), "me/root", True) or "")
-    assert lab_fault(loss(place(resources={}), "me/root", True) or "")
-    assert lab_fault(loss(place(), "me/root", False) or "")
+    def reason(p: Place, switch: bool) -> Loss:
+        why = loss(p, "me/root", switch)
+        assert why is not None
+        return why.reason
+
+    assert reason(place(acquired="other/alice"), True) is Loss.TAKEN
+    assert reason(place(acquired=None), True) is Loss.RELEASED
+    assert reason(place(resources={}), True) is Loss.RESOURCES_GONE
+    assert reason(place(), False) is Loss.SWITCH_SILENT
+    assert [r for r in Loss if not r.lab_fault] == [Loss.TAKEN, Loss.RELEASED]
 
 
 def test_a_place_of_two_exporters_that_lost_one_is_lost() -> None:
@@ -88,44 +125,9 @@ def test_a_place_of_two_exporters_that_lost_one_is_lost() -> None:
                 "hil-labhost/virtual-0/NetworkSerialPort/board-console"}
     now = place(resources={"hil-labhost/virtual-0/NetworkSerialPort/board-console": True})
     why = loss(now, "me/root", True, expected)
-    assert why is not None and lab_fault(why)
-    assert "its resources went away (hil-lab/virtual-0/NetworkPowerPort/power)" in why
+    assert why is not None and why.reason.lab_fault
+    assert "its resources went away (hil-lab/virtual-0/NetworkPowerPort/power)" in str(why)
     assert loss(place(resources=dict.fromkeys(expected, True)), "me/root", True, expected) is None
-
-
-class ScriptedCoordinator:
-    """labgrid-client show, answering one place after another."""
-
-    def __init__(self, shows: list[Place]) -> None:
-        self.shows = shows
-
-    def run(self, *args: str, **kw: object) -> object:
-        p = self.shows.pop(0) if len(self.shows) > 1 else self.shows[0]
-        lines = [f"Place '{p.name}':", "  tags: ", f"  acquired: {p.acquired}"]
-        for path, avail in p.resources.items():
-            lines += [f"Acquired resource 'r' ({path}):", "  {'acquired': 'virtual-0',",
-                      f"   'avail': {avail},", "   'cls': 'X'}"]
-        return type("Done", (), {"stdout": "\n".join(lines) + "\n"})()
-
-
-def test_a_kick_in_progress_is_named_as_a_kick_not_as_an_exporter_gone(monkeypatch) -> None:
-    """labgrid releases a kicked place's resources before it clears `acquired`."""
-    from hil.lab import reservations
-
-    monkeypatch.setattr(reservations, "SETTLE_S", 2.0)
-    releasing = place(name="virtual-0", acquired="me/root", resources={})
-    kicked = place(name="virtual-0", acquired=None, resources={})
-    r = reservations.PlaceReservation(ScriptedCoordinator([releasing, releasing, kicked]),  # type: ignore[arg-type]
-                                      {"name": "virtual-0"})
-    r.holder = "me/root"
-    r.hold = reservations.Hold("virtual-0", "TOKEN")
-    assert r.why_lost() == "place virtual-0 was released by someone else"
-    # An exporter that stays away is named as one once the settling time is over.
-    gone = reservations.PlaceReservation(ScriptedCoordinator([releasing]),  # type: ignore[arg-type]
-                                         {"name": "virtual-0"})
-    gone.holder = "me/root"
-    gone.hold = reservations.Hold("virtual-0", "TOKEN")
-    assert "its resources went away (all)" in (gone.why_lost() or "")
 
 
 def test_a_place_still_held_with_everything_there_is_not_lost() -> None:
@@ -153,19 +155,19 @@ def test_a_check_is_good_only_when_its_run_passed_and_says_why_it_failed() -> No
 
 
 def test_status_shows_health_holder_lease_and_the_queue_in_order() -> None:
-    text = "\n".join(status.lines([parse_place(SHOW)],
-                                  parse_reservations((DATA / "reservations.txt").read_text()),
-                                  now=1795637300))
-    assert "virtual-0      good     vm/root                  +100s  board=virtual gic=v2 kvm=yes" \
-        in text
+    held = Place("virtual-0", tags={"board": "virtual", "gic": "v2", "kvm": "yes",
+                                    "health": "good", "hil-lease": "1795637340+60",
+                                    "hil-holder": "vm.root+pytest-1-a"},
+                 comment="health good: health check passed", acquired="vm/root+pytest-1-a")
+    reservations = [
+        Reservation("C25532GHBX", "vm/root+pytest-1-a", "acquired", 5.0,
+                    {"name": "virtual-0"}, "virtual-0", 1795637000.0),
+        Reservation("NW05DIB3ZS", "ci/runner+pytest-9-c", "waiting", 0.0,
+                    {"board": "virtual", "health": "good"}, None, 1795637100.0),
+    ]
+    text = "\n".join(status.lines([held], reservations, now=1795637300))
+    assert ("virtual-0      good     vm/root+pytest-1-a                   +100s  "
+            "board=virtual gic=v2 kvm=yes") in text
     assert "reservations waiting: 1" in text
-    assert "1. NW05DIB3ZS ci/runner prio 0 wants board=virtual health=good" in text
-    assert "allocated: C25532GHBX vm/root -> p1" in text
-
-
-def test_a_free_place_lists_its_matching_resources_too() -> None:
-    free = SHOW.replace("Acquired resource", "Matching resource").replace(
-        "  acquired: vm/root", "  acquired: None")
-    p = parse_place(free)
-    assert p.acquired is None and len(p.resources) == 2
-    assert switch_url(p, free) == "http://127.0.0.1:44575"
+    assert "1. NW05DIB3ZS ci/runner+pytest-9-c prio 0 wants board=virtual health=good" in text
+    assert "acquired: C25532GHBX vm/root+pytest-1-a -> virtual-0" in text

@@ -1,0 +1,214 @@
+"""Holding places on labgrid's own coordinator and exporter, on loopback (no boards): one
+session is one holder, no place stays locked without a lease, leases are judged on the
+janitor's clock, a coordinator restart does not end a session, and an idle janitor makes no
+calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.lab import janitor as janitor_mod
+from hil.lab import reservations
+from hil.lab.coordinator import Coordinator
+from hil.lab.janitor import Janitor
+from hil.lab.loopback import SAVE_PERIOD_S, LoopbackLab
+from hil.lab.reservations import (
+    HOLDER_TAG,
+    LEASE_TAG,
+    Loss,
+    Lost,
+    PlaceReservation,
+)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[LoopbackLab]:
+    with LoopbackLab(tmp_path / "lab", places=2) as lab:
+        yield lab
+
+
+def wait_for(what: str, cond, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.05)
+
+
+def session(lab: LoopbackLab, name: str = "place-0", **kw) -> PlaceReservation:
+    losses: list[Lost] = []
+    r = PlaceReservation(lab.address, {"name": name}, timeout=kw.pop("timeout", 30),
+                         lease=kw.pop("lease", 12), progress=lambda _: None,
+                         on_loss=losses.append, **kw)
+    r.losses = losses  # type: ignore[attr-defined]
+    return r
+
+
+class CountingCoordinator(Coordinator):
+    """Counts the calls that reach the coordinator."""
+
+    calls = 0
+
+    def _run(self, make, what, timeout=30.0):  # type: ignore[no-untyped-def]
+        if what not in ("places", "resources"):  # the session's own copy: no call
+            type(self).calls += 1
+        return super()._run(make, what, timeout)
+
+
+def test_two_sessions_of_one_user_are_two_holders_served_one_after_the_other(lab) -> None:
+    first, second = session(lab), session(lab)
+    assert first.holder != second.holder
+    assert first.holder.split("+")[0] == second.holder.split("+")[0]  # same host/user
+    first.acquire()
+    got: list[float] = []
+    t = threading.Thread(target=lambda: (second.acquire(), got.append(time.monotonic())))
+    t.start()
+    time.sleep(2)
+    assert not got, "the second session took a place the first holds"
+    with Coordinator(lab.address, purpose="look") as c:
+        assert c.place("place-0").acquired == first.holder
+    released = time.monotonic()
+    first.release()
+    t.join(20)
+    assert got and got[0] >= released
+    with Coordinator(lab.address, purpose="look") as c:
+        assert c.place("place-0").acquired == second.holder
+        assert c.place("place-0").tags[HOLDER_TAG] == second.holder.replace("/", ".")
+    second.release()
+
+
+def test_a_session_notices_a_kick_even_when_a_session_of_the_same_user_takes_the_place(
+        lab) -> None:
+    victim, check = session(lab), session(lab, purpose="health-place-0", healthy_only=False)
+    victim.acquire()
+    with Coordinator(lab.address, purpose="admin") as admin:
+        # Kicked as the janitor kicks: the lock, then the reservation that still holds it.
+        admin.release("place-0", only_from=victim.holder)
+        for r in admin.reservations():
+            if r.allocation == "place-0":
+                admin.cancel(r.token)
+    check.acquire()
+    wait_for("the victim notices", lambda: victim.losses)
+    assert victim.losses[0].reason in (Loss.RELEASED, Loss.TAKEN)
+    assert not victim.losses[0].reason.lab_fault
+    # The victim's release leaves the check's lock and lease alone.
+    victim.release()
+    with Coordinator(lab.address, purpose="look") as c:
+        p = c.place("place-0")
+        assert p.acquired == check.holder
+        assert p.tags[HOLDER_TAG] == check.holder.replace("/", ".")
+    check.release()
+
+
+def test_a_place_acquired_without_a_lease_is_kicked_after_the_grace(lab, tmp_path) -> None:
+    """A session killed between its lock and its lease, or a lock taken by hand."""
+    said: list[str] = []
+    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+                      tmp_path / "health", interval=1e9, grace=2.0, out=said.append)
+    janitor_thread = threading.Thread(target=janitor.run, daemon=True)
+    janitor_thread.start()
+    try:
+        hand = Coordinator(lab.address, purpose="by-hand")
+        hand.acquire("place-1")
+        t0 = time.monotonic()
+        with Coordinator(lab.address, purpose="look") as c:
+            wait_for("the janitor kicks it", lambda: c.place("place-1").acquired is None, 15)
+            kicked_after = time.monotonic() - t0
+            assert kicked_after >= 2.0
+            assert any("place-1: held by" in line and "without a valid lease" in line
+                       for line in said), said
+            # And health-checked before anyone gets it (the check of this test's lab has no
+            # environment to run, so it ends bad; a real one boots the board).
+            wait_for("the check ran", lambda: c.place("place-1").tags.get("health") == "bad")
+            assert not any("place-0" in line for line in said)
+        hand.close()
+    finally:
+        janitor.close()
+
+
+def test_a_lease_is_judged_on_the_janitors_clock_not_the_holders(lab, tmp_path,
+                                                                  monkeypatch) -> None:
+    # The holder's clock is an hour behind: the lease it writes has long "expired" by any
+    # other clock; the janitor counts from when it first saw each value.
+    real = time.time
+    monkeypatch.setattr(reservations.time, "time", lambda: real() - 3600)
+    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+                      tmp_path / "health", interval=1e9, grace=2.0, out=lambda _: None)
+    threading.Thread(target=janitor.run, daemon=True).start()
+    r = session(lab, lease=10)
+    try:
+        r.acquire()
+        time.sleep(12)  # longer than the lease: renewed twice meanwhile
+        assert not r.losses
+        with Coordinator(lab.address, purpose="look") as c:
+            assert c.place("place-0").acquired == r.holder
+        # A holder that stops renewing loses the place one lease after its last renewal.
+        r.stop_watching()
+        t0 = time.monotonic()
+        with Coordinator(lab.address, purpose="look") as c:
+            wait_for("the janitor frees it", lambda: c.place("place-0").acquired is None, 20)
+        assert time.monotonic() - t0 <= 10 + 1
+        assert "not renewed" in janitor.coordinator.place("place-0").comment
+    finally:
+        r.release()
+        janitor.close()
+
+
+@pytest.mark.parametrize("seconds", [0, -5, float("nan"), float("inf"), 5])
+def test_a_lease_that_cannot_be_one_is_refused(seconds) -> None:
+    with pytest.raises(ValueError, match="--hil-lease"):
+        PlaceReservation("127.0.0.1:1", {"name": "x"}, lease=seconds)
+
+
+def test_a_coordinator_restart_does_not_end_the_session_nor_let_another_take_the_place(
+        lab) -> None:
+    holder = session(lab, lease=30)
+    holder.acquire()
+    # The coordinator keeps its places (and their tags) as last saved.
+    time.sleep(SAVE_PERIOD_S + 1)
+    waiting = session(lab, purpose="waiting", timeout=60)
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(waiting.acquire().place), daemon=True)
+    t.start()
+    time.sleep(1)
+    lab.restart_coordinator(down_s=2)
+    with Coordinator(lab.address, purpose="look", connect_timeout=20) as c:
+        wait_for("the holder takes its place back",
+                 lambda: c.place("place-0").acquired == holder.holder, 30)
+        time.sleep(3)
+        assert c.place("place-0").acquired == holder.holder
+    assert not holder.losses and not got
+    holder.release()
+    t.join(30)
+    assert got == ["place-0"]
+    waiting.release()
+
+
+def test_an_idle_janitor_makes_no_calls_to_the_coordinator(lab, tmp_path) -> None:
+    CountingCoordinator.calls = 0
+    janitor = Janitor(CountingCoordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+                      tmp_path / "health", interval=1e9, out=lambda _: None)
+    janitor.round()
+    before = CountingCoordinator.calls
+    rounds = janitor.rounds
+    threading.Thread(target=janitor.run, daemon=True).start()
+    time.sleep(5)
+    janitor.close()
+    assert CountingCoordinator.calls == before
+    # It woke for nothing: no update, nothing due.
+    assert janitor.rounds - rounds <= 2
+
+
+def test_lease_book_kicks_a_free_place_whose_holder_never_came_back() -> None:
+    from hil.lab.coordinator import Place
+
+    book = janitor_mod.LeaseBook(grace=5)
+    stale = Place("p", tags={LEASE_TAG: "1000+30", HOLDER_TAG: "h.u+x"}, acquired=None)
+    assert book.expired(stale, 0.0) is None
+    assert book.expired(stale, 29.0) is None
+    why = book.expired(stale, 31.0)
+    assert why is not None and "not held since a coordinator restart" in why

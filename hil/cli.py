@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,10 @@ def _qualify(args: argparse.Namespace) -> int:
     return int(pytest.main(argv))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def _release(args: argparse.Namespace) -> int:
     """Several boards at once through a coordinator (the virtual lab's unless LG_COORDINATOR
     names one), then the report."""
@@ -74,6 +79,8 @@ def _release(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     started: Path | None = None
+    # A CI job cancelled sends SIGTERM: stop the boards as on Ctrl-C, not die leaving them.
+    signal.signal(signal.SIGTERM, _interrupt)
     if not os.environ.get("LG_COORDINATOR"):
         lab_dir = virtual_lab.DEFAULT_DIR
         state = virtual_lab.LabState.read(lab_dir)
@@ -88,9 +95,14 @@ def _release(args: argparse.Namespace) -> int:
         if not places:
             raise ConfigError(f"no healthy place matches {' '.join(args.reserve or [])}: "
                               "`hil lab status` shows the places")
-        code, directory = release.run(name, places, Path(args.results or REPO / "results"),
-                                      env_file, args.pytest_args,
-                                      campaigns=args.campaigns is not False)
+        try:
+            code, directory = release.run(name, places, Path(args.results or REPO / "results"),
+                                          env_file, args.pytest_args,
+                                          campaigns=args.campaigns is not False)
+        except KeyboardInterrupt:
+            print(f"release {name}: interrupted: inconclusive (exit 2); each board's results "
+                  "so far are kept", file=sys.stderr)
+            return int(ExitCode.INCONCLUSIVE)
     finally:
         if started is not None:
             virtual_lab.down(started)
@@ -180,6 +192,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _lab_up(args: argparse.Namespace) -> int:
     from hil.lab import virtual_lab
+
+    signal.signal(signal.SIGTERM, _interrupt)  # an interrupted --wait-healthy takes it down
 
     virtual_lab.up(Path(args.dir), args.boards, args.credentials,
                    health_interval=args.health_interval, wait_healthy=args.wait_healthy,

@@ -557,7 +557,13 @@ def up(directory: Path, boards: int, credentials: str | None = None,
     for k, v in state.exports().items():
         out(f"export {k}={shlex.quote(v)}")
     if wait_healthy:
-        healthy = wait_until_healthy(state, wait_healthy)
+        try:
+            healthy = wait_until_healthy(state, wait_healthy)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed while waiting: nobody asked for a lab
+            # that is not yet healthy to stay up.
+            down(directory, out=out)
+            raise
         state.timings["healthy_s"] = round(time.monotonic() - t0, 1)
         out(f"lab: health checks done in {state.timings['healthy_s']:.1f} s: "
             + ", ".join(f"{p} {h}" for p, h in healthy.items()))

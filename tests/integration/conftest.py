@@ -92,8 +92,9 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
     state = vl.up(directory, 2, credentials=str(creds), wait_healthy=400, lab_host=lab_host)
     from hil.lab.coordinator import Coordinator
 
-    unhealthy = [f"{p.name}: {p.tags.get('health')}: {p.comment}"
-                 for p in Coordinator(state.coordinator).places() if p.tags.get("health") != "good"]
+    with Coordinator(state.coordinator, purpose="test") as c:
+        unhealthy = [f"{p.name}: {p.tags.get('health')}: {p.comment}"
+                     for p in c.places() if p.tags.get("health") != "good"]
     if unhealthy:
         vl.down(directory)
         pytest.fail("the virtual lab's places failed their first health check: "

@@ -212,3 +212,27 @@ def test_lease_book_kicks_a_free_place_whose_holder_never_came_back() -> None:
     assert book.expired(stale, 29.0) is None
     why = book.expired(stale, 31.0)
     assert why is not None and "not held since a coordinator restart" in why
+
+
+def test_an_interrupted_release_frees_what_a_killed_board_session_held(lab, monkeypatch) -> None:
+    from hil import release
+
+    # A board session of release r1 on place-0, killed before it could release anything.
+    monkeypatch.setenv("LG_USERNAME", "ci")
+    monkeypatch.setenv("LG_USERNAME", release.board_user("r1", "place-0"))
+    killed = session(lab)
+    killed.acquire()
+    killed.stop_watching()
+    monkeypatch.setenv("LG_USERNAME", "someone")
+    other = session(lab, "place-1")
+    other.acquire()
+    monkeypatch.setenv("LG_COORDINATOR", lab.address)
+    monkeypatch.setenv("LG_USERNAME", "ci")  # the release's own
+    done = release.release_leftovers("r1", ["place-0", "place-1"])
+    assert done == {"place-0": "its place released, reservation cancelled"}
+    with Coordinator(lab.address, purpose="look") as c:
+        assert c.place("place-0").acquired is None
+        assert LEASE_TAG not in c.place("place-0").tags
+        assert c.place("place-1").acquired == other.holder  # another release's: untouched
+        assert not [r for r in c.reservations() if "release.r1" in r.owner]
+    other.release()

@@ -181,12 +181,13 @@ def virtual_lab_health(lab: Any, place: str, timeout: float) -> str:
     from hil.lab.coordinator import Coordinator
 
     deadline = time.monotonic() + timeout
-    while True:
-        p = Coordinator(lab.state.coordinator).place(place)
-        health = p.tags.get("health", "unknown")
-        if (health != "unknown" and p.acquired is None) or time.monotonic() > deadline:
-            return f"{health}: {p.comment}" if health != "good" else health
-        time.sleep(2)
+    with Coordinator(lab.state.coordinator, purpose="test") as c:
+        while True:
+            p = c.place(place)
+            health = p.tags.get("health", "unknown")
+            if (health != "unknown" and p.acquired is None) or time.monotonic() > deadline:
+                return f"{health}: {p.comment}" if health != "good" else health
+            time.sleep(2)
 
 
 def resources_of(lab: Any, place: str) -> dict[str, dict[str, Any]]:

@@ -252,6 +252,16 @@ def _lab_janitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_bench(args: argparse.Namespace) -> int:
+    from hil.lab import schedbench
+
+    if min(args.places + args.sessions) < 1 or not args.seconds > 0:
+        raise ConfigError("--places, --sessions and --seconds must be above 0")
+    schedbench.main(args.places, args.sessions, args.seconds, Path(args.work),
+                    clients=args.client or ("hil", "labgrid-client"))
+    return 0
+
+
 def _lab_env(args: argparse.Namespace) -> int:
     from hil.lab import virtual_lab
 
@@ -378,6 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     for p in (ls, lh, lj):
         p.add_argument("--coordinator", default=None,
                        help="HOST:PORT (default LG_COORDINATOR, else the virtual lab's)")
+    lb = lab_sub.add_parser("bench", help="the scheduler under load on a loopback coordinator "
+                                          "and exporter: hil's client beside labgrid-client")
+    lb.add_argument("--places", type=int, nargs="+", default=[10, 50, 200], metavar="N")
+    lb.add_argument("--sessions", type=int, nargs="+", default=[5, 20, 50], metavar="M")
+    lb.add_argument("--seconds", type=float, default=60.0,
+                    help="length of each configuration's run (default 60)")
+    lb.add_argument("--client", choices=("hil", "labgrid-client"), action="append",
+                    help="only this client (default: both)")
+    lb.add_argument("--work", default="/tmp/hil-lab-bench",
+                    help="where the coordinators keep their state and logs")
+    lb.set_defaults(func=_lab_bench)
     for p, fn in ((lu, _lab_up), (ld, _lab_down), (le, _lab_env), (ls, _lab_status),
                   (lh, _lab_health), (lj, _lab_janitor)):
         p.add_argument("--dir", default=str(DEFAULT_DIR),

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]
@@ -94,6 +95,15 @@ def identity(purpose: str, environ: Mapping[str, str] = os.environ) -> str:
     user = environ.get("LG_USERNAME") or getpass.getuser()
     word = "".join(c if c.isalnum() or c in "-_." else "-" for c in purpose) or "session"
     return f"{host}/{user}+{word}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def thread_cpu_seconds(native_id: int | None) -> float:
+    """User + system CPU of a thread of this process so far (0 once it has ended)."""
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def split_identity(name: str) -> tuple[str, str]:
@@ -177,6 +187,7 @@ class Coordinator:
         self.connections = 0  # sessions started (1 + reconnections)
         self._session: _Session | None = None
         self._closed = False
+        self._final_cpu: float | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hil-coordinator",
                                         daemon=True)
@@ -259,9 +270,17 @@ class Coordinator:
             return self._cond.wait_for(lambda: self._session is not None or self._closed,
                                        timeout) and self._session is not None
 
+    def cpu_seconds(self) -> float:
+        """CPU time of this client's own thread (the event loop that serves its stream and its
+        calls), for the scheduler benchmark; kept after close()."""
+        if self._final_cpu is not None:
+            return self._final_cpu
+        return thread_cpu_seconds(self._thread.native_id)
+
     def close(self) -> None:
         if self._closed:
             return
+        self._final_cpu = thread_cpu_seconds(self._thread.native_id)
         self._closed = True
         self._updated()
 

@@ -86,7 +86,10 @@ class LeaseBook:
 class Janitor:
     def __init__(self, coordinator: Coordinator, env_file: Path, results: Path,
                  interval: float = 86400.0, grace: float = GRACE_S,
-                 out: Callable[[str], None] = log.info):
+                 out: Callable[[str], None] = log.info,
+                 check: Callable[[str, str, Path, Path], object] | None = None):
+        """`check(address, place, env_file, results)`: a health check (default: the board
+        cases, hil.lab.health.run_check)."""
         self.coordinator = coordinator
         self.env_file = env_file
         self.results = results
@@ -96,6 +99,7 @@ class Janitor:
         self.leases = LeaseBook(grace)
         self.expired: dict[str, float] = {}  # place -> when it was freed (wall clock)
         self.rounds = 0
+        self.check = check
         self._checking: dict[str, threading.Thread] = {}
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
@@ -142,8 +146,12 @@ class Janitor:
 
     def _check(self, place: str, now: float) -> None:
         try:
-            health.run_check(self.coordinator.address, place, self.env_file,
-                             self.results / f"{place}-{int(now)}", progress=self.out)
+            if self.check is not None:
+                self.check(self.coordinator.address, place, self.env_file,
+                           self.results / f"{place}-{int(now)}")
+            else:
+                health.run_check(self.coordinator.address, place, self.env_file,
+                                 self.results / f"{place}-{int(now)}", progress=self.out)
         except Exception as e:  # the janitor outlives any one check
             self.out(f"janitor: health check of {place} could not run: {e}")
             health.mark(self.coordinator, place, "bad", f"health check could not run: {e}")

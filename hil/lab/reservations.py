@@ -221,6 +221,7 @@ class PlaceReservation:
         self._watch: threading.Thread | None = None
         self._lock = threading.Lock()  # acquire/renew/release against each other
         self.timings: dict[str, float] = {}
+        self.watch_cpu_s = 0.0  # CPU the watch thread spent, once it has ended
 
     def __enter__(self) -> Hold:
         return self.acquire()
@@ -310,6 +311,12 @@ class PlaceReservation:
     # --- keeping it -------------------------------------------------------------------------
 
     def _keep(self) -> None:
+        try:
+            self._watch_loop()
+        finally:
+            self.watch_cpu_s = time.thread_time()
+
+    def _watch_loop(self) -> None:
         assert self.hold is not None
         c = self.coordinator
         renewed = time.monotonic()

@@ -18,6 +18,7 @@ from hil.lab.places import place_tags
 from hil.lab.shell import Shell
 from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
+from hil.results import rundir
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
         # What a run cost: reports and the suite benchmark read this.
         session = {"wall_s": round(time.monotonic() - t0, 1), "boots": strategy.boots,
                    "timings": strategy.timings}
-        (run.directory / "session.json").write_text(json.dumps(session, indent=2) + "\n")
+        rundir.write_atomic(run.directory / "session.json", json.dumps(session, indent=2) + "\n")
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def provenance(request: pytest.FixtureRequest,
     options = env.config.data["targets"][target.name].get("options") or {}
     env_file = Path(env.config_file)
     prov = provenance_.collect(env_file, target.name, options, env.config.get_images(), remote)
-    (run.directory / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+    rundir.write_atomic(run.directory / "provenance.json", json.dumps(prov, indent=2) + "\n")
     shutil.copyfile(env_file, run.directory / "environment.yaml")
     for name, value in provenance_.properties(prov):
         record_testsuite_property(name, value)

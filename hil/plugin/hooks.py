@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -246,7 +247,16 @@ class RunHooks:
         if held is not None and held.lost:
             summary["lost"] = str(held.lost)
             summary["lost_reason"] = held.lost.reason.value
-        (run.directory / "verdict.json").write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            rundir.write_atomic(run.directory / "verdict.json",
+                                json.dumps(summary, indent=2) + "\n")
+        except OSError as e:
+            # A full disk (or a results directory gone): what was written stays, the verdict
+            # cannot be trusted to have been recorded: inconclusive, never pytest's 3.
+            session.exitstatus = int(verdict.ExitCode.INCONCLUSIVE)
+            print(f"\nhil: the run's verdict could not be written to {run.directory} "
+                  f"({e.strerror or e}): inconclusive (exit 2); free space and run again",
+                  file=sys.stderr)
         reservation.after_run(session.config, infrastructure_failed,
                               _first_infrastructure_failure(run))
 

@@ -54,3 +54,17 @@ def create(path: Path | None, parent: Path = DEFAULT_PARENT) -> Path:
     tmp.symlink_to(run.name)
     tmp.replace(link)
     return run.resolve()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`path` holds either its old content or all of `text`, never a part (a reader, a crash
+    or a full disk in the middle sees a whole file or none)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

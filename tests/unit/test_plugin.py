@@ -268,3 +268,29 @@ def test_an_unknown_target_is_named_with_the_ones_there_are(qualify, pytester):
     assert r.ret == 4
     r.stderr.fnmatch_lines(["*--hil-target gamma: the environment has no such target "
                             "(it has alpha, beta)*"])
+
+
+FULL_DISK = """
+import errno
+from hil.results import rundir
+
+_write = rundir.write_atomic
+
+
+def _full(path, text):
+    if path.name == "verdict.json":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    _write(path, text)
+
+
+rundir.write_atomic = _full
+"""
+
+
+def test_a_full_disk_ends_the_run_inconclusive_with_a_message(qualify, pytester):
+    pytester.makeconftest(FULL_DISK)
+    r, results = qualify(CASES)
+    assert r.ret == 2  # never pytest's 3
+    r.stderr.fnmatch_lines(["*verdict could not be written*No space left on device*"
+                            "inconclusive (exit 2)*"])
+    assert (results / "junit.xml").exists()  # what was written stays

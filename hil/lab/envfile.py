@@ -12,6 +12,36 @@ from hil import costmodel, throughput
 from hil.errors import ConfigError
 from hil.lab import vmm
 
+# The options the testcases read, and the names in them they use.
+VMMS = ("stock", "patched")
+GUEST_KERNELS = ("patched", "debug", "stock")
+COUNTS = ("throughput_iterations", "throughput_seconds", "bench_iterations", "bench_seconds")
+
+
+def option_problems(options: dict[str, Any]) -> list[str]:
+    """The board options the testcases read, checked before power-on (a bad one would fail
+    the cases as infrastructure after it). An option left out is not checked: the cases
+    that need it fail on it."""
+    out = []
+    for key, names in (("vmms", VMMS), ("guest_kernels", GUEST_KERNELS)):
+        value = options.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            out.append(f"{key} must map {', '.join(names)} to absolute paths on the board")
+            continue
+        missing = [n for n in names if n not in value]
+        if missing:
+            out.append(f"{key} lacks {', '.join(missing)} (the cases use {', '.join(names)})")
+        out += [f"{key}.{k}: {v!r} is not an absolute path on the board"
+                for k, v in value.items() if not (isinstance(v, str) and v.startswith("/"))]
+    for key in COUNTS:
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            out.append(f"{key}: {value!r} is not a whole number of at least 1")
+    return out
+
 
 def problems(data: Any) -> list[str]:
     """What is wrong with a parsed environment, in words that say what to fix."""
@@ -39,6 +69,8 @@ def problems(data: Any) -> list[str]:
                     for p in costmodel.problems(options.get(costmodel.OPTION))]
             out += [f"target '{name}': options.{p}"
                     for p in vmm.gic_problems(options.get(vmm.GIC_OPTION))]
+            out += [f"target '{name}': options.{p}"
+                    for p in option_problems(options)]
             cpus = options.get("board_cpus")
             out += [f"target '{name}': options.{p}" for p in
                     vmm.pin_problems(options.get("pin_vmm"), cpus if isinstance(cpus, int) else None)]

@@ -1,0 +1,45 @@
+"""The board options the testcases read are checked before anything is powered."""
+
+from __future__ import annotations
+
+import pytest
+
+from hil.lab import envfile
+
+GOOD = {"vmms": {"stock": "/usr/bin/qemu-system-aarch64", "patched": "/opt/hil/bin/q"},
+        "guest_kernels": {"patched": "/guest/Image", "debug": "/guest/Image-debug",
+                          "stock": "/guest/Image-debian"},
+        "throughput_iterations": 3, "throughput_seconds": 3}
+
+
+def test_the_options_every_environment_file_declares_pass() -> None:
+    assert envfile.option_problems(GOOD) == []
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"vmms": "/usr/bin/qemu"}, "vmms must map stock, patched to absolute paths"),
+    ({"vmms": {"stock": "/q"}}, "vmms lacks patched"),
+    ({"guest_kernels": {**GOOD["guest_kernels"], "debug": "Image-debug"}},
+     "guest_kernels.debug: 'Image-debug' is not an absolute path"),
+    ({"throughput_iterations": 0}, "throughput_iterations: 0 is not a whole number"),
+    ({"bench_seconds": "ten"}, "bench_seconds: 'ten' is not a whole number"),
+    ({"throughput_seconds": True}, "throughput_seconds: True is not a whole number"),
+])
+def test_each_bad_option_is_named(change, says) -> None:
+    options = {**GOOD, **change}
+    found = envfile.option_problems(options)
+    assert any(says in p for p in found), found
+
+
+def test_options_left_out_are_not_checked() -> None:
+    assert envfile.option_problems({}) == []
+
+
+def test_an_unknown_target_name_is_refused_before_any_wait(tmp_path) -> None:
+    env = tmp_path / "env.yaml"
+    env.write_text("targets:\n  alpha: {}\n  beta: {}\n")
+    envfile.check_target_name(env, None)
+    envfile.check_target_name(env, "beta")
+    with pytest.raises(envfile.ConfigError, match="gamma: the environment has no such target "
+                                                  r"\(it has alpha, beta\)"):
+        envfile.check_target_name(env, "gamma")

@@ -137,6 +137,20 @@ def reservation_from_pb(r: Any) -> Reservation:
                        dict(res.filters.get("main", {})), allocation, float(res.created))
 
 
+class _QuietReconnects(logging.Filter):
+    """labgrid's session logs an error on the root logger each time its stream cannot start
+    or ends; this client retries every half second while the coordinator is away and says
+    so itself, once (`Coordinator._stay_connected`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.pathname.endswith("labgrid/remote/client.py")
+                    and str(record.msg).startswith(("coordinator is unavailable",
+                                                    "coordinator became unavailable")))
+
+
+logging.getLogger().addFilter(_QuietReconnects())
+
+
 class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
@@ -214,13 +228,18 @@ class Coordinator:
         return s
 
     async def _stay_connected(self) -> None:
+        said = False
         while not self._closed:
             try:
                 session = await self._connect()
             except Exception as e:  # refused, timed out: the coordinator is not there (yet)
-                log.debug("coordinator %s: %s", self.address, e)
+                if not said and self.connections:
+                    log.warning("coordinator %s is away (%s): reconnecting as %s", self.address,
+                                e or type(e).__name__, self.name)
+                    said = True
                 await asyncio.sleep(0.5)
                 continue
+            said = False
             self._session = session
             self.connections += 1
             self._updated()

@@ -160,7 +160,13 @@ class Janitor:
         """Until `stop`: a round on every update of the coordinator, and when a lease, the
         grace or the health interval falls due."""
         generation = -1
+        connections = self.coordinator.connections
         while not self.stop.is_set():
+            if self.coordinator.connections != connections:
+                # The coordinator restarted: nobody could renew while it was away, so every
+                # lease counts afresh from now.
+                connections = self.coordinator.connections
+                self.leases = LeaseBook(self.leases.grace)
             try:
                 self.round()
             except (CoordinatorError, OSError) as e:

@@ -686,10 +686,76 @@ def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 9
             # the switch ends them on SIGTERM).
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(state.pid, signal.SIGKILL)
-    # A supervisor killed outright leaves its drop-in: remove it all the same.
+    # A supervisor killed outright leaves its processes (the boards' QEMUs, sshd and the
+    # lab-host VM run in sessions of their own) and its drop-in: end them all the same.
+    ended = end_leftovers(directory)
+    if ended:
+        out("lab: ended what the supervisor left running: "
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(ended.items())))
     sshd.dropin_path(directory.name).unlink(missing_ok=True)
     shutil.rmtree(directory, ignore_errors=True)
     out(f"lab: stopped, {directory} removed")
+
+
+def lab_processes(directory: Path) -> dict[int, str]:
+    """pid -> kind of every process this lab started that is still running: those that name
+    the lab directory in their command line (exporter, power switch, boards' QEMUs, tftpd,
+    sshd, lab-host VM), the coordinator (which runs in it), and ser2net on the lab's cables."""
+    cables: list[bytes] = []
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        config = yaml.safe_load((directory / "exporter.yaml").read_text()) or {}
+        cables = [f",{res['port']},".encode() for group in config.values()
+                  for res in group.values()
+                  if isinstance(res, dict) and res.get("cls") == "RawSerialPort"]
+    here = str(directory).encode()
+    found: dict[int, str] = {}
+    # Never this command or what started it (a shell script may name the directory too).
+    spared = {os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in spared:
+        spared.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in spared:
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if here in argv or cwd == str(directory) or (
+                argv.startswith(SER2NET.encode()) and any(c in argv for c in cables)):
+            words = argv.split(b"\0")
+            name = Path(words[0].decode(errors="replace")).name
+            if name.startswith("python") and b"-m" in words:
+                name = words[words.index(b"-m") + 1].decode(errors="replace")
+            elif name.startswith("python") and len(words) > 1:
+                name = Path(words[1].decode(errors="replace")).name
+            found[int(proc.name)] = name
+    return found
+
+
+def end_leftovers(directory: Path, grace: float = 5.0) -> dict[str, int]:
+    """SIGTERM, then SIGKILL after `grace`, every process of the lab still running; kind ->
+    how many."""
+    found = lab_processes(directory)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_pid_alive(pid) for pid in found) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in found:
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    counts: dict[str, int] = {}
+    for kind in found.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,3 +41,32 @@ def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     # Port 69 is free again for the next lab or U-Boot board.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((state.address, 69))
+
+
+def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
+        tmp_path_factory: Any, built_images: Any) -> None:
+    """Runs after the shared lab is down (port 69 is free again)."""
+    import os
+    import signal
+    import time
+
+    from hil.lab import virtual_lab as vl
+
+    directory = tmp_path_factory.mktemp("killed") / "lab"
+    state = vl.up(directory, 1, out=lambda _: None)
+    # The janitor's first health check powers the board: its QEMU joins the lab's processes.
+    deadline = time.monotonic() + 120
+    while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
+        assert time.monotonic() < deadline, vl.lab_processes(directory)
+        time.sleep(0.5)
+    os.kill(state.pid, signal.SIGKILL)
+    time.sleep(1)
+    left = sorted(vl.lab_processes(directory).values())
+    for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter", "hil.lab.power.switch",
+                 "qemu-system-aarch64", "sshd"):
+        assert kind in left, left
+    said: list[str] = []
+    vl.down(directory, out=said.append)
+    assert vl.lab_processes(directory) == {}
+    assert any("ended what the supervisor left running" in line for line in said), said
+    assert not directory.exists()

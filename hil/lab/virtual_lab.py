@@ -729,7 +729,8 @@ def lab_processes(directory: Path) -> dict[int, str]:
         if here in argv or cwd == str(directory) or (
                 argv.startswith(SER2NET.encode()) and any(c in argv for c in cables)):
             words = argv.split(b"\0")
-            name = Path(words[0].decode(errors="replace")).name
+            # sshd retitles itself "sshd: /usr/sbin/sshd -D ... [listener] ...".
+            name = Path((words[0].decode(errors="replace").split() or ["?"])[0].rstrip(":")).name
             if name.startswith("python") and b"-m" in words:
                 name = words[words.index(b"-m") + 1].decode(errors="replace")
             elif name.startswith("python") and len(words) > 1:

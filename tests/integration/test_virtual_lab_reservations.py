@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from hil.lab.coordinator import Coordinator
-from hil.lab.reservations import LEASE_TAG, PlaceReservation
+from hil.lab.reservations import HOLDER_TAG, LEASE_TAG, PlaceReservation
 
 from .conftest import REPO
 from .test_virtual_lab import output, session
@@ -57,9 +57,12 @@ def test_a_second_session_for_the_same_board_waits_then_runs(virtual_lab: Any,
     second = session(virtual_lab, tmp_path / "second", "name=virtual-0")
     first_done = None
     while second.poll() is None:
+        if holding(tmp_path / "second"):
+            # The place changes hands as soon as the first session releases it, which it does
+            # after its cases and its verdict, before its process ends.
+            assert (tmp_path / "first" / "verdict.json").exists(), "both held the board at once"
         if first_done is None and first.poll() is not None:
             first_done = time.monotonic()
-            assert not holding(tmp_path / "second"), "both held the board at once"
         time.sleep(0.2)
     assert first.returncode == 0 and second.returncode == 0, output(tmp_path / "second")[-3000:]
     text = output(tmp_path / "second")
@@ -183,7 +186,9 @@ def _lost_session(lab: Any, tmp_path: Path, place: str, break_it: Any, repair: A
     verdict = json.loads((results / "verdict.json").read_text())
     assert (results / "junit.xml").exists()
     p = coordinator(lab).place(place)
-    assert p.acquired is None and LEASE_TAG not in p.tags
+    # Released by the session; the janitor's health check may hold it already.
+    assert p.acquired is None or "+health-" in p.acquired, p.acquired
+    assert "+pytest-" not in p.tags.get(HOLDER_TAG, ""), p.tags
     if lab_fault:
         assert p.tags.get("health") == "unknown", p.comment
         assert "infrastructure error in a session" in p.comment

@@ -54,19 +54,24 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
 
     directory = tmp_path_factory.mktemp("killed") / "lab"
     state = vl.up(directory, 1, out=lambda _: None)
-    # The janitor's first health check powers the board: its QEMU joins the lab's processes.
-    deadline = time.monotonic() + 120
-    while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
-        assert time.monotonic() < deadline, vl.lab_processes(directory)
-        time.sleep(0.5)
-    os.kill(state.pid, signal.SIGKILL)
-    time.sleep(1)
-    left = sorted(vl.lab_processes(directory).values())
-    for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter", "hil.lab.power.switch",
-                 "qemu-system-aarch64", "sshd"):
-        assert kind in left, left
-    said: list[str] = []
-    vl.down(directory, out=said.append)
-    assert vl.lab_processes(directory) == {}
-    assert any("ended what the supervisor left running" in line for line in said), said
-    assert not directory.exists()
+    try:
+        # The janitor's first health check powers the board: its QEMU joins the lab's
+        # processes.
+        deadline = time.monotonic() + 120
+        while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
+            assert time.monotonic() < deadline, vl.lab_processes(directory)
+            time.sleep(0.5)
+        os.kill(state.pid, signal.SIGKILL)
+        time.sleep(1)
+        left = sorted(vl.lab_processes(directory).values())
+        for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter",
+                     "hil.lab.power.switch", "qemu-system-aarch64", "sshd"):
+            assert kind in left, left
+        said: list[str] = []
+        vl.down(directory, out=said.append)
+        assert vl.lab_processes(directory) == {}
+        assert any("ended what the supervisor left running" in line for line in said), said
+        assert not directory.exists()
+    finally:
+        if directory.exists():
+            vl.down(directory, out=lambda _: None)

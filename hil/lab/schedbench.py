@@ -29,6 +29,7 @@ import itertools
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -270,7 +271,9 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
             seed: int = 1) -> Result:
     """One configuration on a fresh loopback lab."""
     result = Result(client, places, sessions, seconds)
-    lab = LoopbackLab(work / f"{client}-{places}-{sessions}", places,
+    directory = work / f"{client}-{places}-{sessions}"
+    shutil.rmtree(directory, ignore_errors=True)  # a coordinator would load its old places
+    lab = LoopbackLab(directory, places,
                       tags={"health": "unknown", "health-checked": ""})
     lab.start()
     janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),

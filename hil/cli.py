@@ -258,7 +258,8 @@ def _lab_bench(args: argparse.Namespace) -> int:
     if min(args.places + args.sessions) < 1 or not args.seconds > 0:
         raise ConfigError("--places, --sessions and --seconds must be above 0")
     schedbench.main(args.places, args.sessions, args.seconds, Path(args.work),
-                    clients=args.client or ("hil", "labgrid-client"))
+                    clients=args.client or ("hil", "labgrid-client"),
+                    initial_checks=not args.no_initial_checks)
     return 0
 
 
@@ -398,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only this client (default: both)")
     lb.add_argument("--work", default="/tmp/hil-lab-bench",
                     help="where the coordinators keep their state and logs")
+    lb.add_argument("--no-initial-checks", action="store_true",
+                    help="places start healthy (by default the janitor checks them all first)")
     lb.set_defaults(func=_lab_bench)
     for p, fn in ((lu, _lab_up), (ld, _lab_down), (le, _lab_env), (ls, _lab_status),
                   (lh, _lab_health), (lj, _lab_janitor)):

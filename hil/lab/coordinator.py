@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import getpass
+import glob
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -115,19 +117,37 @@ def place_from_session(lg_place: Any, resources: Mapping[str, Any]) -> Place:
     """Our Place from labgrid's and the session's resources (exporter -> group -> name)."""
     found: dict[str, bool] = {}
     params: dict[str, dict[str, Any]] = {}
-    for exporter, groups in resources.items():
-        for group, entries in groups.items():
-            for name, entry in entries.items():
-                data = entry.data
-                if "cls" not in data:
-                    continue  # deleted: the exporter went away
-                path = (exporter, group, data["cls"], name)
-                if lg_place.hasmatch(path):
-                    key = "/".join(path)
-                    found[key] = bool(data.get("avail"))
-                    params[key] = dict(data.get("params") or {})
+    for exporter, group, name, entry in _candidates(lg_place, resources):
+        data = entry.data
+        if "cls" not in data:
+            continue  # deleted: the exporter went away
+        path = (exporter, group, data["cls"], name)
+        if lg_place.hasmatch(path):
+            key = "/".join(path)
+            found[key] = bool(data.get("avail"))
+            params[key] = dict(data.get("params") or {})
     return Place(lg_place.name, dict(lg_place.tags), lg_place.comment or "",
                  lg_place.acquired or None, found, lg_place.reservation or None, params)
+
+
+def _candidates(lg_place: Any, resources: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
+    """The resources a place's matches could name: only the exporters and groups they spell
+    out, unless a match has a wildcard there (a lab of N places would otherwise test every
+    place against every resource, N x R, on each look)."""
+    seen: set[tuple[str, str]] = set()
+    for m in lg_place.matches:
+        exporters = [e for e in resources if fnmatch.fnmatchcase(e, m.exporter)] \
+            if glob.has_magic(m.exporter) else [m.exporter]
+        for exporter in exporters:
+            groups = resources.get(exporter) or {}
+            names = [g for g in groups if fnmatch.fnmatchcase(g, m.group)] \
+                if glob.has_magic(m.group) else [m.group]
+            for group in names:
+                if (exporter, group) in seen:
+                    continue
+                seen.add((exporter, group))
+                for name, entry in (groups.get(group) or {}).items():
+                    yield exporter, group, name, entry
 
 
 def reservation_from_pb(r: Any) -> Reservation:

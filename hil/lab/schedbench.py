@@ -268,13 +268,15 @@ class _Run:
 
 
 def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
-            seed: int = 1) -> Result:
-    """One configuration on a fresh loopback lab."""
+            seed: int = 1, initial_checks: bool = True) -> Result:
+    """One configuration on a fresh loopback lab (`initial_checks`: every place starts
+    unchecked and the janitor checks them all at once, as after `hil lab up`; otherwise they
+    start healthy, as in a lab that has run for a while)."""
     result = Result(client, places, sessions, seconds)
     directory = work / f"{client}-{places}-{sessions}"
     shutil.rmtree(directory, ignore_errors=True)  # a coordinator would load its old places
     lab = LoopbackLab(directory, places,
-                      tags={"health": "unknown", "health-checked": ""})
+                      tags={"health": "unknown", "health-checked": ""} if initial_checks else {})
     lab.start()
     janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
                       work / "health", interval=1e9, out=lambda _: None,
@@ -330,12 +332,12 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
 
 def main(places: Sequence[int], sessions: Sequence[int], seconds: float, work: Path,
          clients: Sequence[str] = ("hil", "labgrid-client"),
-         out: Callable[[str], None] = print) -> list[Result]:
+         out: Callable[[str], None] = print, initial_checks: bool = True) -> list[Result]:
     results = []
     for n in places:
         for m in sessions:
             for client in clients:
-                r = run_one(client, n, m, seconds, work)
+                r = run_one(client, n, m, seconds, work, initial_checks=initial_checks)
                 results.append(r)
                 out(table([r]).splitlines()[1])
                 for f in r.failures[:3]:

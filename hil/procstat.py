@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 # proc(5): after `pid (comm) state`, utime and stime are fields 14 and 15, guest_time 43.
 _UTIME, _STIME, _GTIME = 14, 15, 43
@@ -75,3 +76,13 @@ def guest_ticks(before: dict[int, Thread], after: dict[int, Thread]) -> int:
 
 def total(by_kind: dict[str, int], kinds: Iterable[str] = ("vmm", "vcpu", "vhost")) -> int:
     return sum(by_kind.get(k, 0) for k in kinds)
+
+
+def cpu_seconds(stat: str | Path) -> float:
+    """User + system CPU so far of a process or thread of this machine, from its stat file
+    (`/proc/PID/stat`, `/proc/self/task/TID/stat`); 0 once it is gone."""
+    try:
+        t = next(iter(parse(Path(stat).read_text()).values()))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0.0
+    return (t.utime + t.stime) / USER_HZ

@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]
@@ -41,6 +40,7 @@ from labgrid.remote.common import Reservation as LgReservation
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
 
+from hil import procstat
 from hil.errors import InfrastructureError
 
 log = logging.getLogger("hil.coordinator")
@@ -97,15 +97,6 @@ def identity(purpose: str, environ: Mapping[str, str] = os.environ) -> str:
     user = environ.get("LG_USERNAME") or getpass.getuser()
     word = "".join(c if c.isalnum() or c in "-_." else "-" for c in purpose) or "session"
     return f"{host}/{user}+{word}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def thread_cpu_seconds(native_id: int | None) -> float:
-    """User + system CPU of a thread of this process so far (0 once it has ended)."""
-    try:
-        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def split_identity(name: str) -> tuple[str, str]:
@@ -314,12 +305,12 @@ class Coordinator:
         calls), for the scheduler benchmark; kept after close()."""
         if self._final_cpu is not None:
             return self._final_cpu
-        return thread_cpu_seconds(self._thread.native_id)
+        return procstat.cpu_seconds(f"/proc/self/task/{self._thread.native_id}/stat")
 
     def close(self) -> None:
         if self._closed:
             return
-        self._final_cpu = thread_cpu_seconds(self._thread.native_id)
+        self._final_cpu = procstat.cpu_seconds(f"/proc/self/task/{self._thread.native_id}/stat")
         self._closed = True
         self._updated()
 
@@ -464,8 +455,3 @@ class Coordinator:
     def add_match(self, place: str, pattern: str) -> None:
         self._rpc("AddPlaceMatch", pb.AddPlaceMatchRequest(placename=place, pattern=pattern),
                   f"add match {pattern} to {place}")
-
-    def allow(self, place: str, holder: str) -> None:
-        """Let `holder` (host/user) use a place this client holds, as `labgrid-client allow`."""
-        self._rpc("AllowPlace", pb.AllowPlaceRequest(placename=place, user=holder),
-                  f"allow {holder} on {place}")

@@ -8,9 +8,6 @@ its places (it saves them every 15 s, and on nothing else); the exporter is labg
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +18,13 @@ import yaml
 
 from hil.errors import InfrastructureError
 from hil.lab.coordinator import Coordinator
+from hil.lab.virtual_lab import free_port
 
 SAVE_PERIOD_S = 15.0  # labgrid-coordinator writes places.yaml this often
 
 
 def _tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exporter_config(places: list[str]) -> dict[str, Any]:
@@ -118,11 +110,3 @@ class LoopbackLab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (its threads included), from /proc."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0

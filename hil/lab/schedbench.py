@@ -38,10 +38,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil import procstat
 from hil.lab import health
-from hil.lab.coordinator import Coordinator, thread_cpu_seconds
+from hil.lab.coordinator import Coordinator
 from hil.lab.janitor import Janitor
-from hil.lab.loopback import LoopbackLab, cpu_seconds
+from hil.lab.loopback import LoopbackLab
 from hil.lab.reservations import HOLDER_TAG, LEASE_TAG, PlaceReservation, ReservationTimeout
 
 PRIOS = (0.0, 5.0, 10.0)
@@ -288,7 +289,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         janitor_thread.start()
         janitor_cpu0 = 0.0
         coordinator_pid = lab.pids()["coordinator"]
-        coordinator_cpu0 = cpu_seconds(coordinator_pid)
+        coordinator_cpu0 = procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
         # labgrid-client's processes, reaped: their CPU is what the anchor's sessions cost.
         children0 = _children_cpu()
         run.stop_at = time.monotonic() + seconds
@@ -303,12 +304,14 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                        if p.acquired is None and p.tags.get("health") == "good")
             result.samples.append((time.monotonic(), free, run.waiting))
             time.sleep(SAMPLE_S)
-        janitor_cpu = thread_cpu_seconds(janitor_native) + janitor.coordinator.cpu_seconds()
+        janitor_cpu = (procstat.cpu_seconds(f"/proc/self/task/{janitor_native}/stat")
+                       + janitor.coordinator.cpu_seconds())
         for w in workers:
             w.join(120)
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,
-                      "coordinator": cpu_seconds(coordinator_pid) - coordinator_cpu0}
+                      "coordinator": procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
+                      - coordinator_cpu0}
         result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid)}
         janitor.stop.set()
         janitor_thread.join(10)

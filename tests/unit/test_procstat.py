@@ -20,3 +20,17 @@ def test_named_vcpu_threads_and_threads_that_started_during_the_run():
     after = procstat.parse(text)
     assert after[183].kind == "vcpu" and after[183].gtime == 250 and after[190].kind == "vmm"
     assert procstat.host_ticks_by_kind({}, after) == {"vcpu": 90, "vmm": 3}
+
+
+def test_cpu_seconds_of_a_process_or_thread_of_this_machine() -> None:
+    import threading
+    import time
+
+    from hil.procstat import cpu_seconds
+
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.2:
+        pass
+    assert cpu_seconds("/proc/self/stat") >= 0.15
+    assert cpu_seconds(f"/proc/self/task/{threading.get_native_id()}/stat") >= 0.15
+    assert cpu_seconds("/proc/999999999/stat") == 0.0

@@ -97,7 +97,6 @@ class Janitor:
         self.out = out
         self.stop = threading.Event()
         self.leases = LeaseBook(grace)
-        self.expired: dict[str, float] = {}  # place -> when it was freed (wall clock)
         self.rounds = 0
         self.check = check
         self._checking: dict[str, threading.Thread] = {}
@@ -132,7 +131,6 @@ class Janitor:
             self.coordinator.release(place.name, only_from=place.acquired)
         self._cancel_reservations_of(place.name)
         self.leases.forget(place.name)
-        self.expired[place.name] = now
 
     def _cancel_reservations_of(self, place: str) -> None:
         """The vanished session's reservation keeps its place allocated until the coordinator

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from hil.lab import janitor as janitor_mod
 from hil.lab import reservations
 from hil.lab.coordinator import Coordinator
 from hil.lab.janitor import Janitor
@@ -205,17 +204,6 @@ def test_an_idle_janitor_makes_no_calls_to_the_coordinator(lab, tmp_path) -> Non
     assert CountingCoordinator.calls == before
     # It woke for nothing: no update, nothing due.
     assert janitor.rounds - rounds <= 2
-
-
-def test_lease_book_kicks_a_free_place_whose_holder_never_came_back() -> None:
-    from hil.lab.coordinator import Place
-
-    book = janitor_mod.LeaseBook(grace=5)
-    stale = Place("p", tags={LEASE_TAG: "1000+30", HOLDER_TAG: "h.u+x"}, acquired=None)
-    assert book.expired(stale, 0.0) is None
-    assert book.expired(stale, 29.0) is None
-    why = book.expired(stale, 31.0)
-    assert why is not None and "not held since a coordinator restart" in why
 
 
 def test_an_interrupted_release_frees_what_a_killed_board_session_held(lab, monkeypatch) -> None:

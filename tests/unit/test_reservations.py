@@ -85,6 +85,15 @@ def test_a_place_held_without_a_lease_is_freed_after_the_grace_only() -> None:
     assert book.expired(place(acquired=None), 100.0) is None  # free, no lease: nothing to do
 
 
+def test_lease_book_kicks_a_free_place_whose_holder_never_came_back() -> None:
+    book = LeaseBook(grace=5)
+    stale = Place("p", tags={"hil-lease": "1000+30", "hil-holder": "h.u+x"}, acquired=None)
+    assert book.expired(stale, 0.0) is None
+    assert book.expired(stale, 29.0) is None
+    why = book.expired(stale, 31.0)
+    assert why is not None and "not held since a coordinator restart" in why
+
+
 def test_a_free_place_with_another_holders_lease_is_left_for_that_holder() -> None:
     tags = {"hil-lease": "1+30", "hil-holder": "h.u+pytest-1-a"}
     assert leased_by_another(place(acquired=None, tags=tags), "h/u+pytest-2-b")

@@ -53,14 +53,24 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
     from hil.lab import virtual_lab as vl
 
     directory = tmp_path_factory.mktemp("killed") / "lab"
-    state = vl.up(directory, 1, out=lambda _: None)
+    state = vl.up(directory, 1, out=lambda _: None, wait_healthy=180)
     try:
-        # The janitor's first health check powers the board: its QEMU joins the lab's
-        # processes.
-        deadline = time.monotonic() + 120
+        # The janitor's health check has ended (and powered the board off again): power it on
+        # through the switch, as a holder would, so that its QEMU is among the lab's processes
+        # when the supervisor dies.
+        from labgrid.driver.power import digitalloggers_restapi
+
+        from hil.lab.power.driver import with_credentials
+
+        exported = yaml.safe_load((directory / "exporter.yaml").read_text())
+        (power,) = [res for group in exported.values() for res in group.values()
+                    if isinstance(res, dict) and res.get("cls") == "NetworkPowerPort"]
+        host = with_credentials(power["host"], {"HIL_POWER_CREDENTIALS": state.credentials})
+        digitalloggers_restapi.power_set(host, None, power["index"], True)
+        deadline = time.monotonic() + 30
         while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
             assert time.monotonic() < deadline, vl.lab_processes(directory)
-            time.sleep(0.5)
+            time.sleep(0.2)
         os.kill(state.pid, signal.SIGKILL)
         time.sleep(1)
         left = sorted(vl.lab_processes(directory).values())

@@ -13,7 +13,8 @@ import pytest
 from hil import interrupts, kmemleak, virtio
 from hil.lab import probes
 
-pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm")]
+pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm"),
+              pytest.mark.needs_options("vmms", "guest_kernels")]
 
 BOARD_ADDR = probes.BOARD_ADDR
 # Re-address the interface a re-probed virtio-net creates (the guest's init did it once).

@@ -14,7 +14,8 @@ import pytest
 from hil import iperf, virtio
 from hil.lab import probes, vmm
 
-pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
+pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
+              pytest.mark.needs_options("vmms")]
 
 STATE = "/tmp/hil-guest.state"
 SECONDS = 12  # of iperf3, in the guest's time (which stops while no VMM runs it)

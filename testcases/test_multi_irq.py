@@ -9,7 +9,8 @@ import pytest
 from hil import dtb, interrupts, kvm_trace, virtio, vring_trace
 from hil.lab import probes
 
-pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm")]
+pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
+              pytest.mark.needs_options("vmms", "guest_kernels")]
 
 NET_VQS = ["input.0", "output.0"]
 BOARD_ADDR = probes.BOARD_ADDR

@@ -20,8 +20,8 @@ COUNTS = ("throughput_iterations", "throughput_seconds", "bench_iterations", "be
 
 def option_problems(options: dict[str, Any]) -> list[str]:
     """The board options the testcases read, checked before power-on (a bad one would fail
-    the cases as infrastructure after it). An option left out is not checked: the cases
-    that need it fail on it."""
+    the cases as infrastructure after it). One left out is checked against the selected
+    cases' `needs_options` markers once they are collected (missing_options)."""
     out = []
     for key, names in (("vmms", VMMS), ("guest_kernels", GUEST_KERNELS)):
         value = options.get(key)
@@ -41,6 +41,22 @@ def option_problems(options: dict[str, Any]) -> list[str]:
                                   or value < 1):
             out.append(f"{key}: {value!r} is not a whole number of at least 1")
     return out
+
+
+def missing_options(options: dict[str, Any], needed: dict[str, list[str]]) -> list[str]:
+    """`needed`: option -> the cases that read it (their `needs_options` markers). One line per
+    option the target leaves out, naming the cases, so the run stops before power-on."""
+    return [f"options.{key} is not declared, and {', '.join(sorted(cases)[:3])}"
+            f"{f' and {len(cases) - 3} more' if len(cases) > 3 else ''} read it: declare it "
+            "(see places/virtual.yaml) or deselect those cases"
+            for key, cases in sorted(needed.items()) if options.get(key) is None]
+
+
+def target_options(path: str | Path, target: str) -> dict[str, Any]:
+    """The `options:` of one target of an environment file ({} if it has none)."""
+    targets = (load(Path(path).read_text()) or {}).get("targets") or {}
+    options = (targets.get(target) or {}).get("options") or {}
+    return options if isinstance(options, dict) else {}
 
 
 def problems(data: Any) -> list[str]:

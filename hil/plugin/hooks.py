@@ -68,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "campaign: a long campaign, run only with --hil-campaigns")
     config.addinivalue_line(
         "markers", "bench: a benchmark that prints figures, run only with --hil-bench")
+    config.addinivalue_line(
+        "markers", "needs_options(*names): board options the case reads; a target that "
+        "leaves one out stops the run before power-on")
     lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
     if not lg_env or hasattr(config, "workerinput"):
         return
@@ -191,6 +194,24 @@ class RunHooks:
 
     def __init__(self, run: Run) -> None:
         self.run = run
+        self.usage_error = False
+
+    @pytest.hookimpl(trylast=True)  # on the cases that stay selected (-k, -m, campaigns)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        needed: dict[str, list[str]] = {}
+        for item in items:
+            for marker in item.iter_markers("needs_options"):
+                for key in marker.args:
+                    needed.setdefault(key, []).append(item.name)
+        lg_env = config.getoption("lg_env", None) or os.environ.get("LG_ENV")
+        if not needed or not lg_env:
+            return
+        missing = envfile.missing_options(
+            envfile.target_options(lg_env, self.run.target), needed)
+        if missing:
+            raise pytest.UsageError(f"target '{self.run.target}' of {lg_env}:\n  "
+                                    + "\n  ".join(missing))
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.run.console_marks[nodeid] = console.sizes(self.run.console_dir)
@@ -221,6 +242,7 @@ class RunHooks:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            self.usage_error = True
             reservation.finishing(session.config, False)
             return
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
@@ -262,10 +284,16 @@ class RunHooks:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
-        outcome = run.outcome()
-        code = verdict.exit_code(outcome)
         write = terminalreporter.write_line
         terminalreporter.write_sep("-", "hil verdict")
+        if self.usage_error:
+            # Stopped before any case ran: the error above says what to fix.
+            code = verdict.ExitCode.USAGE_ERROR
+            write(f"results: {run.directory}")
+            write(f"verdict: {verdict.VERDICTS[code]} (exit {int(code)})")
+            return
+        outcome = run.outcome()
+        code = verdict.exit_code(outcome)
         for kind in Kind:
             if outcome.failures[kind]:
                 write(f"{kind.value} failures: {outcome.failures[kind]}")

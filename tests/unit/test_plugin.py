@@ -294,3 +294,36 @@ def test_a_full_disk_ends_the_run_inconclusive_with_a_message(qualify, pytester)
     r.stderr.fnmatch_lines(["*verdict could not be written*No space left on device*"
                             "inconclusive (exit 2)*"])
     assert (results / "junit.xml").exists()  # what was written stays
+
+
+NEEDS_VMMS = """
+import pytest
+
+@pytest.mark.needs_options("vmms")
+def test_patched_vmm(board, board_options):
+    board.check("test -x " + board_options["vmms"]["patched"])
+
+def test_board_answers(board):
+    board.check("true")
+"""
+
+
+def test_an_option_a_selected_case_reads_but_the_target_lacks_stops_the_run_before_power_on(
+        qualify, pytester):
+    r, _ = qualify(NEEDS_VMMS)
+    assert r.ret == 4, r.stdout.str()
+    r.stderr.fnmatch_lines(["*target 'main' of *env.yaml:*",
+                            "*options.vmms is not declared, and test_patched_vmm read it*"])
+    r.stdout.fnmatch_lines(["verdict: *(exit 4)"])
+    assert "power on" not in events(pytester.path)
+
+
+def test_a_case_that_needs_an_option_and_is_deselected_does_not_stop_the_run(qualify, pytester):
+    r, _ = qualify(NEEDS_VMMS, "-k", "not patched")
+    assert r.ret == 0, r.stdout.str()
+
+
+def test_a_declared_option_lets_the_case_run(qualify, pytester):
+    r, _ = qualify(NEEDS_VMMS, options={"board_cpus": 2, "thresholds": {},
+                                        "vmms": {"stock": "/bin/true", "patched": "/bin/true"}})
+    assert r.ret == 0, r.stdout.str()

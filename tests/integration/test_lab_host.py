@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -380,3 +381,23 @@ def test_a_client_on_this_host_reaches_a_board_through_the_lab_host(
     finally:
         _client(coordinator, "-p", place, "release", check=False)
         _client(coordinator, "-p", place, "delete", check=False)
+
+
+def test_the_lab_host_sees_its_tools_and_nothing_else_of_this_host(labhost: LabHostVM) -> None:
+    """The VM's root is a tmpfs with this host's /usr, a view of /etc, the checkout and the
+    venv: the exporter's Python and labgrid run, and this host's secrets are not there."""
+    labhost.run(f"{sys.executable} -c 'import labgrid, pyudev'").check()
+    labhost.run("grep -q '^root:' /etc/passwd").check()
+    # This host's own secrets and homes, but the paths of what the VM runs (a pyenv Python
+    # under /root, a checkout in a home).
+    candidates = [Path(p) for p in ("/etc/gshadow", "/etc/ssh", "/home", "/srv",
+                                    "/var/lib/dpkg", "/opt")]
+    candidates += list(Path.home().iterdir())
+    absent = [str(c) for c in candidates if c.exists()
+              and not any(h.is_relative_to(c) for h in labhost.host_paths)]
+    assert "/etc/ssh" in absent
+    # Its /etc/shadow is its own: no account has a password there.
+    assert labhost.run("grep -v '^[^:]*:\\*:' /etc/shadow; true").check().output.strip() == ""
+    seen = labhost.run("for f in " + " ".join(shlex.quote(a) for a in absent)
+                       + "; do test -e \"$f\" && echo \"$f\"; done; true").check().output
+    assert seen.split() == [], f"visible in the lab-host VM: {seen}"

@@ -48,7 +48,10 @@ def test_command_line(tmp_path: Path) -> None:
     assert "socket,path=/tmp/b1,id=usb0" in cmd and "file,path=/tmp/d,id=usb1" in cmd
     assert "user,id=net0,hostfwd=tcp:127.0.0.1:2000-:22" in cmd
     virtfs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-virtfs"]
-    assert any("path=/," in v and "readonly=on" in v for v in virtfs)
+    # Never this host's root: /usr and the VM's own view of /etc, read-only.
+    assert not any("path=/," in v for v in virtfs)
+    assert any("path=/usr," in v and "readonly=on" in v for v in virtfs)
+    assert any(f"path={tmp_path / 'etc'}," in v and "readonly=on" in v for v in virtfs)
 
 
 def test_parse_adapter() -> None:
@@ -95,7 +98,11 @@ def test_initramfs_has_the_9p_modules_dependencies_first(tmp_path: Path) -> None
     assert order[0] == "netfs.ko" and order.index("9pnet.ko") < order.index("9p.ko")
     assert set(order) == {"netfs.ko", "9pnet.ko", "9pnet_virtio.ko", "9p.ko"}
     assert files["modules/9p.ko"] == b"ELF kernel/fs/9p/9p.ko.xz"  # decompressed for insmod
-    assert initramfs.ROOT_TAG in files["init"].decode()
+    init = files["init"].decode()
+    # The VM's root is a tmpfs with this host's /usr and a view of /etc, not this host's root.
+    assert "mount -t tmpfs -o mode=755 root /newroot" in init
+    assert f"{initramfs.USR_TAG} /newroot/usr" in init and f"{initramfs.ETC_TAG} /newroot/etc" in init
+    assert "hostroot" not in init and "@ROOT_LINKS@" not in init
     assert initramfs.READY in files["stage2"].decode()
 
 
@@ -135,13 +142,49 @@ def test_console_run_frames_output_and_exit_code(tmp_path: Path) -> None:
         Console.run(console, "a\nb")
 
 
-def test_a_checkout_under_tmp_is_shared_into_the_vm_at_its_own_path() -> None:
-    from hil.lab.labhost.initramfs import hidden_host_paths, mount_lines
+def test_the_checkout_venv_and_python_are_shared_into_the_vm_at_their_own_paths() -> None:
+    from hil.lab.labhost.initramfs import mount_lines, shared_host_paths
 
-    # A CI clone in /tmp with its venv inside: one share; /work is visible through the root.
-    assert hidden_host_paths([Path("/tmp/ci/p"), Path("/tmp/ci/p/.venv"), Path("/work/main")]) \
-        == [Path("/tmp/ci/p")]
-    assert hidden_host_paths([Path("/work/main"), Path("/work/main/.venv")]) == []
+    # A CI clone in /tmp with its venv inside, a pyenv Python: two shares; /usr holds Debian's.
+    assert shared_host_paths([Path("/tmp/ci/p"), Path("/tmp/ci/p/.venv"),
+                              Path("/root/.pyenv/versions/3.11.7")]) \
+        == [Path("/root/.pyenv/versions/3.11.7"), Path("/tmp/ci/p")]
+    assert shared_host_paths([Path("/work/main"), Path("/work/main/.venv"), Path("/usr")]) \
+        == [Path("/work/main")]
     line = mount_lines([Path("/tmp/ci/p")])
     assert line.startswith("mkdir -p /tmp/ci/p && mount -t 9p") and line.endswith(
         "hilpath0 /tmp/ci/p")
+
+
+def test_the_vm_sees_no_secret_of_this_hosts_etc(tmp_path: Path) -> None:
+    from hil.lab.labhost.initramfs import etc_view
+
+    etc = tmp_path / "etc"
+    (etc / "udev" / "rules.d").mkdir(parents=True)
+    (etc / "udev" / "rules.d" / "99-x.rules").write_text("x")
+    (etc / "ssh").mkdir()
+    (etc / "ssh" / "ssh_host_ed25519_key").write_text("PRIVATE")
+    for name in ("passwd", "group", "shadow", "gshadow", "hil-power-credentials"):
+        (etc / name).write_text(name)
+    (etc / "mtab").symlink_to("../proc/self/mounts")
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
+                                "sshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n")
+    (etc / "shadow").write_text("root:$y$HASH:19000:0:99999:7:::\n")
+    view = etc_view(tmp_path / "view", etc)
+    assert sorted(p.name for p in view.iterdir()) == ["group", "mtab", "passwd", "shadow", "udev"]
+    # A shadow of its own: every account, no password, none of this host's hashes.
+    assert (view / "shadow").read_text() == ("root:*:19000:0:99999:7:::\n"
+                                             "sshd:*:19000:0:99999:7:::\n")
+    assert (view / "udev" / "rules.d" / "99-x.rules").read_text() == "x"
+    assert str((view / "mtab").readlink()) == "../proc/self/mounts"
+
+
+def test_merged_usr_links_are_made_again_in_the_vms_root(tmp_path: Path) -> None:
+    from hil.lab.labhost.initramfs import link_lines, root_links
+
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "bin").symlink_to("usr/bin")
+    (tmp_path / "lib64").mkdir()  # a host whose lib64 is a directory: shared as it is
+    links, dirs = root_links(tmp_path)
+    assert links == [("bin", "usr/bin")] and dirs == [Path("/lib64")]
+    assert link_lines(links) == "ln -s usr/bin bin"

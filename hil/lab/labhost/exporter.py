@@ -27,13 +27,17 @@ def coordinator_in_vm(host_port: int) -> str:
 
 def start(vm: LabHostVM, config: str, coordinator_port: int, name: str,
           hostname: str = "127.0.0.1", isolated: bool = False) -> int:
-    """Start labgrid-exporter in the VM on `config` (a path inside the VM), in the background;
-    its log is LOG in the VM. Returns its process id in the VM. `isolated`: clients reach
-    its resources only through SSH to the VM (labgrid's `--isolated`)."""
+    """Start labgrid-exporter in the VM on `config` (a path inside the VM), in the background,
+    started again 3 s after it ends, as a lab host's service manager does (labgrid's exporter
+    exits when its coordinator's stream ends: a coordinator restart). Its log is LOG in the
+    VM. Returns the process group in the VM. `isolated`: clients reach its resources only
+    through SSH to the VM (labgrid's `--isolated`)."""
     exe = str(Path(sys.executable).parent / "labgrid-exporter")  # the same path in the VM
     cmd = shlex.join([exe, "-c", coordinator_in_vm(coordinator_port), "--name", name,
                       "--hostname", hostname, *(["--isolated"] if isolated else []), config])
-    out = vm.run(f"cd /tmp && setsid nohup {cmd} >{LOG} 2>&1 </dev/null & echo $!").check().output
+    loop = shlex.quote(f"while :; do {cmd}; echo exited $?; sleep 3; done")
+    out = vm.run(f"cd /tmp && setsid nohup sh -c {loop} >{LOG} 2>&1 </dev/null & echo $!"
+                 ).check().output
     return int(out.split()[-1])
 
 
@@ -42,4 +46,5 @@ def log(vm: LabHostVM) -> str:
 
 
 def stop(vm: LabHostVM, pid: int) -> Result:
-    return vm.run(f"kill -TERM {pid}")
+    """End the loop and the exporter it runs (setsid made `pid` their group's leader)."""
+    return vm.run(f"kill -TERM -- -{pid}")

@@ -1,11 +1,15 @@
 """The lab-host VM's initramfs: busybox and the 9p modules, nothing else.
 
-Stage 1 (/init, busybox) loads the 9p modules, mounts this host's root read-only over
-virtio-9p (tag `hostroot`) and switches to it with tmpfs on /run and /tmp. Stage 2 (copied to
-/run, run by the host's own /bin/sh and tools) loads the USB modules from the same kernel package,
-starts the host's own systemd-udevd, triggers and settles, brings the network up and leaves a
-shell on the serial console. The VM so has this host's python, venv, pyudev and labgrid at the
-same paths, and nothing needs debootstrap.
+Stage 1 (/init, busybox) loads the 9p modules and builds the VM's root on a tmpfs: this
+host's /usr read-only over virtio-9p (tag `hostusr`), an /etc of its own (tag `hostetc`: the
+few files of this host's /etc that its tools read, copied by `etc_view`, never shadow, keys or
+credentials), the merged-/usr links, and tmpfs everywhere else; then it switches to it.
+Stage 2 (copied to /run, run by the host's own /bin/sh and tools) mounts the checkout, the venv
+and its Python read-only at their own paths, loads the USB modules from the same kernel
+package, starts the host's own systemd-udevd, triggers and settles, brings the network up and
+leaves a shell on the serial console. The VM so has this host's python, venv, pyudev and labgrid
+at the same paths, nothing needs debootstrap, and it sees nothing else of this host: not /root,
+not /home, not the lab's directory, not /etc/shadow.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from hil.errors import InfrastructureError
 from hil.lab.labhost.packages import Kernel
 
 BUSYBOX = Path("/bin/busybox")
-ROOT_TAG = "hostroot"
+USR_TAG = "hostusr"
+ETC_TAG = "hostetc"
 SHARE_TAG = "hilshare"
 SHARE_MOUNT = "/mnt"  # exists in Debian's root, so the share needs no writable root
 READY = "HIL-LABHOST-READY"
@@ -39,10 +44,19 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules/order); do insmod /modules/$m || echo "hil: insmod $m failed"; done
 mkdir -p /newroot
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 \\
-        {ROOT_TAG} /newroot; then
-    echo "hil: cannot mount the host's root over 9p"; exec sh
-fi
+mount -t tmpfs -o mode=755 root /newroot
+cd /newroot
+mkdir -p usr etc run tmp var/tmp var/lib var/log var/cache root mnt dev proc sys
+chmod 1777 tmp
+chmod 700 root
+@ROOT_LINKS@
+cd /
+for share in "{USR_TAG} /newroot/usr" "{ETC_TAG} /newroot/etc"; do
+    set -- $share
+    if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 $1 $2; then
+        echo "hil: cannot mount the host's $1 over 9p"; exec sh
+    fi
+done
 mount -t tmpfs -o mode=755 run /newroot/run
 mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 cp /stage2 /newroot/run/hil-stage2
@@ -102,16 +116,65 @@ def _module_bytes(path: Path) -> bytes:
     return lzma.decompress(data) if path.name.endswith(".xz") else data
 
 
-# Host directories that the VM's own tmpfs mounts (/tmp, /run, /var/tmp) would hide.
-HIDDEN = ("/tmp", "/run", "/var/tmp")
 HOST_PATH_TAG = "hilpath{}"
+# This host's top-level directories that merged /usr makes links (bin -> usr/bin, ...).
+TOP_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# What of this host's /etc the VM's tools read: accounts without their hashes, the name
+# service and loader configuration, the alternatives links, udev's and modprobe's rules.
+ETC_ALLOWED = ("passwd", "group", "nsswitch.conf", "hosts", "hostname", "host.conf",
+               "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "udev",
+               "modprobe.d", "protocols", "services", "localtime", "os-release", "mtab",
+               "environment", "shells", "profile", "bash.bashrc", "inputrc")
 
 
-def hidden_host_paths(paths: list[Path]) -> list[Path]:
-    """Of `paths` (the checkout, the venv), those under a directory the VM covers with its own
-    tmpfs, outermost only: each is shared read-only at its own path."""
-    hidden = sorted({p for p in paths if any(str(p).startswith(d + "/") for d in HIDDEN)})
-    return [p for p in hidden if not any(q != p and p.is_relative_to(q) for q in hidden)]
+def root_links(root: Path = Path("/")) -> tuple[list[tuple[str, str]], list[Path]]:
+    """(name, target) of each top-level link into /usr to recreate in the VM's root, and the
+    top-level directories of a host without merged /usr, to share as they are."""
+    links, dirs = [], []
+    for name in TOP_LINKS:
+        path = root / name
+        if path.is_symlink():
+            links.append((name, os.readlink(path)))
+        elif path.is_dir():
+            dirs.append(Path("/") / name)
+    return links, dirs
+
+
+def link_lines(links: list[tuple[str, str]]) -> str:
+    return "\n".join(f"ln -s {target} {name}" for name, target in links)
+
+
+def shared_host_paths(paths: list[Path]) -> list[Path]:
+    """Of `paths` (the checkout, the venv, its Python, top-level dirs), those /usr does not
+    hold, outermost only: each is shared read-only at its own path."""
+    wanted = sorted({p for p in paths if not (p == Path("/usr") or p.is_relative_to("/usr"))})
+    return [p for p in wanted if not any(q != p and p.is_relative_to(q) for q in wanted)]
+
+
+def etc_view(dest: Path, source: Path = Path("/etc")) -> Path:
+    """A copy of what the VM may see of `source` (ETC_ALLOWED), links kept as links."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ETC_ALLOWED:
+        src = source / name
+        if src.is_symlink():
+            (dest / name).symlink_to(os.readlink(src))
+        elif src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True)
+        elif src.is_file():
+            shutil.copy2(src, dest / name)
+    # sshd takes an account without a shadow entry for a locked one: every account gets one
+    # of its own here, with no password ("*": keys only), never this host's hashes.
+    passwd = dest / "passwd"
+    users = [line.split(":", 1)[0] for line in passwd.read_text().splitlines()
+             if line.strip()] if passwd.is_file() else []
+    shadow = dest / "shadow"
+    shadow.write_text("".join(f"{u}:*:19000:0:99999:7:::\n" for u in users))
+    shadow.chmod(0o600)
+    return dest
 
 
 def mount_lines(host_paths: list[Path]) -> str:
@@ -122,7 +185,7 @@ def mount_lines(host_paths: list[Path]) -> str:
 
 def build(kernel: Kernel, out: Path, host_paths: list[Path] | None = None) -> Path:
     """Write the initramfs to `out` (rebuilt only when its contents change); `host_paths`
-    are mounted from the host's 9p shares `hilpath<i>` (see hidden_host_paths)."""
+    are mounted from the host's 9p shares `hilpath<i>` (see shared_host_paths)."""
     if not BUSYBOX.exists():
         raise InfrastructureError(f"{BUSYBOX} is missing (Debian's busybox-static)")
     buf = io.BytesIO()
@@ -131,7 +194,7 @@ def build(kernel: Kernel, out: Path, host_paths: list[Path] | None = None) -> Pa
         w.dir(d)
     w.chardev("/dev/console", 5, 1)
     w.copy("/bin/busybox", BUSYBOX, 0o755)
-    w.file("/init", STAGE1.encode(), 0o755)
+    w.file("/init", STAGE1.replace("@ROOT_LINKS@", link_lines(root_links()[0])).encode(), 0o755)
     stage2 = STAGE2.replace("@HOST_PATHS@", mount_lines(host_paths or []))
     w.file("/stage2", stage2.encode(), 0o755)
     names = []

@@ -80,9 +80,12 @@ class LabHostVM:
         self.console: Console | None = None
         self.boot_s: float | None = None
         self.guest_uptime_s: float | None = None
-        # This checkout and its venv, where the VM's tmpfs would hide them (a CI clone in /tmp).
-        self.host_paths = initramfs.hidden_host_paths(
-            [Path(__file__).resolve().parents[3], Path(sys.prefix)])
+        # This checkout, its venv and the venv's Python, and what of this host's top level
+        # is not a link into /usr: the VM's root holds nothing else of this host.
+        self.host_paths = initramfs.shared_host_paths(
+            [Path(__file__).resolve().parents[3], Path(sys.prefix), Path(sys.base_prefix),
+             *initramfs.root_links()[1]])
+        self.etc = workdir / "etc"
 
     def command(self, kernel: packages.Kernel, initrd: Path) -> list[str]:
         netdev = ",".join(["user,id=net0", *(f"hostfwd={f}" for f in self.hostfwd)])
@@ -98,8 +101,10 @@ class LabHostVM:
             "-monitor", f"unix:{self.monitor_sock},server=on,wait=off",
             # First, so that no automatically placed device takes its slot.
             "-device", f"qemu-xhci,id=xhci,addr={XHCI_SLOT:#x},p2={XHCI_PORTS},p3={XHCI_PORTS}",
-            "-virtfs", f"local,path=/,mount_tag={initramfs.ROOT_TAG},security_model=none,"
+            "-virtfs", f"local,path=/usr,mount_tag={initramfs.USR_TAG},security_model=none,"
                        "readonly=on",
+            "-virtfs", f"local,path={self.etc},mount_tag={initramfs.ETC_TAG},"
+                       "security_model=none,readonly=on",
             "-virtfs", f"local,path={self.share},mount_tag={initramfs.SHARE_TAG},"
                        "security_model=none",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",
@@ -118,6 +123,7 @@ class LabHostVM:
         kernel = self.kernel or packages.ensure()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.share.mkdir(exist_ok=True)
+        initramfs.etc_view(self.etc)
         self.console_sock.unlink(missing_ok=True)
         self.monitor_sock.unlink(missing_ok=True)
         initrd = initramfs.build(kernel, self.workdir / "initramfs.cpio", self.host_paths)

@@ -92,6 +92,33 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class NoAnswer(Exception):
+    """The switch did not answer within the deadline."""
+
+
+def within(timeout: float, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` with a deadline: NoAnswer after `timeout` s, else its value or its error.
+
+    In a daemon thread, as a request without timeout cannot be cancelled: if the switch never
+    answers, the thread stays blocked until the connection drops."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except Exception as e:
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, name="power-call", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise NoAnswer(f"no answer within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
 @target_factory.reg_driver
 @attr.s(eq=False)
 class PowerSwitchDriver(NetworkPowerDriver):  # type: ignore[misc]
@@ -106,26 +133,14 @@ class PowerSwitchDriver(NetworkPowerDriver):  # type: ignore[misc]
     def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         where = f"power switch {self.port.model} at {redact(self.port.host)}, outlet " \
                 f"{self.port.index}: {what}"
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["value"] = fn(with_credentials(self._host, os.environ), self._port,
-                                      self.port.index, *args)
-            except Exception as e:
-                outcome["error"] = e
-
-        # A daemon thread, as a request without timeout cannot be cancelled: if the switch
-        # never answers, it stays blocked until the connection drops.
-        worker = threading.Thread(target=run, name=f"power-{self.port.index}", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():
-            raise InfrastructureError(f"{where}: no answer within {self.timeout:g} s")
-        if "error" in outcome:
+        host = with_credentials(self._host, os.environ)  # its own error says what to fix
+        try:
+            return within(self.timeout, fn, host, self._port, self.port.index, *args)
+        except NoAnswer as e:
+            raise InfrastructureError(f"{where}: {e}") from None
+        except Exception as e:
             # The chain is urllib3's retries and sockets: the message already says it all.
-            raise InfrastructureError(f"{where}: {describe(outcome['error'])}") from None
-        return outcome["value"]  # type: ignore[no-any-return]
+            raise InfrastructureError(f"{where}: {describe(e)}") from None
 
     @Driver.check_active
     @step()

@@ -130,11 +130,12 @@ class Outlet:
 class Switch(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, outlets: Mapping[int, Outlet], creds: dli.Credentials, port: int = 0):
+    def __init__(self, outlets: Mapping[int, Outlet], creds: dli.Credentials, port: int = 0,
+                 address: str = "127.0.0.1"):
         self.outlets = outlets
         self.creds = creds
         self.secret = secrets.token_bytes(32)  # signs nonces; a new one each start
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__((address, port), Handler)
 
     @property
     def port(self) -> int:
@@ -233,11 +234,32 @@ def write_ready(path: str, port: int) -> None:
     os.replace(tmp, target)
 
 
+def serve_until_signalled(server: ThreadingHTTPServer, ready_file: str | None, said: str
+                          ) -> None:
+    """Serve until SIGTERM or SIGINT; the port goes to `ready_file` and stdout once it
+    answers."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    # A short poll: shutdown() waits for it.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="http")
+    thread.start()
+    port = int(server.server_address[1])
+    if ready_file:
+        write_ready(ready_file, port)
+    print(port, flush=True)
+    log.info("%s", said)
+    stop.wait()
+    server.shutdown()
+    thread.join()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hil.lab.power.switch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outlet", action="append", required=True, metavar="INDEX=COMMAND")
     ap.add_argument("--port", type=int, default=0, help="0: any free port (the default)")
+    ap.add_argument("--address", default="127.0.0.1", help="where to listen (127.0.0.1)")
     ap.add_argument("--ready-file", help="write the port here once the switch answers")
     ap.add_argument("--grace", type=float, default=10.0,
                     help="seconds between SIGTERM and SIGKILL on off (default 10)")
@@ -264,23 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             output = open(Path(args.log_dir) / f"outlet-{index}.log", "ab")  # noqa: SIM115
         outlets[index] = Outlet(index, cmd, args.grace, output)
     try:
-        switch = Switch(outlets, creds, args.port)
+        switch = Switch(outlets, creds, args.port, args.address)
     except OSError as e:
-        ap.error(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}")
+        ap.error(f"cannot listen on {args.address}:{args.port}: {e.strerror}")
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    # A short poll: shutdown() waits for it.
-    server = threading.Thread(target=switch.serve_forever, args=(0.05,), name="switch")
-    server.start()
-    if args.ready_file:
-        write_ready(args.ready_file, switch.port)
-    print(switch.port, flush=True)
-    log.info("listening on 127.0.0.1:%d, outlets %s", switch.port, sorted(outlets))
-    stop.wait()
-    switch.shutdown()
-    server.join()
+    serve_until_signalled(switch, args.ready_file, f"listening on {args.address}:{switch.port}, "
+                          f"outlets {sorted(outlets)}")
     switch.all_off()
     switch.server_close()
     return 0

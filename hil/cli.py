@@ -197,7 +197,7 @@ def _lab_up(args: argparse.Namespace) -> int:
 
     virtual_lab.up(Path(args.dir), args.boards, args.credentials,
                    health_interval=args.health_interval, wait_healthy=args.wait_healthy,
-                   lab_host=args.lab_host, gics=args.gic)
+                   lab_host=args.lab_host, gics=args.gic, listen=args.listen)
     return 0
 
 
@@ -369,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     lu.add_argument("--gic", type=virtual_lab.gic_list, default=virtual_lab.GICS, metavar="LIST",
                     help="the boards' GICs, board i the i-th, repeated as needed (default v2,v3: "
                          "virtual-0 GICv2, virtual-1 GICv3 without ITS); tagged gic=v2/v3")
+    lu.add_argument("--listen", default=virtual_lab.LOOPBACK, metavar="ADDR",
+                    help="serve the lab's clients on this address of this host (default "
+                         "127.0.0.1: this host only). It exposes the coordinator (no "
+                         "authentication), the boards' consoles through ser2net (no login), "
+                         "the power switch (digest auth) and the lab's sshd (its key only) "
+                         "to everyone who reaches ADDR")
     ld = lab_sub.add_parser("down", help="stop the virtual lab and remove what it made")
     le = lab_sub.add_parser("env", help="print the exports that reach the virtual lab")
     ls = lab_sub.add_parser("status", help="places, health, holders, leases, waiting reservations")

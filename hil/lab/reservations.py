@@ -69,6 +69,9 @@ class Loss(StrEnum):
     RESOURCES_GONE = "resources-gone"  # its exporter went away
     SWITCH_SILENT = "switch-silent"  # its power switch stopped answering
     COORDINATOR_GONE = "coordinator-gone"  # not back (or the place not retaken) within the lease
+    # It restarted during the run: labgrid's exporters end with its stream and end their
+    # consoles (ser2net) with them, so a case on a console fails even if the place is retaken.
+    COORDINATOR_RESTARTED = "coordinator-restarted"
 
     @property
     def lab_fault(self) -> bool:
@@ -161,20 +164,28 @@ SETTLE_S = 4.0
 
 
 def switch_url(place: Place) -> str | None:
-    """The power switch's URL from the place's NetworkPowerPort parameters, if it has one."""
+    """The power switch's URL from the place's NetworkPowerPort parameters, if it has one
+    (with its outlet for a URL template, as labgrid's `rest` models take)."""
     for path, params in place.params.items():
         if path.split("/")[2:3] == ["NetworkPowerPort"]:
             host = params.get("host")
-            return str(host) if host else None
+            if not host:
+                return None
+            return str(host).replace("{index}", str(params.get("index", "")))
     return None
 
 
+# A relay's (hil.lab.power.relay) answers when the switch behind it is silent or failing.
+SWITCH_BEHIND_FAILS = (502, 504)
+
+
 def answers(url: str, timeout: float = 2.0) -> bool:
-    """Any HTTP answer counts (a 401 is a switch that is there)."""
+    """Any HTTP answer counts (a 401 is a switch that is there), but a relay's saying that
+    the switch behind it does not answer."""
     try:
         urllib.request.urlopen(url, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return True
+    except urllib.error.HTTPError as e:
+        return e.code not in SWITCH_BEHIND_FAILS
     except (OSError, ValueError):
         return False
     return True
@@ -222,6 +233,8 @@ class PlaceReservation:
         self._lock = threading.Lock()  # acquire/renew/release against each other
         self.timings: dict[str, float] = {}
         self.watch_cpu_s = 0.0  # CPU the watch thread spent, once it has ended
+        self.restarts = 0  # coordinator restarts the watch saw while the place was held
+        self._connections_seen = 0
 
     def __enter__(self) -> Hold:
         return self.acquire()
@@ -241,6 +254,7 @@ class PlaceReservation:
             self.coordinator.acquire(place)
             self.hold = Hold(place, self._token or "")
             self._renew()
+        self._connections_seen = self.coordinator.connections
         self.timings["reserve_and_lock_s"] = time.monotonic() - t0
         self.progress(f"reservation: holding {place} as {self.holder} (waited "
                       f"{self.timings['reserve_wait_s']:.1f} s, lease {self.lease:.0f} s)")
@@ -336,8 +350,9 @@ class PlaceReservation:
             why: Lost | None
             try:
                 if not c.connected or c.connections != connections:
+                    self.restarts += 1
                     why = self._come_back(renewed + self.lease)
-                    connections = c.connections
+                    connections = self._connections_seen = c.connections
                     if why is None:
                         renewed = time.monotonic()
                         continue
@@ -411,13 +426,23 @@ class PlaceReservation:
         """One look now (without the watch): why the place is no longer ours to use, if so."""
         if self.hold is None:
             return None
+        c = self.coordinator
+        restarted = bool(self.restarts) or not c.connected or \
+            c.connections != self._connections_seen
         try:
-            place = self.coordinator.place(self.hold.place)
+            place = c.place(self.hold.place)
             url = switch_url(place)
-            why = loss(place, self.holder, answers(url) if url else None, self._expected)
+            why = self._settled(loss(place, self.holder, answers(url) if url else None,
+                                     self._expected))
         except CoordinatorError as e:
-            return Lost(Loss.COORDINATOR_GONE, f"the coordinator stopped answering: {e}")
-        return self._settled(why)
+            why = Lost(Loss.COORDINATOR_GONE, f"the coordinator stopped answering: {e}")
+        if restarted and (why is None or why.reason in (Loss.RELEASED, Loss.COORDINATOR_GONE)):
+            # Not released by anyone: the restart forgot the lock (the watch takes it back).
+            return Lost(Loss.COORDINATOR_RESTARTED,
+                        f"place {self.hold.place}: the coordinator at {c.address} restarted "
+                        "during the run (labgrid's exporters restart with it, ending the "
+                        "consoles)")
+        return why
 
     def _settled(self, why: Lost | None) -> Lost | None:
         """`why`, unless resources that went away turn out to be a release in progress."""

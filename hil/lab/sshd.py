@@ -21,18 +21,20 @@ SSHD = "/usr/sbin/sshd"
 DROPIN_DIR = Path("/etc/ssh/ssh_config.d")
 
 
-def server_config(directory: Path, address: str, port: int, user: str) -> str:
+def server_config(directory: Path, address: str, port: int, user: str,
+                  authorized_keys: Path | None = None) -> str:
     return "\n".join([
         f"ListenAddress {address}:{port}",
         f"HostKey {directory / 'host_ed25519'}",
-        f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+        f"AuthorizedKeysFile {authorized_keys or directory / 'authorized_keys'}",
         f"AllowUsers {user}",
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "UsePAM no",
-        # The lab directory may sit under a world-writable /tmp parent.
-        "StrictModes no",
+        # sshd refuses keys in a file that anyone else could have written, or under a
+        # directory they could write (the lab directory may sit in /tmp: its keys do not).
+        "StrictModes yes",
         f"PidFile {directory / 'sshd.pid'}",
         "",
     ])
@@ -67,6 +69,12 @@ def dropin_path(lab_name: str) -> Path:
     return DROPIN_DIR / f"hil-lab-{lab_name}.conf"
 
 
+def authorized_keys_path(lab_name: str) -> Path:
+    """Beside the drop-in, in root's /etc/ssh: StrictModes checks every directory above the
+    file, and /tmp, where a lab directory may be, is writable by all."""
+    return DROPIN_DIR.parent / f"hil-lab-{lab_name}.authorized_keys"
+
+
 class LabSSHServer:
     """sshd on `address:port` for the current user, keys in `directory`."""
 
@@ -76,6 +84,7 @@ class LabSSHServer:
         self.port = port
         self.user = getpass.getuser()
         self.dropin = dropin_path(lab_name)
+        self.authorized_keys = authorized_keys_path(lab_name)
         self.process: subprocess.Popen[bytes] | None = None
 
     def _keygen(self, path: Path) -> str:
@@ -87,11 +96,14 @@ class LabSSHServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         host_pub = self._keygen(self.directory / "host_ed25519")
         user_pub = self._keygen(self.directory / "id_ed25519")
-        (self.directory / "authorized_keys").write_text(user_pub + "\n")
+        (self.directory / "authorized_keys").write_text(user_pub + "\n")  # for the lab-host VM
+        self.authorized_keys.write_text(user_pub + "\n")
+        self.authorized_keys.chmod(0o600)
         # Known hosts are keyed by "[address]:port" for a port other than 22.
         (self.directory / "known_hosts").write_text(f"[{self.address}]:{self.port} {host_pub}\n")
         config = self.directory / "sshd_config"
-        config.write_text(server_config(self.directory, self.address, self.port, self.user))
+        config.write_text(server_config(self.directory, self.address, self.port, self.user,
+                                        self.authorized_keys))
         # Privilege separation needs this directory; a host without a running sshd lacks it.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
@@ -132,6 +144,7 @@ class LabSSHServer:
                 self.process.wait()
             self.process = None
         self.dropin.unlink(missing_ok=True)
+        self.authorized_keys.unlink(missing_ok=True)
 
 
 def available() -> str | None:

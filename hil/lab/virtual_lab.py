@@ -6,19 +6,22 @@ as its places, all on this machine, reached by clients exactly as a real lab's b
                                                             # places are ready
     hil lab down                # stops everything and removes what `up` made
 
-What runs, on ports chosen at run time:
-- labgrid-coordinator on 127.0.0.1;
+What runs, on ports chosen at run time, every one listening on the lab's address (127.0.0.1,
+or the address given to `hil lab up --listen`) and nowhere else:
+- labgrid-coordinator;
 - the power switch (`hil.lab.power.switch`, Digital Loggers' REST API, digest auth): outlet
   N starts and kills virtual board N's QEMU, which boots Debian's qemu_arm64 U-Boot;
 - serial cables (`hil.lab.cables`): per board a console and a guest console, tty devices that
   outlive power cycles;
-- labgrid-exporter: exports each board's two cables as `RawSerialPort` (ser2net), its outlet
-  as `NetworkPowerPort` and a `TFTPProvider` directory;
-- tftpd-hpa on this host's primary address, port 69, where U-Boot asks (see TFTPServerDriver);
+- labgrid-exporter: exports each board's two cables as `RawSerialPort` (ser2net, bound to the
+  lab's address by hil.lab.ser2net_bind), its outlet as `NetworkPowerPort` and a
+  `TFTPProvider` directory;
 - sshd for labgrid's `RemoteTFTPProvider`, which copies files to the exporter's host over SSH
-  (see `hil.lab.sshd`).
-The exporter's published address is this host's primary address: the boards reach the TFTP
-server there, and clients reach ser2net and sshd there.
+  (see `hil.lab.sshd`);
+- the boards' network (hil.lab.boardnet): the boards' QEMUs run in a network namespace of
+  their own, which reaches this host only at boardnet.HOST_ADDRESS, where tftpd-hpa serves
+  port 69, chrooted and unprivileged (hil.lab.tftpd_jail). A board shell reaches nothing else.
+The exporter publishes the lab's address: clients reach ser2net and sshd there.
 
 With `--lab-host vm` the consoles are not exported from this host: each cable ends in an FTDI
 adapter of the lab-host VM, whose own labgrid exporter exports them as `USBSerialPort`s matched
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -56,14 +60,15 @@ from typing import Any, ClassVar
 
 import yaml
 
+from hil.build.cache import default_images, default_root
 from hil.errors import ConfigError, InfrastructureError
-from hil.lab import sshd, vmm
+from hil.lab import boardnet, ser2net_bind, sshd, tftpd_jail, vmm
 from hil.lab.cables import CableSet
 from hil.lab.coordinator import Coordinator
 from hil.lab.janitor import Janitor
 from hil.lab.labhost import lab as labhost_lab
+from hil.lab.power import relay
 from hil.lab.reservations import HEALTH_TAG
-from hil.lab.tftpserver import primary_ipv4
 
 log = logging.getLogger("hil.lab")
 
@@ -75,6 +80,7 @@ TFTPD = "/usr/sbin/in.tftpd"
 SER2NET = "/usr/sbin/ser2net"
 TAGS = {"board": "virtual", "kvm": "yes"}  # and gic=vG per board
 GICS = (2, 3)
+LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 240.0  # with the lab-host VM: its boot and its exporter under TCG
 LAB_ENV = Path(__file__).resolve().parents[2] / "places" / "virtual-lab.yaml"
 
@@ -111,7 +117,7 @@ class Board:
 class LabPlan:
     directory: Path
     boards: int
-    address: str  # the exporter host's address: TFTP, ser2net and sshd
+    address: str  # where every service listens and the exporter publishes (ser2net, sshd)
     coordinator_port: int
     sshd_port: int
     lab_host: str = "local"  # local: consoles exported from this host; vm: the lab-host VM
@@ -119,7 +125,7 @@ class LabPlan:
 
     @property
     def coordinator(self) -> str:
-        return f"127.0.0.1:{self.coordinator_port}"
+        return f"{self.address}:{self.coordinator_port}"
 
     def board(self, i: int) -> Board:
         name = f"virtual-{i}"
@@ -149,7 +155,7 @@ class LabPlan:
             "-device", "virtconsole,chardev=guestcon",
         ]
 
-    def exporter_config(self, devices: dict[str, str], switch_port: int) -> dict[str, Any]:
+    def exporter_config(self, devices: dict[str, str], relay_port: int) -> dict[str, Any]:
         """labgrid-exporter's resources; `devices` maps cable names to their tty."""
         groups: dict[str, Any] = {}
         for b in self.all_boards():
@@ -163,9 +169,11 @@ class LabPlan:
                 "location": f"virtual lab in {self.directory}",
                 **consoles,
                 # No credentials: the coordinator shows every parameter to every client.
-                # Clients bring their own (PowerSwitchDriver, HIL_POWER_CREDENTIALS).
-                "power": {"cls": "NetworkPowerPort", "model": "digitalloggers_restapi",
-                          "host": f"http://127.0.0.1:{switch_port}", "index": b.outlet},
+                # The lab's power relay holds them (hil.lab.power.relay), so that labgrid's
+                # own client switches the board for whoever holds the place.
+                "power": {"cls": "NetworkPowerPort", "model": relay.MODEL,
+                          "host": f"http://{self.address}:{relay_port}/outlet/{{index}}",
+                          "index": b.outlet},
                 "tftp": {"cls": "TFTPProvider", "internal": b.tftp_dir,
                          "external": b.tftp_dir},
             }
@@ -196,10 +204,43 @@ def gic_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def listen_problem(listen: str, lab_host: str = "local") -> str | None:
+    """Why the lab cannot serve on `listen`, before trying it; None if it may."""
+    try:
+        address = ipaddress.IPv4Address(listen)
+    except ValueError:
+        return f"--listen takes one IPv4 address of this host, got {listen!r}"
+    if address.is_unspecified:
+        return ("--listen 0.0.0.0 would serve every network this host is on: give the one "
+                "address the lab's clients reach")
+    if listen == boardnet.HOST_ADDRESS:
+        return f"--listen {listen} is the boards' network: the boards must not reach the lab"
+    if lab_host == "vm" and not address.is_loopback:
+        return ("--lab-host vm is reached through QEMU forwards on this host's loopback: it "
+                "serves no other address (leave out --listen)")
+    return None
+
+
+def _bindable(address: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
 def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
-              gics: Sequence[int] = GICS) -> list[str]:
+              gics: Sequence[int] = GICS, listen: str = LOOPBACK) -> list[str]:
     """What keeps the lab from starting here, each with what to do; [] when nothing does."""
     problems = []
+    if (why := listen_problem(listen, lab_host)) is not None:
+        problems.append(why)
+    elif not _bindable(listen):
+        problems.append(f"--listen {listen} is not an address of this host (see `ip -4 addr`)")
+    if _bindable(boardnet.HOST_ADDRESS):
+        problems.append(f"another virtual lab runs on this host (its boards' network holds "
+                        f"{boardnet.HOST_ADDRESS}): `hil lab down --dir` it first")
     if boards < 1:
         problems.append(f"--boards must be at least 1, got {boards}")
     if not gics or not set(gics) <= set(vmm.GIC_MACHINES):
@@ -214,8 +255,9 @@ def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
         except ValueError as e:
             problems.append(str(e))
     if (os.geteuid() if euid is None else euid) != 0:
-        problems.append("the virtual lab needs root: its TFTP server listens on port 69 (where "
-                        "U-Boot asks) and its ssh drop-in goes to /etc/ssh/ssh_config.d")
+        problems.append("the virtual lab needs root: its boards get a network namespace of "
+                        "their own, its TFTP server binds port 69 (where U-Boot asks) in a "
+                        "mount namespace, and its ssh drop-in goes to /etc/ssh/ssh_config.d")
     for path, what in ((QEMU, "qemu-system-arm"), (UBOOT, "u-boot-qemu"),
                        (TFTPD, "tftpd-hpa"), (SER2NET, "ser2net")):
         if not Path(path).exists():
@@ -239,7 +281,8 @@ class LabState:
     address: str = ""
     places: list[str] = field(default_factory=list)
     credentials: str = ""
-    switch: str = ""
+    switch: str = ""  # the switch itself, on loopback: only the relay talks to it
+    relay: str = ""  # the lab's power relay, which the exporter publishes
     lab_host: str = "local"
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -263,7 +306,8 @@ class LabState:
 
     def exports(self) -> dict[str, str]:
         """What a client exports to use the lab (LG_PLACE: one of `places`)."""
-        return {"LG_COORDINATOR": self.coordinator, "HIL_POWER_CREDENTIALS": self.credentials,
+        # No power credentials: the lab's relay holds them.
+        return {"LG_COORDINATOR": self.coordinator,
                 "LG_PLACE": self.places[0] if self.places else ""}
 
 
@@ -273,11 +317,11 @@ class LabState:
 class Supervisor:
     def __init__(self, directory: Path, boards: int, credentials: str | None,
                  health_interval: float = 3600.0, lab_host: str = "local",
-                 gics: Sequence[int] = GICS):
+                 gics: Sequence[int] = GICS, listen: str = LOOPBACK):
         self.directory = directory
         self.logs = directory / "logs"
-        self.plan = LabPlan(directory, boards, primary_ipv4(), free_port(),
-                            free_port(primary_ipv4()), lab_host, tuple(gics))
+        self.plan = LabPlan(directory, boards, listen, free_port(listen), free_port(listen),
+                            lab_host, tuple(gics))
         self.state = LabState("starting", os.getpid(), coordinator=self.plan.coordinator,
                               address=self.plan.address, lab_host=lab_host)
         self.labhost: labhost_lab.LabHost | None = None
@@ -290,12 +334,18 @@ class Supervisor:
         self.janitor: Janitor | None = None
         self.coordinator: Coordinator | None = None
         self._died: dict[str, float] = {}
+        # How each process was started (its working directory and environment), to start
+        # it again the same way.
+        self._how: dict[str, tuple[Path | None, dict[str, str] | None]] = {}
 
-    def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None) -> None:
+    def _spawn(self, name: str, cmd: Sequence[str], cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                              **(env or {})})
         out.close()
+        self._how[name] = (cwd, env)
         self.processes.append((name, proc))
         self.state.pids[name] = proc.pid
 
@@ -335,33 +385,55 @@ class Supervisor:
         ssh = self.ssh = sshd.LabSSHServer(self.directory / "ssh", plan.address,
                                            plan.sshd_port, self.directory.name)
         ssh.start(self.logs / "sshd.log")
-        self._spawn("tftpd", [TFTPD, "--listen", "--foreground", "--address",
-                              f"{plan.address}:69", "--user", "root",
-                              str(self.directory / "tftp")])
+        self._spawn("boardnet", boardnet.holder_command(self.directory))
+        holder = self.state.pids["boardnet"]
+        self._wait("the boards' network", lambda: _netns_differs(holder), 10, "boardnet")
+        boardnet.set_up(holder, boardnet.veth_name(self.directory))
+        jail = self.directory / "tftpd-jail"
+        # What staged symlinks point to: the images (a client on this host shares its files:
+        # labgrid links to them), the artifacts they link to, and labgrid's copies.
+        images = Path(os.environ.get("HIL_IMAGES", default_images()))
+        shown = tftpd_jail.shown_paths(self.directory / "tftp", [
+            images, default_root() / "artifacts", Path("/var/cache/labgrid")])
+        self._spawn("tftpd", tftpd_jail.command(TFTPD, f"{boardnet.HOST_ADDRESS}:69", jail,
+                                                shown, tftpd_jail.server_user()))
         self._spawn("coordinator", [labgrid_tool("labgrid-coordinator"), "--listen",
                                     plan.coordinator], cwd=self.directory)
         ready_file = self.directory / "switch.port"
-        outlets = [f"--outlet={b.outlet}={shlex.join(plan.qemu_command(b))}"
+        outlets = [f"--outlet={b.outlet}={shlex.join(boardnet.enter(holder, plan.qemu_command(b)))}"
                    for b in plan.all_boards()]
-        # A fixed port, so that a restarted switch is where the exporter says it is.
+        # A fixed port, so that a restarted switch is where the relay says it is. On loopback
+        # whatever --listen says: only the relay, beside it, talks to it.
         self._spawn("power-switch", [sys.executable, "-m", "hil.lab.power.switch", *outlets,
                                      "--port", str(free_port()),
                                      "--credentials", self.state.credentials,
                                      "--ready-file", str(ready_file),
                                      "--log-dir", str(self.logs)])
         self._wait("power switch", ready_file.exists, 30, "power-switch")
-        switch_port = int(ready_file.read_text())
-        self.state.switch = f"http://127.0.0.1:{switch_port}"
+        self.state.switch = f"http://127.0.0.1:{int(ready_file.read_text())}"
+        relay_ready = self.directory / "relay.port"
+        self._spawn("power-relay", [sys.executable, "-m", "hil.lab.power.relay",
+                                    "--switch", self.state.switch,
+                                    "--credentials", self.state.credentials,
+                                    *(f"--outlet={b.outlet}" for b in plan.all_boards()),
+                                    "--address", plan.address,
+                                    "--port", str(free_port(plan.address)),
+                                    "--ready-file", str(relay_ready)])
+        self._wait("power relay", relay_ready.exists, 30, "power-relay")
+        self.state.relay = f"http://{plan.address}:{int(relay_ready.read_text())}"
         self._wait("ssh to the lab host", lambda: _succeeds(ssh.check), 15, "tftpd")
         self._alive("tftpd")
-        self._wait("coordinator", lambda: _listening("127.0.0.1", plan.coordinator_port), 30,
+        self._wait("coordinator", lambda: _listening(plan.address, plan.coordinator_port), 30,
                    "coordinator")
 
         config = self.directory / "exporter.yaml"
-        config.write_text(yaml.safe_dump(plan.exporter_config(self.cables.devices(),
-                                                              switch_port)))
+        config.write_text(yaml.safe_dump(plan.exporter_config(
+            self.cables.devices(), int(self.state.relay.rsplit(":", 1)[1]))))
+        # The exporter finds ser2net on its PATH: first the one bound to the lab's address.
+        wrapper = ser2net_bind.install(self.directory / "bin", plan.address, SER2NET)
         self._spawn("exporter", [labgrid_tool("labgrid-exporter"), "-c", plan.coordinator,
-                                 "--name", EXPORTER, "--hostname", plan.address, str(config)])
+                                 "--name", EXPORTER, "--hostname", plan.address, str(config)],
+                    env={"PATH": f"{wrapper.parent}:{os.environ.get('PATH', '')}"})
         names = [b.name for b in plan.all_boards()]
         exporters = [EXPORTER]
         wanted = {f"{EXPORTER}/{b}/{cls}" for b in names
@@ -399,14 +471,16 @@ class Supervisor:
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
         self.state.write(self.directory)
-        # The janitor's health checks power the boards as any client does.
-        os.environ["HIL_POWER_CREDENTIALS"] = self.state.credentials
+        # The janitor's health checks power the boards as any client does: through the relay.
         self.janitor = Janitor(Coordinator(plan.coordinator, purpose="janitor"), LAB_ENV,
                                self.directory / "health", interval=self.health_interval)
         threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
 
     # What a lab host's service manager restarts (systemd's Restart=always), and after how long.
-    RESTART: ClassVar[dict[str, float]] = {"exporter": 3.0, "power-switch": 3.0}
+    # The coordinator too: it comes back with its places and tags as last saved, and the
+    # sessions take their places back (hil.lab.reservations).
+    RESTART: ClassVar[dict[str, float]] = {"exporter": 3.0, "power-switch": 3.0,
+                                           "power-relay": 3.0, "coordinator": 3.0}
 
     def watch(self) -> None:
         """Restart a lab process that died (killed by a test of losing it, or crashed)."""
@@ -422,9 +496,12 @@ class Supervisor:
             self.processes.pop(i)
             if name == "power-switch":
                 (self.directory / "switch.port").unlink(missing_ok=True)
+            if name == "power-relay":
+                (self.directory / "relay.port").unlink(missing_ok=True)
             if name == "exporter":
                 self._end_orphaned_ser2net()
-            self._spawn(name, proc.args)  # type: ignore[arg-type]
+            cwd, env = self._how.get(name, (None, None))
+            self._spawn(name, proc.args, cwd=cwd, env=env)  # type: ignore[arg-type]
             self.state.write(self.directory)
             return
 
@@ -438,7 +515,7 @@ class Supervisor:
             self.labhost.stop()
         # The exporter first (clients see resources go), the switch next (its SIGTERM turns
         # every outlet off), then what they used.
-        order = ["exporter", "power-switch", "coordinator", "tftpd"]
+        order = ["exporter", "power-relay", "power-switch", "coordinator", "tftpd", "boardnet"]
         for name in order:
             for n, proc in self.processes:
                 if n == name and proc.poll() is None:
@@ -479,6 +556,14 @@ def _succeeds(fn: Callable[[], None]) -> bool:
     return True
 
 
+def _netns_differs(pid: int) -> bool:
+    """`pid` has left this process's network namespace (unshare has done its work)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
+
+
 def _listening(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -487,9 +572,9 @@ def _listening(host: str, port: int) -> bool:
 
 def supervise(directory: Path, boards: int, credentials: str | None,
               health_interval: float = 3600.0, lab_host: str = "local",
-              gics: Sequence[int] = GICS) -> int:
+              gics: Sequence[int] = GICS, listen: str = LOOPBACK) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    sup = Supervisor(directory, boards, credentials, health_interval, lab_host, gics)
+    sup = Supervisor(directory, boards, credentials, health_interval, lab_host, gics, listen)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop_requested.set())
     try:
@@ -516,8 +601,8 @@ def supervise(directory: Path, boards: int, credentials: str | None,
 def up(directory: Path, boards: int, credentials: str | None = None,
        out: Callable[[str], None] = print, health_interval: float = 3600.0,
        wait_healthy: float = 0.0, lab_host: str = "local",
-       gics: Sequence[int] = GICS) -> LabState:
-    problems = preflight(boards, lab_host=lab_host, gics=gics)
+       gics: Sequence[int] = GICS, listen: str = LOOPBACK) -> LabState:
+    problems = preflight(boards, lab_host=lab_host, gics=gics, listen=listen)
     if credentials is not None and not Path(credentials).is_file():
         problems.append(f"--credentials {credentials}: no such file")
     if problems:
@@ -535,6 +620,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
             [sys.executable, "-m", "hil.lab.virtual_lab", "supervise", str(directory),
              "--boards", str(boards), "--health-interval", str(health_interval),
              "--lab-host", lab_host, "--gic", ",".join(f"v{g}" for g in gics),
+             "--listen", listen,
              *(["--credentials", credentials] if credentials else [])],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
     while True:
@@ -693,6 +779,7 @@ def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 9
         out("lab: ended what the supervisor left running: "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(ended.items())))
     sshd.dropin_path(directory.name).unlink(missing_ok=True)
+    sshd.authorized_keys_path(directory.name).unlink(missing_ok=True)
     shutil.rmtree(directory, ignore_errors=True)
     out(f"lab: stopped, {directory} removed")
 
@@ -769,9 +856,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--health-interval", type=float, default=3600.0)
     s.add_argument("--lab-host", choices=LAB_HOSTS, default="local")
     s.add_argument("--gic", type=gic_list, default=GICS)
+    s.add_argument("--listen", default=LOOPBACK)
     args = ap.parse_args(argv)
     return supervise(args.directory, args.boards, args.credentials, args.health_interval,
-                     args.lab_host, args.gic)
+                     args.lab_host, args.gic, args.listen)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
                     + "; ".join(unhealthy))
     lab = SimpleNamespace(state=state, directory=directory, creds=creds, lab_host=lab_host,
                           up_s=state.timings["up_s"], healthy_s=time.monotonic() - t0,
-                          env={"LG_COORDINATOR": state.coordinator,
-                               "HIL_POWER_CREDENTIALS": str(creds)})
+                          # No power credentials: the lab's relay holds them.
+                          env={"LG_COORDINATOR": state.coordinator})
     yield lab
     vl.down(directory)

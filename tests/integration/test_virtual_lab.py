@@ -20,16 +20,22 @@ import yaml
 from hil.lab import virtual_lab
 from hil.lab.labhost import lab as labhost_lab
 from hil.lab.virtual_lab import EXPORTER as HOST_EXPORTER
+from hil.lab.virtual_lab import lab_processes
 
 from .conftest import LAB_SECRET, REPO
 
 LAB_ENV = REPO / "places" / "virtual-lab.yaml"
 
 
-def client(lab: Any, *args: str) -> subprocess.CompletedProcess[str]:
+def client(lab: Any, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """labgrid's own client, with no power credentials in its environment."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HIL_POWER_CREDENTIALS", "LG_POWER_USER", "LG_POWER_PASSWORD")}
+    if user:
+        env["LG_USERNAME"] = user
     return subprocess.run([virtual_lab.labgrid_tool("labgrid-client"), "-x",
                            lab.state.coordinator, *args], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=env)
 
 
 def cmdline(pid: int) -> bytes:
@@ -106,6 +112,132 @@ def test_a_session_that_reserves_gic_v3_gets_the_gicv3_board_and_its_guest_runs_
     assert "reservation: holding virtual-1" in text and "2 passed" in text, text[-3000:]
 
 
+def listening_sockets() -> list[tuple[str, str, int]]:
+    """(protocol, local address:port, pid) of every listening TCP and bound UDP socket."""
+    out = subprocess.run(["ss", "-H", "-lntup"], capture_output=True, text=True,
+                         check=True).stdout
+    found = []
+    for line in out.splitlines():
+        cols = line.split()
+        for pid in re.findall(r"pid=(\d+)", line):
+            found.append((cols[0], cols[4], int(pid)))
+    return found
+
+
+def test_nothing_the_lab_started_listens_beyond_its_address(virtual_lab: Any) -> None:
+    """Every socket of every process of the lab is on 127.0.0.1 (the lab's address without
+    --listen), but the TFTP server's, which is on the boards' network alone. (The exporter
+    starts a place's ser2net when the place is acquired: virtual-0 is, meanwhile.)"""
+    from hil.lab import boardnet
+
+    holder = "hil-test-sockets"
+    assert client(virtual_lab, "-p", "virtual-0", "acquire", user=holder).returncode == 0
+    try:
+        client(virtual_lab, "-p", "virtual-0", "set-tags", f"hil-lease={int(time.time())}+600",
+               user=holder)
+        deadline = time.monotonic() + 30
+        while True:
+            kinds = lab_processes(virtual_lab.directory)
+            mine = [(proto, local, kinds[pid]) for proto, local, pid in listening_sockets()
+                    if pid in kinds]
+            relays = [kind for _, _, kind in mine if kind == "ser2net"]
+            if virtual_lab.lab_host != "local" or len(relays) == 2 or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client(virtual_lab, "-p", "virtual-0", "set-tags", "hil-lease=", user=holder)
+        client(virtual_lab, "-p", "virtual-0", "release", user=holder)
+    by_kind = {kind for _, _, kind in mine}
+    assert {"labgrid-coordinator", "hil.lab.power.switch", "hil.lab.power.relay", "sshd",
+            "in.tftpd"} <= by_kind, mine
+    if virtual_lab.lab_host == "local":
+        assert len(relays) == 2, mine  # virtual-0's board and guest consoles
+    for proto, local, kind in mine:
+        address = local.rsplit(":", 1)[0].removeprefix("[::ffff:").rstrip("]")
+        if kind == "in.tftpd":
+            assert (proto, local) == ("udp", f"{boardnet.HOST_ADDRESS}:69"), mine
+        else:
+            assert address == "127.0.0.1", (proto, local, kind)
+
+
+def test_a_board_shell_reaches_the_labs_tftp_server_and_not_the_coordinator(
+        virtual_lab: Any, tmp_path: Path) -> None:
+    """From virtual-0's shell, over the board's own NIC: a port that listens in the boards'
+    network (10.0.2.2 to the board) and a file from the lab's TFTP server are reached; the
+    coordinator is not, as 10.0.2.2, at its own address, nor at this host's others."""
+    from hil.lab.tftpserver import primary_ipv4
+
+    holder = virtual_lab.state.pids["boardnet"]
+    listener = subprocess.Popen(
+        ["nsenter", f"--net=/proc/{holder}/ns/net", sys.executable, "-c",
+         "import socket; s = socket.create_server(('127.0.0.1', 0)); "
+         "print(s.getsockname()[1], flush=True)\nwhile True: s.accept()[0].close()"],
+        stdout=subprocess.PIPE, text=True)
+    probe = virtual_lab.directory / "tftp" / "virtual-0" / "hil-probe.txt"
+    try:
+        assert listener.stdout is not None
+        port = listener.stdout.readline().strip()
+        probe.write_text("hil-probe\n")
+        r = session(virtual_lab, tmp_path / "net", "name=virtual-0",
+                    cases="tests/integration/lab_cases/board_network.py",
+                    env={"HIL_PROBE_PORT": port, "HIL_PROBE_FILE": str(probe),
+                         "HIL_HOST_PRIMARY": primary_ipv4()})
+        assert r.wait(600) == 0, output(tmp_path / "net")[-3000:]
+        assert "2 passed" in output(tmp_path / "net"), output(tmp_path / "net")[-3000:]
+    finally:
+        listener.kill()
+        probe.unlink(missing_ok=True)
+
+
+def console_shows_the_board(lab: Any, user: str, timeout: float = 90) -> bool:
+    """`labgrid-client console` (microcom over the exporter's ser2net) prints what the board's
+    U-Boot and kernel print after power-on."""
+    import pexpect
+
+    env = {**os.environ, "LG_USERNAME": user}
+    con = pexpect.spawn(virtual_lab.labgrid_tool("labgrid-client"),
+                        ["-x", lab.state.coordinator, "-p", "virtual-1", "console", "board-console"],
+                        env=env, encoding="utf-8", codec_errors="replace", timeout=timeout)
+    try:
+        seen = con.expect([r"autoboot|Loading|TFTP|Starting kernel|hil-board|=> ",
+                           pexpect.EOF, pexpect.TIMEOUT]) == 0
+        assert seen, f"labgrid-client console showed: {con.before!r}"
+        return seen
+    finally:
+        con.terminate(force=True)
+
+
+def test_labgrids_own_client_switches_a_held_place_and_no_one_elses(virtual_lab: Any) -> None:
+    """`labgrid-client power` with no credentials (the lab's relay holds them) and
+    `labgrid-client console`: the holder switches the board and sees it boot; another user is
+    refused both by labgrid-client."""
+    lease = f"hil-lease={int(time.time())}+600"  # the janitor leaves a leased lock alone
+    me, other = "hil-test-holder", "hil-test-other"
+    assert client(virtual_lab, "-p", "virtual-1", "acquire", user=me).returncode == 0
+    try:
+        assert client(virtual_lab, "-p", "virtual-1", "set-tags", lease, user=me).returncode == 0
+        states = []
+        for command in ("off", "get", "on", "get", "console", "cycle", "get", "off", "get"):
+            if command == "console":
+                assert "virtual-1" in running_qemus(virtual_lab.directory)
+                assert console_shows_the_board(virtual_lab, me), "no board output on console"
+                continue
+            r = client(virtual_lab, "-p", "virtual-1", "power", command, user=me)
+            assert r.returncode == 0, (command, r.stdout + r.stderr)
+            if command == "get":
+                states.append(r.stdout.strip().rsplit(" ", 1)[-1])
+        assert states == ["off", "on", "on", "off"], states
+        for refused_command in (("power", "on"), ("console", "board-console")):
+            refused = client(virtual_lab, "-p", "virtual-1", *refused_command, user=other)
+            assert refused.returncode != 0 and "acquired" in refused.stderr, refused.stderr
+        assert "virtual-1" not in running_qemus(virtual_lab.directory)
+    finally:
+        client(virtual_lab, "-p", "virtual-1", "power", "off", user=me)
+        client(virtual_lab, "-p", "virtual-1", "set-tags", "hil-lease=", user=me)
+        assert client(virtual_lab, "-p", "virtual-1", "release", user=me).returncode == 0
+
+
 def leaks_of_the_planted_secret(lab: Any, *roots: Path) -> list[str]:
     """Where the switch's password shows up: the coordinator's view of the places, and every
     file under `roots` and the lab's directory (outputs, results, consoles, JUnit, logs)."""
@@ -149,10 +281,10 @@ def test_a_tftp_server_that_does_not_answer_is_named_before_anything_is_powered(
     naming it, and the board was never switched on. (virtual-1: the health check that follows
     an infrastructure error is over before the next test that needs it.)"""
     text = LAB_ENV.read_text()
-    assert "          kernel: board-kernel\n" in text
+    assert "          serverip: 10.231.69.1\n" in text
     env = tmp_path / "env.yaml"
-    env.write_text(text.replace("          kernel: board-kernel\n",
-                                "          kernel: board-kernel\n          serverip: 127.0.0.9\n"))
+    env.write_text(text.replace("          serverip: 10.231.69.1\n",
+                                "          serverip: 127.0.0.9\n"))
     log = tmp_path / "r.log"
     start = datetime.now()
     with open(log, "w") as out:

@@ -4,6 +4,7 @@ place; a place that fails its health check is skipped until a check passes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -211,6 +212,49 @@ def test_a_killed_exporter_ends_the_session_as_an_infrastructure_error(
     lost = _lost_session(virtual_lab, tmp_path, "virtual-0", kill_exporter, lambda: None,
                          record_property, "exporter_loss")
     assert lost.strip(" |"), "the session did not say what it lost"
+
+
+def test_a_coordinator_restart_mid_case_ends_the_session_inconclusive_with_its_results(
+        virtual_lab: Any, tmp_path: Path, record_property) -> None:
+    """The coordinator is killed while a session's board boots (the lab's supervisor starts it
+    again, as a lab host's service manager would, with its places as last saved). labgrid's
+    exporters end with the coordinator's stream, and their ser2net with them: the console a
+    case reads dies, so the session cannot go on. It ends inconclusive, saying the coordinator
+    restarted (not that someone released its place), with its results kept, and its place is
+    never held by another session meanwhile (the loopback case in test_coordinator.py shows
+    the retake itself, and a waiting session kept out)."""
+    results = tmp_path / "r"
+    r = session(virtual_lab, results, "name=virtual-0")
+    wait_for("the session holds virtual-0", lambda: holding(results), 120)
+    held = time.time()
+    # The coordinator saves its places every 15 s: once it saved this session's lease, the
+    # restarted one knows who holds the place (a save from before would show the previous
+    # holder's lease, which waiting sessions respect until it runs out).
+    saved = virtual_lab.directory / "places.yaml"
+    wait_for("the coordinator's save", lambda: saved.stat().st_mtime > held + 0.5, 30)
+    assert r.poll() is None, output(results)[-2000:]
+    before = json.loads((virtual_lab.directory / "lab.json").read_text())["pids"]["coordinator"]
+    os.kill(before, signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def restarted() -> bool:
+        state = json.loads((virtual_lab.directory / "lab.json").read_text())
+        return bool(state["pids"]["coordinator"] != before)
+
+    wait_for("the coordinator to be started again", restarted, 60)
+    record_property("coordinator_down_s", round(time.monotonic() - t0, 1))
+    holders: set[str] = set()
+    with Coordinator(virtual_lab.state.coordinator, purpose="observer") as c:
+        while r.poll() is None and time.monotonic() - t0 < 300:
+            with contextlib.suppress(Exception):
+                holders.add(c.place("virtual-0").acquired or "")
+            time.sleep(0.5)
+    assert r.wait(10) == 2, output(results)[-3000:]
+    verdict = json.loads((results / "verdict.json").read_text())
+    assert verdict.get("lost_reason") == "coordinator-restarted", verdict
+    assert (results / "junit.xml").exists() and (results / "cases.jsonl").exists()
+    assert not [h for h in holders if h and "+pytest-" in h and h not in output(results)], holders
+    free_and_healthy(virtual_lab, "virtual-0")
 
 
 def test_a_power_switch_that_stops_answering_ends_the_session(

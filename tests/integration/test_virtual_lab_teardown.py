@@ -18,7 +18,7 @@ from .test_virtual_lab import processes_naming
 
 def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     state, directory = virtual_lab.state, virtual_lab.directory
-    ports = [int(state.coordinator.rsplit(":", 1)[1]), int(state.switch.rsplit(":", 1)[1])]
+    ports = [int(url.rsplit(":", 1)[1]) for url in (state.coordinator, state.switch, state.relay)]
     assert processes_naming(str(directory))
     # ser2net (or the lab-host VM's QEMU) names only the cable's tty: ask for those by name.
     ttys = [f"{res['port']},"
@@ -35,6 +35,12 @@ def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     assert processes_naming(*ttys) == []
     assert not directory.exists()
     assert not sshd.dropin_path(directory.name).exists()
+    assert not sshd.authorized_keys_path(directory.name).exists()
+    # The boards' network went with its holder: no veth is left on this host.
+    from hil.lab import boardnet
+
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert boardnet.veth_name(directory) not in links
     for port in ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
@@ -58,15 +64,12 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
         # The janitor's health check has ended (and powered the board off again): power it on
         # through the switch, as a holder would, so that its QEMU is among the lab's processes
         # when the supervisor dies.
-        from labgrid.driver.power import digitalloggers_restapi
-
-        from hil.lab.power.driver import with_credentials
+        from labgrid.driver.power import rest
 
         exported = yaml.safe_load((directory / "exporter.yaml").read_text())
         (power,) = [res for group in exported.values() for res in group.values()
                     if isinstance(res, dict) and res.get("cls") == "NetworkPowerPort"]
-        host = with_credentials(power["host"], {"HIL_POWER_CREDENTIALS": state.credentials})
-        digitalloggers_restapi.power_set(host, None, power["index"], True)
+        rest.power_set(power["host"], None, power["index"], True)  # through the lab's relay
         deadline = time.monotonic() + 30
         while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
             assert time.monotonic() < deadline, vl.lab_processes(directory)
@@ -74,8 +77,9 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
         os.kill(state.pid, signal.SIGKILL)
         time.sleep(1)
         left = sorted(vl.lab_processes(directory).values())
-        for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter",
-                     "hil.lab.power.switch", "qemu-system-aarch64", "sshd"):
+        for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter", "hil-boardnet",
+                     "hil.lab.power.switch", "hil.lab.power.relay", "qemu-system-aarch64",
+                     "sshd"):
             assert kind in left, left
         said: list[str] = []
         vl.down(directory, out=said.append)

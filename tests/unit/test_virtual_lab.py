@@ -55,13 +55,14 @@ def test_a_board_boots_u_boot_with_its_consoles_on_its_cables() -> None:
 
 def test_the_exporter_publishes_each_board_as_a_group_without_credentials() -> None:
     devices = {n: f"/dev/pts/{i}" for i, n in enumerate(virtual_lab.cable_names(PLAN))}
-    config = PLAN.exporter_config(devices, switch_port=8080)
+    config = PLAN.exporter_config(devices, relay_port=8080)
     assert set(config) == {"virtual-0", "virtual-1"}
     g = config["virtual-1"]
     assert g["board-console"] == {"cls": "RawSerialPort", "port": "/dev/pts/2", "speed": 115200}
     assert g["guest-console"]["port"] == "/dev/pts/3"
-    assert g["power"] == {"cls": "NetworkPowerPort", "model": "digitalloggers_restapi",
-                          "host": "http://127.0.0.1:8080", "index": 2}
+    # The lab's power relay, on the lab's address, in labgrid's `rest` model.
+    assert g["power"] == {"cls": "NetworkPowerPort", "model": "rest",
+                          "host": "http://192.0.2.7:8080/outlet/{index}", "index": 2}
     assert g["tftp"]["internal"] == g["tftp"]["external"] == "/tmp/hil-lab/tftp/virtual-1/"
     text = yaml.safe_dump(config)
     assert "@" not in text
@@ -72,7 +73,7 @@ def test_the_exporter_publishes_each_board_as_a_group_without_credentials() -> N
 def test_with_the_lab_host_vm_this_host_exports_only_power_and_tftp() -> None:
     devices = {n: f"/dev/pts/{i}" for i, n in enumerate(virtual_lab.cable_names(PLAN))}
     vm_plan = LabPlan(PLAN.directory, 2, PLAN.address, 20408, 2222, lab_host="vm")
-    config = vm_plan.exporter_config(devices, switch_port=8080)
+    config = vm_plan.exporter_config(devices, relay_port=8080)
     assert {k for k in config["virtual-0"] if k != "location"} == {"power", "tftp"}
 
 
@@ -191,11 +192,11 @@ def test_lab_env_quotes_what_it_prints(tmp_path: Path, capsys) -> None:
 
     lab = _a_lab_dir(tmp_path / "lab")
     LabState("ready", 42, coordinator="127.0.0.1:1; touch /tmp/pwned",
-             places=["virtual-0"], credentials="/x/$(id)").write(lab)
+             places=["$(id)"]).write(lab)
     assert cli.main(["lab", "env", "--dir", str(lab)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "export LG_COORDINATOR='127.0.0.1:1; touch /tmp/pwned'"
-    assert out[1] == "export HIL_POWER_CREDENTIALS='/x/$(id)'"
+    assert out[1] == "export LG_PLACE='$(id)'"
 
 
 def test_a_supervisor_that_ended_is_gone_even_before_its_parent_reaps_it() -> None:
@@ -216,12 +217,11 @@ def test_a_supervisor_that_ended_is_gone_even_before_its_parent_reaps_it() -> No
         sleeper.wait()
 
 
-def test_exports_name_the_coordinator_the_credentials_and_the_first_place() -> None:
+def test_exports_name_the_coordinator_and_the_first_place_and_no_credentials() -> None:
     state = LabState("ready", 42, coordinator="127.0.0.1:1", places=["virtual-0", "virtual-1"],
                      credentials="/run/lab/power-credentials")
-    assert state.exports() == {"LG_COORDINATOR": "127.0.0.1:1",
-                               "HIL_POWER_CREDENTIALS": "/run/lab/power-credentials",
-                               "LG_PLACE": "virtual-0"}
+    # The lab's power relay holds the switch's credentials: clients need none.
+    assert state.exports() == {"LG_COORDINATOR": "127.0.0.1:1", "LG_PLACE": "virtual-0"}
 
 
 def test_a_client_brings_its_own_switch_credentials(tmp_path: Path) -> None:

@@ -496,6 +496,12 @@ class Supervisor:
             self.processes.pop(i)
             if name == "power-switch":
                 (self.directory / "switch.port").unlink(missing_ok=True)
+                # A switch killed outright leaves its outlets' QEMUs (sessions of their own):
+                # the restarted one would say "off" and start a second QEMU per board. Its
+                # outlets come back off, as a PDU's do after it lost power.
+                ended = end_boards(self.directory)
+                if ended:
+                    log.info("power switch restart: ended %d board QEMU(s) it left", ended)
             if name == "power-relay":
                 (self.directory / "relay.port").unlink(missing_ok=True)
             if name == "exporter":
@@ -546,6 +552,32 @@ class Supervisor:
             if argv.startswith(SER2NET) and any(d in argv for d in devices):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGTERM)
+
+
+def board_pids(directory: Path) -> list[int]:
+    """The lab's board QEMUs still running: QEMU with a cable of `directory` on its command
+    line (nsenter execs QEMU, so the command line is QEMU's own)."""
+    cables = f"{directory}/cables/".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if argv.split(b"\0", 1)[0] == QEMU.encode() and cables in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def end_boards(directory: Path) -> int:
+    """SIGKILL the lab's board QEMUs (pulling a board's power is no gentler); how many."""
+    pids = board_pids(directory)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
 
 
 def _succeeds(fn: Callable[[], None]) -> bool:

@@ -267,3 +267,30 @@ def test_the_ssh_drop_in_names_the_lab_host_vm_with_the_labs_key(tmp_path: Path,
     # The VM serves the lab's host key: known by the forward's address and port.
     assert (server.directory / "known_hosts").read_text() == \
         "[127.0.0.1]:40022 ssh-ed25519 AAAAC3Nz hil-lab\n"
+
+
+def test_a_restarted_switch_first_ends_the_board_qemus_its_predecessor_left(tmp_path) -> None:
+    """What the supervisor does before it starts a killed power switch again: the boards'
+    QEMUs of that lab (and nothing else) are ended, so no board runs twice."""
+    lab = tmp_path / "lab"
+    sleeper = "import time; time.sleep(60)"
+
+    def fake(argv0: str, socket: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["bash", "-c", f'exec -a {argv0} {sys.executable} -c "{sleeper}" '
+                                 f'-chardev socket,id=console,path={socket}'])
+
+    board = fake(virtual_lab.QEMU, f"{lab}/cables/virtual-0-console.sock")
+    other_lab = fake(virtual_lab.QEMU, f"{tmp_path}/other/cables/virtual-0-console.sock")
+    not_qemu = fake("/usr/bin/socat", f"{lab}/cables/virtual-0-console.sock")
+    try:
+        deadline = time.monotonic() + 10
+        while board.pid not in virtual_lab.board_pids(lab) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert virtual_lab.board_pids(lab) == [board.pid]
+        assert virtual_lab.end_boards(lab) == 1
+        assert board.wait(5) == -9
+        assert other_lab.poll() is None and not_qemu.poll() is None
+    finally:
+        for p in (board, other_lab, not_qemu):
+            p.kill()
+            p.wait()

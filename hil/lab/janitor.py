@@ -83,6 +83,11 @@ class LeaseBook:
         return max(0.0, min(dues) - now) if dues else float("inf")
 
 
+# How long exporters take to come back after a coordinator restart: a restart by their
+# service manager (3 s here), labgrid's start-up, and the lab-host VM's under TCG.
+EXPORTERS_BACK_S = 45.0
+
+
 class Janitor:
     def __init__(self, coordinator: Coordinator, env_file: Path, results: Path,
                  interval: float = 86400.0, grace: float = GRACE_S,
@@ -100,6 +105,7 @@ class Janitor:
         self.rounds = 0
         self.check = check
         self._checking: dict[str, threading.Thread] = {}
+        self.checks_from = 0.0  # monotonic: no health check starts before (see settled())
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -116,6 +122,8 @@ class Janitor:
         for place in places:
             if self.stop.is_set():
                 return
+            if mono < self.checks_from:
+                return  # exporters are still coming back: a check now would fail on them
             if place.name not in self._checking and health.needs_check(place, now, self.interval):
                 t = threading.Thread(target=self._check, args=(place.name, now),
                                      name=f"health-{place.name}", daemon=True)
@@ -165,14 +173,24 @@ class Janitor:
                 # lease counts afresh from now.
                 connections = self.coordinator.connections
                 self.leases = LeaseBook(self.leases.grace)
+                self.reconnected(time.monotonic())
             try:
                 self.round()
             except (CoordinatorError, OSError) as e:
                 self.out(f"janitor: {e}")
-            wait = min(self.leases.next_due(time.monotonic()) + 0.05, HEALTH_WAKE_S)
+            now = time.monotonic()
+            wait = min(self.leases.next_due(now) + 0.05, HEALTH_WAKE_S)
+            if now < self.checks_from:
+                wait = min(wait, self.checks_from - now + 0.05)
             if self._checking:
                 wait = min(wait, 5.0)  # a check that ends frees its slot
             generation = self.coordinator.wait_for_change(generation, wait)
+
+    def reconnected(self, mono: float) -> None:
+        """After a coordinator restart, labgrid's exporters end and come back (a lab host's
+        service manager starts them again): a health check in between would find a place
+        without its consoles and mark it bad for a whole interval. Checks wait this long."""
+        self.checks_from = mono + EXPORTERS_BACK_S
 
     def close(self) -> None:
         self.stop.set()

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from hil.lab.coordinator import Place, Reservation
-from hil.lab.janitor import Janitor
+from hil.lab.janitor import EXPORTERS_BACK_S, Janitor
 from hil.lab.reservations import HOLDER_TAG, LEASE_TAG
 
 
 class ScriptedCoordinator:
+    address = "127.0.0.1:1"
+
     def __init__(self, places: list[Place], reservations: list[Reservation]):
         self._places = places
         self._reservations = reservations
@@ -75,3 +77,17 @@ def test_a_lease_still_running_is_left_alone(tmp_path: Path) -> None:
     janitor.round(now=200.0, mono=0.0)
     janitor.round(now=259.0, mono=59.0)
     assert coordinator.calls == []
+
+
+def test_after_a_coordinator_restart_health_checks_wait_for_the_exporters(tmp_path: Path) -> None:
+    started: list[str] = []
+    coordinator = ScriptedCoordinator([Place("p1", {"health": "unknown"})], [])
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+                      out=lambda _: None, check=lambda _a, place, _e, _r: started.append(place))
+    janitor.reconnected(mono=100.0)
+    janitor.round(now=1000.0, mono=100.0 + EXPORTERS_BACK_S - 1)
+    assert started == []
+    janitor.round(now=1000.0, mono=100.0 + EXPORTERS_BACK_S)
+    for t in janitor._checking.values():
+        t.join(5)
+    assert started == ["p1"]

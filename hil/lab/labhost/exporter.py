@@ -35,7 +35,12 @@ def start(vm: LabHostVM, config: str, coordinator_port: int, name: str,
     exe = str(Path(sys.executable).parent / "labgrid-exporter")  # the same path in the VM
     cmd = shlex.join([exe, "-c", coordinator_in_vm(coordinator_port), "--name", name,
                       "--hostname", hostname, *(["--isolated"] if isolated else []), config])
-    loop = shlex.quote(f"while :; do {cmd}; echo exited $?; sleep 3; done")
+    # labgrid's exporter lists the udev devices before it listens for udev's events: an
+    # adapter plugged in between (a board power-cycled while it starts) would stay missing.
+    # A `change` event for every tty once it listens makes it look again.
+    retrigger = "udevadm trigger --action=change --subsystem-match=tty"
+    loop = shlex.quote(f"while :; do (sleep 10; {retrigger}; sleep 20; {retrigger}) & "
+                       f"{cmd}; echo exited $?; sleep 3; done")
     out = vm.run(f"cd /tmp && setsid nohup sh -c {loop} >{LOG} 2>&1 </dev/null & echo $!"
                  ).check().output
     return int(out.split()[-1])

@@ -130,12 +130,12 @@ class Outlet:
 class Switch(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, outlets: Mapping[int, Outlet], creds: dli.Credentials, port: int = 0,
-                 address: str = "127.0.0.1"):
+    def __init__(self, outlets: Mapping[int, Outlet], creds: dli.Credentials, port: int = 0):
         self.outlets = outlets
         self.creds = creds
         self.secret = secrets.token_bytes(32)  # signs nonces; a new one each start
-        super().__init__((address, port), Handler)
+        # Loopback only: the lab's power relay, beside it, is its one client.
+        super().__init__(("127.0.0.1", port), Handler)
 
     @property
     def port(self) -> int:
@@ -259,7 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outlet", action="append", required=True, metavar="INDEX=COMMAND")
     ap.add_argument("--port", type=int, default=0, help="0: any free port (the default)")
-    ap.add_argument("--address", default="127.0.0.1", help="where to listen (127.0.0.1)")
     ap.add_argument("--ready-file", help="write the port here once the switch answers")
     ap.add_argument("--grace", type=float, default=10.0,
                     help="seconds between SIGTERM and SIGKILL on off (default 10)")
@@ -286,11 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             output = open(Path(args.log_dir) / f"outlet-{index}.log", "ab")  # noqa: SIM115
         outlets[index] = Outlet(index, cmd, args.grace, output)
     try:
-        switch = Switch(outlets, creds, args.port, args.address)
+        switch = Switch(outlets, creds, args.port)
     except OSError as e:
-        ap.error(f"cannot listen on {args.address}:{args.port}: {e.strerror}")
+        ap.error(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}")
 
-    serve_until_signalled(switch, args.ready_file, f"listening on {args.address}:{switch.port}, "
+    serve_until_signalled(switch, args.ready_file, f"listening on 127.0.0.1:{switch.port}, "
                           f"outlets {sorted(outlets)}")
     switch.all_off()
     switch.server_close()

@@ -11,6 +11,7 @@ drop-in under /etc/ssh/ssh_config.d (Debian's ssh_config includes that directory
 from __future__ import annotations
 
 import getpass
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,26 +66,33 @@ def client_dropin(directory: Path, address: str, port: int, user: str) -> str:
     ])
 
 
-def dropin_path(lab_name: str) -> Path:
-    return DROPIN_DIR / f"hil-lab-{lab_name}.conf"
+def lab_key(lab_directory: Path) -> str:
+    """The lab's name in files shared by every lab of this host: its directory's name, and a
+    hash of its whole path, so that `hil lab down` of one lab never removes another's files."""
+    path = str(lab_directory.resolve())
+    return f"{lab_directory.name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
 
 
-def authorized_keys_path(lab_name: str) -> Path:
+def dropin_path(lab_directory: Path) -> Path:
+    return DROPIN_DIR / f"hil-lab-{lab_key(lab_directory)}.conf"
+
+
+def authorized_keys_path(lab_directory: Path) -> Path:
     """Beside the drop-in, in root's /etc/ssh: StrictModes checks every directory above the
     file, and /tmp, where a lab directory may be, is writable by all."""
-    return DROPIN_DIR.parent / f"hil-lab-{lab_name}.authorized_keys"
+    return DROPIN_DIR.parent / f"hil-lab-{lab_key(lab_directory)}.authorized_keys"
 
 
 class LabSSHServer:
     """sshd on `address:port` for the current user, keys in `directory`."""
 
-    def __init__(self, directory: Path, address: str, port: int, lab_name: str):
+    def __init__(self, directory: Path, address: str, port: int, lab_directory: Path):
         self.directory = directory
         self.address = address
         self.port = port
         self.user = getpass.getuser()
-        self.dropin = dropin_path(lab_name)
-        self.authorized_keys = authorized_keys_path(lab_name)
+        self.dropin = dropin_path(lab_directory)
+        self.authorized_keys = authorized_keys_path(lab_directory)
         self.process: subprocess.Popen[bytes] | None = None
 
     def _keygen(self, path: Path) -> str:

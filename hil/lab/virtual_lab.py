@@ -383,7 +383,7 @@ class Supervisor:
             Path(b.tftp_dir).mkdir(parents=True, exist_ok=True)
 
         ssh = self.ssh = sshd.LabSSHServer(self.directory / "ssh", plan.address,
-                                           plan.sshd_port, self.directory.name)
+                                           plan.sshd_port, self.directory)
         ssh.start(self.logs / "sshd.log")
         self._spawn("boardnet", boardnet.holder_command(self.directory))
         holder = self.state.pids["boardnet"]
@@ -810,8 +810,8 @@ def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 9
     if ended:
         out("lab: ended what the supervisor left running: "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(ended.items())))
-    sshd.dropin_path(directory.name).unlink(missing_ok=True)
-    sshd.authorized_keys_path(directory.name).unlink(missing_ok=True)
+    sshd.dropin_path(directory).unlink(missing_ok=True)
+    sshd.authorized_keys_path(directory).unlink(missing_ok=True)
     shutil.rmtree(directory, ignore_errors=True)
     out(f"lab: stopped, {directory} removed")
 

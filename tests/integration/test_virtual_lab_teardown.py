@@ -34,8 +34,8 @@ def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     assert processes_naming(str(directory)) == []
     assert processes_naming(*ttys) == []
     assert not directory.exists()
-    assert not sshd.dropin_path(directory.name).exists()
-    assert not sshd.authorized_keys_path(directory.name).exists()
+    assert not sshd.dropin_path(directory).exists()
+    assert not sshd.authorized_keys_path(directory).exists()
     # The boards' network went with its holder: no veth is left on this host.
     from hil.lab import boardnet
 

@@ -254,7 +254,7 @@ def test_the_ssh_drop_in_names_the_lab_host_vm_with_the_labs_key(tmp_path: Path,
 
     monkeypatch.setattr(sshd, "DROPIN_DIR", tmp_path / "ssh_config.d")
     (tmp_path / "ssh_config.d").mkdir()
-    server = sshd.LabSSHServer(tmp_path / "ssh", "192.0.2.7", 2222, "lab")
+    server = sshd.LabSSHServer(tmp_path / "ssh", "192.0.2.7", 2222, tmp_path / "lab")
     server.directory.mkdir()
     (server.directory / "host_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nz hil-lab\n")
     server.dropin.write_text(sshd.client_dropin(server.directory, "192.0.2.7", 2222, "root"))
@@ -294,3 +294,13 @@ def test_a_restarted_switch_first_ends_the_board_qemus_its_predecessor_left(tmp_
         for p in (board, other_lab, not_qemu):
             p.kill()
             p.wait()
+
+
+def test_two_labs_of_one_name_in_different_folders_share_no_ssh_file(tmp_path: Path) -> None:
+    from hil.lab import sshd
+
+    one, other = tmp_path / "a" / "lab", tmp_path / "b" / "lab"
+    assert sshd.dropin_path(one) != sshd.dropin_path(other)
+    assert sshd.authorized_keys_path(one) != sshd.authorized_keys_path(other)
+    assert sshd.dropin_path(one) == sshd.dropin_path(tmp_path / "a" / ".." / "a" / "lab")
+    assert sshd.dropin_path(one).name.startswith("hil-lab-lab-")

@@ -26,7 +26,7 @@ def boots(env_path: Path, runs: int = 3) -> int:
     os.environ.setdefault("HIL_IMAGES", str(default_images()))
     from labgrid import Environment
 
-    import hil.lab  # noqa: F401  (registers the drivers)
+    import hil.labgrid  # noqa: F401  (registers the drivers)
 
     images.build(log=lambda _m: None)  # warm the cache first: the hits below are what we time
     hits = []
@@ -75,7 +75,7 @@ def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
     """Run the wiring benchmark (testcases/test_wiring_cost.py) in `sessions` separate
     sessions (each powers the board on afresh) and print its table, the ratios of each
     session and how the sessions agree."""
-    from hil import wiringbench
+    from hil.measure import wiringbench
 
     base = results or Path("results") / time.strftime("bench-wiring-%Y%m%d-%H%M%S")
     repo = Path(__file__).resolve().parent.parent

@@ -68,9 +68,9 @@ def _release(args: argparse.Namespace) -> int:
     """Several boards at once through a coordinator (the virtual lab's unless LG_COORDINATOR
     names one), then the report."""
     from hil import release
-    from hil.lab import virtual_lab
-    from hil.lab.reservations import HEALTH_TAG, parse_request
     from hil.results import report, verdicts
+    from hil.scheduling.reservations import HEALTH_TAG, parse_request
+    from hil.virtual_lab import supervisor as virtual_lab
 
     name = args.release or time.strftime("release-%Y%m%d-%H%M%S")
     env_file = Path(args.lg_env) if args.lg_env else release.LAB_ENV
@@ -132,7 +132,7 @@ def _lab_check(args: argparse.Namespace) -> int:
     import yaml
     from labgrid.exceptions import NoConfigFoundError
 
-    from hil.lab import exporters, udev_check, udev_host
+    from hil.preflight import exporters, udev_check, udev_host
 
     path = Path(args.exporter)
     try:
@@ -191,7 +191,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _lab_up(args: argparse.Namespace) -> int:
-    from hil.lab import virtual_lab
+    from hil.virtual_lab import supervisor as virtual_lab
 
     signal.signal(signal.SIGTERM, _interrupt)  # an interrupted --wait-healthy takes it down
 
@@ -202,7 +202,7 @@ def _lab_up(args: argparse.Namespace) -> int:
 
 
 def _lab_down(args: argparse.Namespace) -> int:
-    from hil.lab import virtual_lab
+    from hil.virtual_lab import supervisor as virtual_lab
 
     virtual_lab.down(Path(args.dir))
     return 0
@@ -210,8 +210,8 @@ def _lab_down(args: argparse.Namespace) -> int:
 
 def _coordinator(args: argparse.Namespace) -> str:
     """--coordinator, else LG_COORDINATOR, else the virtual lab's, else labgrid's default."""
-    from hil.lab import virtual_lab
-    from hil.lab.places import DEFAULT_COORDINATOR
+    from hil.preflight.places import DEFAULT_COORDINATOR
+    from hil.virtual_lab import supervisor as virtual_lab
 
     if args.coordinator:
         return str(args.coordinator)
@@ -222,8 +222,8 @@ def _coordinator(args: argparse.Namespace) -> str:
 
 
 def _lab_status(args: argparse.Namespace) -> int:
-    from hil.lab import status
-    from hil.lab.coordinator import Coordinator
+    from hil.scheduling import status
+    from hil.scheduling.coordinator import Coordinator
 
     with Coordinator(_coordinator(args), purpose="status") as c:
         print(f"coordinator {c.address}")
@@ -233,7 +233,7 @@ def _lab_status(args: argparse.Namespace) -> int:
 
 
 def _lab_health(args: argparse.Namespace) -> int:
-    from hil.lab import health
+    from hil.scheduling import health
 
     results = Path(args.results or f"results/health-{args.place}-{int(time.time())}")
     verdict, _ = health.run_check(_coordinator(args), args.place, Path(args.lg_env), results)
@@ -243,8 +243,8 @@ def _lab_health(args: argparse.Namespace) -> int:
 def _lab_janitor(args: argparse.Namespace) -> int:
     import logging
 
-    from hil.lab.coordinator import Coordinator
-    from hil.lab.janitor import Janitor
+    from hil.scheduling.coordinator import Coordinator
+    from hil.scheduling.janitor import Janitor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     Janitor(Coordinator(_coordinator(args), purpose="janitor"), Path(args.lg_env),
@@ -253,7 +253,7 @@ def _lab_janitor(args: argparse.Namespace) -> int:
 
 
 def _lab_bench(args: argparse.Namespace) -> int:
-    from hil.lab import schedbench
+    from hil.scheduling import bench as schedbench
 
     if min(args.places + args.sessions) < 1 or not args.seconds > 0:
         raise ConfigError("--places, --sessions and --seconds must be above 0")
@@ -264,7 +264,7 @@ def _lab_bench(args: argparse.Namespace) -> int:
 
 
 def _lab_env(args: argparse.Namespace) -> int:
-    from hil.lab import virtual_lab
+    from hil.virtual_lab import supervisor as virtual_lab
 
     state = virtual_lab.LabState.read(Path(args.dir))
     if state is None or state.status != "ready":
@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--export-udev", metavar="FILE",
                         help="also write this host's devices to FILE (JSON) to send or replay")
     lc.set_defaults(func=_lab_check)
-    from hil.lab import virtual_lab
-    from hil.lab.virtual_lab import DEFAULT_DIR
+    from hil.virtual_lab import supervisor as virtual_lab
+    from hil.virtual_lab.supervisor import DEFAULT_DIR
 
     lu = lab_sub.add_parser("up", help="start the virtual lab: coordinator, exporter, boards")
     lu.add_argument("--boards", type=int, default=2, help="virtual boards (default 2)")

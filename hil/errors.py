@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hil.kernel_log import Finding
+    from hil.measure.kernel_log import Finding
 
 
 class HilError(Exception):

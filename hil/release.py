@@ -69,7 +69,7 @@ class BoardRun:
 
 
 def board_user(release: str, place: str, environ: Mapping[str, str] = os.environ) -> str:
-    """The user part of every holder name a board's session takes (hil.lab.coordinator.
+    """The user part of every holder name a board's session takes (hil.scheduling.coordinator.
     identity appends its own +pytest-PID-random), so that the release can find what a
     session it had to kill still holds."""
     user = environ.get("LG_USERNAME") or getpass.getuser()
@@ -177,8 +177,8 @@ def release_leftovers(name: str, places: Sequence[str]) -> dict[str, str]:
     address = os.environ.get("LG_COORDINATOR")
     if not address:
         return {}
-    from hil.lab.coordinator import Coordinator, split_identity
-    from hil.lab.reservations import HOLDER_TAG, LEASE_TAG
+    from hil.scheduling.coordinator import Coordinator, split_identity
+    from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG
 
     done: dict[str, str] = {}
     try:
@@ -205,7 +205,7 @@ def release_leftovers(name: str, places: Sequence[str]) -> dict[str, str]:
 
 def lab_places(coordinator: str, filters: dict[str, str]) -> list[str]:
     """Healthy places matching `filters` (tags, or name=...)."""
-    from hil.lab.coordinator import Coordinator
+    from hil.scheduling.coordinator import Coordinator
 
     want = {**filters}
     name = want.pop("name", None)

@@ -3,8 +3,8 @@
 
 import pytest
 
-from hil import interrupts, kernel_log
-from hil.lab import vmm
+from hil.labgrid import vmm
+from hil.measure import interrupts, kernel_log
 
 pytestmark = pytest.mark.board
 

@@ -10,8 +10,7 @@ report; kmemleak must find nothing. A long campaign: it runs with --hil-campaign
 
 import pytest
 
-from hil import interrupts, kmemleak, virtio
-from hil.lab import probes
+from hil.measure import interrupts, kmemleak, probes, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hil import interrupts
+from hil.measure import interrupts
 
 pytestmark = pytest.mark.guest
 

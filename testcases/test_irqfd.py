@@ -7,8 +7,7 @@ MMIO exit to the VMM.
 
 import pytest
 
-from hil import interrupts, kvm_trace, virtio
-from hil.lab import probes
+from hil.measure import interrupts, kvm_trace, probes, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.irqfd]
 

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from hil import iperf, virtio
-from hil.lab import probes, vmm
+from hil.labgrid import vmm
+from hil.measure import iperf, probes, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms")]

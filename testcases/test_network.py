@@ -2,7 +2,7 @@
 
 import pytest
 
-from hil import iperf
+from hil.measure import iperf
 
 pytestmark = [pytest.mark.guest, pytest.mark.throughput]
 

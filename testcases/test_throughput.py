@@ -1,6 +1,6 @@
 """Throughput between guest and board for each way of wiring virtio-net's interrupts.
 
-Configurations (named in hil/throughput.py) run interleaved in one session and are compared
+Configurations (named in hil/measure/throughput.py) run interleaved in one session and are compared
 as ratios; each run first proves it was wired as named. The board's `options.thresholds`
 decide pass or fail; a board without thresholds (the virtual one) is measured, not gated.
 """
@@ -9,8 +9,7 @@ from dataclasses import asdict
 
 import pytest
 
-from hil import costmodel, throughput, virtio
-from hil.lab import probes
+from hil.measure import costmodel, probes, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.throughput]
 
@@ -18,7 +17,7 @@ pytestmark = [pytest.mark.guest, pytest.mark.throughput]
 def test_throughput_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_options,
                                                           measurements):
     thresholds = board_options.get("thresholds") or {}
-    # Their form was checked with the environment file, before power-on (hil/lab/envfile.py).
+    # Their form was checked with the environment file, before power-on (hil/preflight/envfile.py).
     iterations = int(board_options.get("throughput_iterations", 3))
     seconds = int(board_options.get("throughput_seconds", 3))
     configs = throughput.vmm_settings(board_options)

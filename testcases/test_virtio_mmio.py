@@ -2,7 +2,7 @@
 
 import pytest
 
-from hil import interrupts, virtio
+from hil.measure import interrupts, virtio
 
 pytestmark = pytest.mark.guest
 

@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import pytest
 
-from hil import cost, costmodel, procstat, throughput, virtio
-from hil.lab import probes, vmm
+from hil.labgrid import vmm
+from hil.measure import cost, costmodel, probes, procstat, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.bench]
 

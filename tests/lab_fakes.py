@@ -20,7 +20,7 @@ from labgrid.protocol import ConsoleProtocol
 from pexpect import TIMEOUT
 
 from hil.errors import ArtifactMissing
-from hil.lab.boot import ANYTHING
+from hil.labgrid.boot import ANYTHING
 
 
 def _log(path: str, event: str) -> None:

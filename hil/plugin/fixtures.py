@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from labgrid.resource import RemotePlace
 
-from hil.lab import vmm as vmm_
-from hil.lab.places import place_tags
-from hil.lab.shell import Shell
+from hil.labgrid import vmm as vmm_
+from hil.labgrid.place import place_tags
+from hil.labgrid.shell import Shell
 from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
 from hil.results import rundir

@@ -17,9 +17,10 @@ from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 from hil import verdict
 from hil.build.cache import default_images
 from hil.errors import ConfigError, HilError, KernelLogFindings
-from hil.lab import envfile, kernel_logs, places
+from hil.labgrid import kernel_logs
 from hil.plugin import reservation
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run
+from hil.preflight import envfile, places
 from hil.results import console, rundir
 from hil.verdict import Kind, Phase
 

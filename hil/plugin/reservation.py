@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from hil.lab import health
-from hil.lab.coordinator import split_identity
-from hil.lab.places import DEFAULT_COORDINATOR
-from hil.lab.reservations import Lost, PlaceReservation, lease_problem, parse_request
+from hil.preflight.places import DEFAULT_COORDINATOR
+from hil.scheduling import health
+from hil.scheduling.coordinator import split_identity
+from hil.scheduling.reservations import Lost, PlaceReservation, lease_problem, parse_request
 
 RESERVATION = pytest.StashKey["Held"]()
 # What the watch thread interrupts the run with when the place is lost.

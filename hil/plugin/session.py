@@ -14,9 +14,9 @@ from labgrid.strategy import StrategyError
 
 from hil import verdict
 from hil.errors import HilError
-from hil.kernel_log import Finding
-from hil.lab import kernel_logs
-from hil.lab.shell import Shell
+from hil.labgrid import kernel_logs
+from hil.labgrid.shell import Shell
+from hil.measure.kernel_log import Finding
 from hil.verdict import Kind, Phase
 
 FAILURE_KIND = "hil_failure_kind"

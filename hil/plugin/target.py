@@ -1,5 +1,5 @@
 """labgrid's `target` fixture is always the target named `main`; a run qualifies the one chosen
-in pytest_configure (hil.lab.places.choose_target), as a lab's file with one target per board
+in pytest_configure (hil.preflight.places.choose_target), as a lab's file with one target per board
 (places/boards.yaml) needs. hooks.pytest_configure registers this module after labgrid's
 plugin, so that its `target` is the one used."""
 

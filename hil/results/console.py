@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil import kernel_log
+from hil.measure import kernel_log
 
 # The JUnit property the plugin gives a failed case: {console: [start, end]}, byte offsets of
 # the case's output in each console log (hil/plugin/hooks.py).

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hil import throughput, virtio
+from hil.measure import throughput, virtio
 from hil.results.junit import Case
 from hil.results.measurements import Measurement, first, number
 
@@ -106,7 +106,7 @@ def throughput_samples(rows: Iterable[Measurement]) -> dict[str, list[float]]:
 
 def clock(rows: Iterable[Measurement]) -> str:
     """The clock a run's throughput samples were taken on: `icount` on a cost-model board
-    (hil/costmodel.py), else `wall` (runs recorded before figures said theirs included)."""
+    (hil/measure/costmodel.py), else `wall` (runs recorded before figures said theirs included)."""
     found = {str(r.ctx("clock") or "wall") for r in rows if r.name == SAMPLES}
     return "+".join(sorted(found)) or "wall"
 
@@ -169,7 +169,7 @@ class Gate:
 
 
 def thresholds(rows: list[Measurement], options: dict[str, Any]) -> Gate:
-    """The board's declared thresholds against this run's samples (hil/throughput.py rules)."""
+    """The board's declared thresholds against this run's samples (hil/measure/throughput.py rules)."""
     declared = options.get("thresholds") or {}
     recorded = first(rows, "throughput.gate")
     summaries = throughput.summarize(throughput_samples(rows))

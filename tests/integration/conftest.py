@@ -57,7 +57,7 @@ def lab_env(built_images: Path) -> Iterator[Any]:
     """A labgrid Environment on places/virtual.yaml, powered off afterwards."""
     from labgrid import Environment
 
-    import hil.lab  # noqa: F401
+    import hil.labgrid  # noqa: F401
 
     env = Environment(str(VIRTUAL))
     strategy = env.get_target("main").get_driver("BoardGuestStrategy")
@@ -78,7 +78,7 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
     host instead."""
     from types import SimpleNamespace
 
-    from hil.lab import virtual_lab as vl
+    from hil.virtual_lab import supervisor as vl
 
     base = tmp_path_factory.mktemp("vlab")
     creds = base / "power-credentials"
@@ -90,7 +90,7 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
     t0 = time.monotonic()
     lab_host = os.environ.get("HIL_LAB_HOST", "vm")
     state = vl.up(directory, 2, credentials=str(creds), wait_healthy=400, lab_host=lab_host)
-    from hil.lab.coordinator import Coordinator
+    from hil.scheduling.coordinator import Coordinator
 
     with Coordinator(state.coordinator, purpose="test") as c:
         unhealthy = [f"{p.name}: {p.tags.get('health')}: {p.comment}"

@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from hil import throughput
+from hil.measure import throughput
 
 from .conftest import REPO
 

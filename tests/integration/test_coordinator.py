@@ -12,17 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.lab import reservations
-from hil.lab.coordinator import Coordinator
-from hil.lab.janitor import Janitor
-from hil.lab.loopback import SAVE_PERIOD_S, LoopbackLab
-from hil.lab.reservations import (
-    HOLDER_TAG,
-    LEASE_TAG,
-    Loss,
-    Lost,
-    PlaceReservation,
-)
+from hil.scheduling import reservations
+from hil.scheduling.coordinator import Coordinator
+from hil.scheduling.janitor import Janitor
+from hil.scheduling.loopback import SAVE_PERIOD_S, LoopbackLab
+from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, Loss, Lost, PlaceReservation
 
 
 @pytest.fixture

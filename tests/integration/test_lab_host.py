@@ -1,4 +1,4 @@
-"""The lab-host VM (hil/lab/labhost/): Debian's amd64 kernel with udev and QEMU's emulated FTDI
+"""The lab-host VM (hil/virtual_lab/labhost/): Debian's amd64 kernel with udev and QEMU's emulated FTDI
 adapters, so that `hil lab check` and labgrid's exporter meet real udev devices.
 
 Four adapters on known xHCI ports: HILBRD01 and HILBRD02, and two that share HILDUP01 (told apart
@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.lab.labhost import exporter
-from hil.lab.labhost.vm import Adapter, LabHostVM
-from hil.lab.virtual_lab import free_port, labgrid_tool
+from hil.ports import free_port
+from hil.virtual_lab.labhost import exporter
+from hil.virtual_lab.labhost.vm import Adapter, LabHostVM
+from hil.virtual_lab.supervisor import labgrid_tool
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the same path inside the VM (the host's root over 9p)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hil import virtio
+from hil.measure import virtio
 from hil.results import report
 
 pytestmark = pytest.mark.browser

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hil.lab.shell import Shell
+from hil.labgrid.shell import Shell
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_board_boots_through_u_boot_and_tftp_at_el2(built_images, record_property):
     from labgrid import Environment
 
-    import hil.lab  # noqa: F401
+    import hil.labgrid  # noqa: F401
 
     env = Environment(str(REPO / "places" / "virtual-uboot.yaml"))
     strategy = env.get_target("main").get_driver("UBootBoardGuestStrategy")

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hil.lab import virtual_lab
-from hil.lab.labhost import lab as labhost_lab
-from hil.lab.virtual_lab import EXPORTER as HOST_EXPORTER
-from hil.lab.virtual_lab import lab_processes
+from hil.virtual_lab import supervisor as virtual_lab
+from hil.virtual_lab.labhost import lab as labhost_lab
+from hil.virtual_lab.supervisor import EXPORTER as HOST_EXPORTER
+from hil.virtual_lab.supervisor import lab_processes
 
 from .conftest import LAB_SECRET, REPO
 
@@ -128,7 +128,7 @@ def test_nothing_the_lab_started_listens_beyond_its_address(virtual_lab: Any) ->
     """Every socket of every process of the lab is on 127.0.0.1 (the lab's address without
     --listen), but the TFTP server's, which is on the boards' network alone. (The exporter
     starts a place's ser2net when the place is acquired: virtual-0 is, meanwhile.)"""
-    from hil.lab import boardnet
+    from hil.virtual_lab import boardnet
 
     holder = "hil-test-sockets"
     assert client(virtual_lab, "-p", "virtual-0", "acquire", user=holder).returncode == 0
@@ -149,7 +149,7 @@ def test_nothing_the_lab_started_listens_beyond_its_address(virtual_lab: Any) ->
         client(virtual_lab, "-p", "virtual-0", "set-tags", "hil-lease=", user=holder)
         client(virtual_lab, "-p", "virtual-0", "release", user=holder)
     by_kind = {kind for _, _, kind in mine}
-    assert {"labgrid-coordinator", "hil.lab.power.switch", "hil.lab.power.relay", "sshd",
+    assert {"labgrid-coordinator", "hil.virtual_lab.power.switch", "hil.virtual_lab.power.relay", "sshd",
             "in.tftpd"} <= by_kind, mine
     if virtual_lab.lab_host == "local":
         assert len(relays) == 2, mine  # virtual-0's board and guest consoles
@@ -166,7 +166,7 @@ def test_a_board_shell_reaches_the_labs_tftp_server_and_not_the_coordinator(
     """From virtual-0's shell, over the board's own NIC: a port that listens in the boards'
     network (10.0.2.2 to the board) and a file from the lab's TFTP server are reached; the
     coordinator is not, as 10.0.2.2, at its own address, nor at this host's others."""
-    from hil.lab.tftpserver import primary_ipv4
+    from hil.labgrid.driver.tftpserver import primary_ipv4
 
     holder = virtual_lab.state.pids["boardnet"]
     listener = subprocess.Popen(
@@ -310,7 +310,7 @@ def test_a_tftp_server_that_does_not_answer_is_named_before_anything_is_powered(
 
 
 def virtual_lab_health(lab: Any, place: str, timeout: float) -> str:
-    from hil.lab.coordinator import Coordinator
+    from hil.scheduling.coordinator import Coordinator
 
     deadline = time.monotonic() + timeout
     with Coordinator(lab.state.coordinator, purpose="test") as c:

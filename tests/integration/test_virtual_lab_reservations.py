@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from hil.lab.coordinator import Coordinator
-from hil.lab.reservations import HOLDER_TAG, LEASE_TAG, PlaceReservation
+from hil.scheduling.coordinator import Coordinator
+from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, PlaceReservation
 
 from .conftest import REPO
 from .test_virtual_lab import output, session

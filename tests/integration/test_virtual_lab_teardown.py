@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from hil.lab import sshd
+from hil.virtual_lab import sshd
 
 from .test_virtual_lab import processes_naming
 
@@ -37,7 +37,7 @@ def test_hil_lab_down_leaves_nothing_behind(virtual_lab: Any) -> None:
     assert not sshd.dropin_path(directory).exists()
     assert not sshd.authorized_keys_path(directory).exists()
     # The boards' network went with its holder: no veth is left on this host.
-    from hil.lab import boardnet
+    from hil.virtual_lab import boardnet
 
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert boardnet.veth_name(directory) not in links
@@ -56,7 +56,7 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
     import signal
     import time
 
-    from hil.lab import virtual_lab as vl
+    from hil.virtual_lab import supervisor as vl
 
     directory = tmp_path_factory.mktemp("killed") / "lab"
     state = vl.up(directory, 1, out=lambda _: None, wait_healthy=180)
@@ -78,7 +78,7 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
         time.sleep(1)
         left = sorted(vl.lab_processes(directory).values())
         for kind in ("in.tftpd", "labgrid-coordinator", "labgrid-exporter", "hil-boardnet",
-                     "hil.lab.power.switch", "hil.lab.power.relay", "qemu-system-aarch64",
+                     "hil.virtual_lab.power.switch", "hil.virtual_lab.power.relay", "qemu-system-aarch64",
                      "sshd"):
             assert kind in left, left
         said: list[str] = []

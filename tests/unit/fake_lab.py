@@ -20,7 +20,7 @@ def env_file(tmp: Path, *, board_boot: str = "ready", guest_boot: str = "ready",
              features: tuple[str, ...] = (), targets: tuple[str, ...] = ("main",)) -> Path:
     log = str(tmp / "events.log")
     data = {
-        "imports": [FAKES, "hil.lab"],
+        "imports": [FAKES, "hil.labgrid"],
         "targets": {"main": {
             "features": list(features),
             "options": options or {"board_cpus": 2, "thresholds": {}},

@@ -6,9 +6,9 @@ import jinja2
 import pytest
 from labgrid.util.yaml import load
 
-from hil import throughput
 from hil.build import dtbs
-from hil.lab import envfile, exporters
+from hil.measure import throughput
+from hil.preflight import envfile, exporters
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = REPO / "places" / "boards.yaml"

@@ -1,7 +1,7 @@
 import pytest
 
 from hil.errors import BootTimeout
-from hil.lab import boot
+from hil.labgrid import boot
 
 
 def test_ready_and_panic_are_recognised():

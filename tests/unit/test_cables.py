@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.lab.cables import SerialCable
+from hil.virtual_lab.cables import SerialCable
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_a_burst_larger_than_the_ptys_buffer_reaches_a_slow_reader_whole(
 
 def test_a_reader_that_stops_reading_costs_a_bounded_backlog_and_never_stops_the_board(
         cable: SerialCable) -> None:
-    from hil.lab import cables
+    from hil.virtual_lab import cables
 
     fd = open_device(cable)
     b = board(cable)

@@ -1,5 +1,5 @@
-from hil import cost, kvm_trace, procstat
-from hil.throughput import Wiring
+from hil.measure import cost, kvm_trace, procstat
+from hil.measure.throughput import Wiring
 
 BASE = 0xA003E00
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil import costmodel
-from hil.lab import envfile
+from hil.measure import costmodel
+from hil.preflight import envfile
 
 PLACES = Path(__file__).resolve().parents[2] / "places"
 

@@ -14,7 +14,8 @@ import pytest
 from labgrid import Environment
 from labgrid.util import yaml
 
-from hil.lab import exporters, virtual_lab
+from hil.preflight import exporters
+from hil.virtual_lab import supervisor as virtual_lab
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_FILES = sorted((REPO / "places").glob("*.yaml"))
@@ -85,3 +86,23 @@ def test_every_target_of_every_environment_file_builds(path, name, tmp_path, mon
     strategies = [d for d in t.drivers if type(d).__name__.endswith("Strategy")]
     assert len(strategies) == 1, f"{path.name}:{name}: {strategies}"
     env.cleanup()
+
+
+def _registered_after(module: str) -> set[str]:
+    """The driver classes labgrid's factory knows after a fresh interpreter imports `module`."""
+    import subprocess
+    import sys
+    code = ("import importlib, sys; from labgrid.factory import target_factory as f; "
+            "before = set(f.drivers); importlib.import_module(sys.argv[1]); "
+            "print(' '.join(sorted(set(f.drivers) - before)))")
+    r = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True,
+                       check=True)
+    return set(r.stdout.split())
+
+
+def test_environment_files_that_import_hil_lab_get_every_class_hil_labgrid_registers():
+    registered = _registered_after("hil.labgrid")
+    assert {"BoardGuestStrategy", "UBootBoardGuestStrategy", "SDMuxBoardGuestStrategy",
+            "VirtualBoardDriver", "GuestVMMDriver", "PowerSwitchDriver",
+            "TFTPServerDriver"} <= registered
+    assert _registered_after("hil.lab") == registered

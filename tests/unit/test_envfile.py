@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hil.lab import envfile
+from hil.preflight import envfile
 
 GOOD = {"vmms": {"stock": "/usr/bin/qemu-system-aarch64", "patched": "/opt/hil/bin/q"},
         "guest_kernels": {"patched": "/guest/Image", "debug": "/guest/Image-debug",

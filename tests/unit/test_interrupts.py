@@ -1,6 +1,6 @@
 import pytest
 
-from hil import interrupts
+from hil.measure import interrupts
 
 
 def test_guest_rows_carry_counts_controller_hwirq_trigger_and_name(data):

@@ -1,6 +1,6 @@
 import pytest
 
-from hil import iperf
+from hil.measure import iperf
 
 
 def test_recorded_client_json_parses(data):

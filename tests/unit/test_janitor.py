@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hil.lab.coordinator import Place, Reservation
-from hil.lab.janitor import EXPORTERS_BACK_S, Janitor
-from hil.lab.reservations import HOLDER_TAG, LEASE_TAG
+from hil.scheduling.coordinator import Place, Reservation
+from hil.scheduling.janitor import EXPORTERS_BACK_S, Janitor
+from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG
 
 
 class ScriptedCoordinator:

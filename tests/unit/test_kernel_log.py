@@ -1,6 +1,6 @@
 import pytest
 
-from hil import kernel_log
+from hil.measure import kernel_log
 
 
 def test_recorded_board_boot_is_el2_vhe_gicv2(data):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from hil import kernel_log
 from hil.errors import InfrastructureError, KernelLogFindings, ProductFailure
-from hil.lab import kernel_logs
-from hil.lab.shell import Shell
+from hil.labgrid import kernel_logs
+from hil.labgrid.shell import Shell
+from hil.measure import kernel_log
 
 
 class FakeKernel:

@@ -1,4 +1,4 @@
-from hil import kmemleak
+from hil.measure import kmemleak
 
 
 def test_each_suspected_leak_comes_with_its_backtrace(data):

@@ -1,6 +1,6 @@
 import pytest
 
-from hil import kvm_trace
+from hil.measure import kvm_trace
 
 
 def test_recorded_single_line_vhost_net_run(data):

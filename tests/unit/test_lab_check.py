@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from hil.cli import main
-from hil.lab import exporters, udev_host
-from hil.lab.udev_check import Device, Resource, Status, check, to_data
+from hil.preflight import exporters, udev_host
+from hil.preflight.udev_check import Device, Resource, Status, check, to_data
 from tests.unit.test_udev_check import ftdi
 
 REPO = Path(__file__).resolve().parents[2]

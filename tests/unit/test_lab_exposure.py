@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.lab import boardnet, ser2net_bind, tftpd_jail
-from hil.lab.virtual_lab import listen_problem
+from hil.virtual_lab import boardnet, ser2net_bind, tftpd_jail
+from hil.virtual_lab.supervisor import listen_problem
 
 # What labgrid 26's exporter passes to ser2net 4.
 LABGRID_ARGS = ["-d", "-n", "-Y", "connection: &con01#  accepter: telnet(rfc2217,mode=server),tcp,40123",

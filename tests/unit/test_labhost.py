@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.lab.labhost import initramfs
-from hil.lab.labhost.__main__ import parse_adapter
-from hil.lab.labhost.console import Console
-from hil.lab.labhost.packages import Kernel
-from hil.lab.labhost.vm import Adapter, LabHostVM
+from hil.virtual_lab.labhost import initramfs
+from hil.virtual_lab.labhost.__main__ import parse_adapter
+from hil.virtual_lab.labhost.console import Console
+from hil.virtual_lab.labhost.packages import Kernel
+from hil.virtual_lab.labhost.vm import Adapter, LabHostVM
 
 
 def test_id_path_names_the_xhci_port() -> None:
@@ -143,7 +143,7 @@ def test_console_run_frames_output_and_exit_code(tmp_path: Path) -> None:
 
 
 def test_the_checkout_venv_and_python_are_shared_into_the_vm_at_their_own_paths() -> None:
-    from hil.lab.labhost.initramfs import mount_lines, shared_host_paths
+    from hil.virtual_lab.labhost.initramfs import mount_lines, shared_host_paths
 
     # A CI clone in /tmp with its venv inside, a pyenv Python: two shares; /usr holds Debian's.
     assert shared_host_paths([Path("/tmp/ci/p"), Path("/tmp/ci/p/.venv"),
@@ -157,7 +157,7 @@ def test_the_checkout_venv_and_python_are_shared_into_the_vm_at_their_own_paths(
 
 
 def test_the_vm_sees_no_secret_of_this_hosts_etc(tmp_path: Path) -> None:
-    from hil.lab.labhost.initramfs import etc_view
+    from hil.virtual_lab.labhost.initramfs import etc_view
 
     etc = tmp_path / "etc"
     (etc / "udev" / "rules.d").mkdir(parents=True)
@@ -180,7 +180,7 @@ def test_the_vm_sees_no_secret_of_this_hosts_etc(tmp_path: Path) -> None:
 
 
 def test_merged_usr_links_are_made_again_in_the_vms_root(tmp_path: Path) -> None:
-    from hil.lab.labhost.initramfs import link_lines, root_links
+    from hil.virtual_lab.labhost.initramfs import link_lines, root_links
 
     (tmp_path / "usr" / "bin").mkdir(parents=True)
     (tmp_path / "bin").symlink_to("usr/bin")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.lab.labhost import lab
-from hil.lab.labhost.vm import XHCI_SLOT
+from hil.virtual_lab.labhost import lab
+from hil.virtual_lab.labhost.vm import XHCI_SLOT
 
 DEVICES = {"virtual-0-console": "/dev/pts/3", "virtual-0-guest": "/dev/pts/4",
            "virtual-1-console": "/dev/pts/5", "virtual-1-guest": "/dev/pts/6"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ConfigError
-from hil.lab import places
-from hil.lab.coordinator import Place
+from hil.preflight import places
+from hil.scheduling.coordinator import Place
 
 REPO = Path(__file__).resolve().parents[2]
 ME = "ci-host/root"

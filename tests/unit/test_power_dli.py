@@ -5,8 +5,9 @@ import json
 import pytest
 from requests.auth import HTTPDigestAuth
 
-from hil.lab.power import dli
-from hil.lab.power.switch import parse_outlets
+from hil.labgrid import credentials
+from hil.virtual_lab.power import dli
+from hil.virtual_lab.power.switch import parse_outlets
 
 PATH = "/restapi/relay/outlets/=1/state/"
 OUTLETS = {0, 1, 7}
@@ -110,17 +111,17 @@ def test_challenge_parses_back():
 
 def test_credentials_never_show_the_password():
     assert "s3cret" not in repr(CREDS)
-    assert dli.parse_credentials("hil:s3cret\n") == CREDS
-    assert dli.parse_credentials("hil:a:b").password == "a:b"
+    assert credentials.parse_credentials("hil:s3cret\n") == CREDS
+    assert credentials.parse_credentials("hil:a:b").password == "a:b"
     for bad in ("", "hil", "hil:", ":pw"):
         with pytest.raises(ValueError):
-            dli.parse_credentials(bad)
+            credentials.parse_credentials(bad)
 
 
 def test_credentials_must_survive_labgrids_host_url():
-    assert dli.credentials_problem(dli.Credentials("hil", "Ab3_x-y.z~")) is None
+    assert credentials.credentials_problem(dli.Credentials("hil", "Ab3_x-y.z~")) is None
     for password in ("a@b", "a:b", "a/b", "a%40", "a b", "a#b"):
-        assert dli.credentials_problem(dli.Credentials("hil", password))
+        assert credentials.credentials_problem(dli.Credentials("hil", password))
 
 
 def test_outlets_are_argv_lists():

@@ -11,8 +11,8 @@ import pytest
 import requests
 from labgrid.driver.power import rest
 
-from hil.lab.power import relay
-from hil.lab.reservations import answers
+from hil.scheduling.reservations import answers
+from hil.virtual_lab.power import relay
 
 from .test_power_switch import CREDS, alive, pid_of, switch, wait_for  # noqa: F401 (fixture)
 
@@ -35,7 +35,7 @@ def start_relay(tmp: Path, switch_port: int, password: str) -> tuple[subprocess.
     creds.write_text(f"{CREDS['LG_POWER_USER']}:{password}\n")
     creds.chmod(0o600)
     ready = tmp / "relay.port"
-    proc = subprocess.Popen([sys.executable, "-m", "hil.lab.power.relay",
+    proc = subprocess.Popen([sys.executable, "-m", "hil.virtual_lab.power.relay",
                              "--switch", f"http://127.0.0.1:{switch_port}",
                              "--credentials", str(creds), "--outlet", "1", "--outlet", "2",
                              "--timeout", "1", "--ready-file", str(ready)],

@@ -18,7 +18,7 @@ import pytest
 from labgrid import Environment
 
 from hil.errors import InfrastructureError
-from hil.lab.power.driver import redact
+from hil.labgrid.driver.powerswitch import redact
 
 CREDS = {"LG_POWER_USER": "hil", "LG_POWER_PASSWORD": "t0p-s3cret"}
 GRACE = 0.5
@@ -54,7 +54,7 @@ def switch(tmp_path, monkeypatch):
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
     ready = tmp_path / "port"
-    cmd = [sys.executable, "-m", "hil.lab.power.switch", "--grace", str(GRACE),
+    cmd = [sys.executable, "-m", "hil.virtual_lab.power.switch", "--grace", str(GRACE),
            "--outlet", f"1={sys.executable} -c \"{RUNNER}\" {tmp_path / 'pid1'}",
            "--outlet", f"2={sys.executable} -c \"{STUBBORN}\" {tmp_path / 'pid2'}",
            "--port", "0", "--ready-file", str(ready)]
@@ -74,7 +74,7 @@ def power(tmp_path: Path, port: int | str, index: int, driver: str = "NetworkPow
     env_file = tmp_path / f"env-{index}.yaml"
     extra = "".join(f"\n        {k}: {v}" for k, v in attrs.items())
     env_file.write_text(f"""
-imports: [hil.lab]
+imports: [hil.labgrid]
 targets:
   main:
     resources:
@@ -133,7 +133,7 @@ def test_outlets_are_independent(switch):
 def test_stopping_the_switch_turns_its_outlets_off(tmp_path, monkeypatch):
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
-    proc = subprocess.Popen([sys.executable, "-m", "hil.lab.power.switch",
+    proc = subprocess.Popen([sys.executable, "-m", "hil.virtual_lab.power.switch",
                              "--outlet", f"1={sys.executable} -c \"{RUNNER}\" {tmp_path / 'pid'}"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     power(tmp_path, int(proc.stdout.readline()), 1).on()

@@ -1,4 +1,4 @@
-from hil import procstat
+from hil.measure import procstat
 
 
 def test_recorded_vmm_threads_of_a_vhost_net_run(data):
@@ -26,7 +26,7 @@ def test_cpu_seconds_of_a_process_or_thread_of_this_machine() -> None:
     import threading
     import time
 
-    from hil.procstat import cpu_seconds
+    from hil.measure.procstat import cpu_seconds
 
     t0 = time.process_time()
     while time.process_time() - t0 < 0.2:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from hil.lab import health, status
-from hil.lab.coordinator import Place, Reservation
-from hil.lab.janitor import LeaseBook
-from hil.lab.reservations import (
+from hil.scheduling import health, status
+from hil.scheduling.coordinator import Place, Reservation
+from hil.scheduling.janitor import LeaseBook
+from hil.scheduling.reservations import (
     Loss,
     lease_problem,
     lease_seconds,

@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 import jsonschema
 import pytest
 
-from hil import cli, virtio
+from hil import cli
+from hil.measure import virtio
 from hil.results import kcidb, load, measurements, report
 from hil.verdict import ExitCode
 

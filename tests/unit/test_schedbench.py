@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hil.lab.schedbench import HoldRecord, Result, blocked_time, double_holds, percentile
+from hil.scheduling.bench import HoldRecord, Result, blocked_time, double_holds, percentile
 
 
 def test_percentiles_interpolate_between_ranks() -> None:

@@ -12,7 +12,7 @@ from labgrid import Environment
 from labgrid.strategy import StrategyError
 
 from hil.errors import ArtifactMissing, ConfigError
-from hil.lab.strategies.sdmux import boot_files
+from hil.labgrid.strategy.sdmux import boot_files
 
 from .fake_lab import env_file, events
 

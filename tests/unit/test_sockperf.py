@@ -1,6 +1,6 @@
 import pytest
 
-from hil import sockperf
+from hil.measure import sockperf
 
 
 def test_a_recorded_tcp_ping_pong_between_guest_and_board(data):

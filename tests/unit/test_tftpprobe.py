@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil.lab import tftpprobe
+from hil.labgrid import tftpprobe
 
 
 def test_a_read_request_is_rfc_1350s() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from hil import interrupts, kvm_trace, throughput, virtio
+from hil.measure import interrupts, kvm_trace, throughput, virtio
 
 
 def test_interleaved_runs_and_side_by_side_ratios():
@@ -28,7 +28,7 @@ def test_irqfd_wirings_need_the_patched_vmm():
 
 
 def test_a_gicv3_board_has_no_msi_wiring():
-    # Its guest has no ITS (hil/lab/vmm.py), so virtio-net-pci would fall back to INTx.
+    # Its guest has no ITS (hil/labgrid/vmm.py), so virtio-net-pci would fall back to INTx.
     v3 = throughput.vmm_settings({"gic_version": 3, "vmms": {"patched": "/q"}}, throughput.WIRINGS)
     assert list(v3) == ["virtio-net", "vhost-net", "vhost-net-irqfd", "vhost-net-irqfd-shared"]
 

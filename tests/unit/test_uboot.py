@@ -10,8 +10,8 @@ import pytest
 import yaml
 from labgrid import Environment
 
-from hil.lab import uboot
-from hil.lab.tftpserver import resolve_address, server_command
+from hil.labgrid import uboot_commands as uboot
+from hil.labgrid.driver.tftpserver import resolve_address, server_command
 
 REPO = Path(__file__).resolve().parents[2]
 

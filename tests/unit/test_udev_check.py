@@ -1,6 +1,6 @@
-"""hil/lab/udev_check.py on literal udev data shaped like a lab host's."""
+"""hil/preflight/udev_check.py on literal udev data shaped like a lab host's."""
 
-from hil.lab.udev_check import (
+from hil.preflight.udev_check import (
     Device,
     Resource,
     Status,

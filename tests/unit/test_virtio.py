@@ -1,4 +1,4 @@
-from hil import interrupts, virtio
+from hil.measure import interrupts, virtio
 
 
 def test_device_list_with_and_without_irq_mode():

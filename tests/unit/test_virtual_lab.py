@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from hil.errors import InfrastructureError
-from hil.lab import virtual_lab
-from hil.lab.power.driver import with_credentials
-from hil.lab.virtual_lab import LabPlan, LabState
+from hil.labgrid.driver.powerswitch import with_credentials
+from hil.virtual_lab import supervisor as virtual_lab
+from hil.virtual_lab.supervisor import LabPlan, LabState
 
 PLAN = LabPlan(Path("/tmp/hil-lab"), boards=2, address="192.0.2.7", coordinator_port=20408,
                sshd_port=2222)
@@ -100,7 +100,7 @@ def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) ->
 def _supervisor_lookalike(directory: Path) -> subprocess.Popen[bytes]:
     """A process whose command line is that of `directory`'s supervisor."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                             "hil.lab.virtual_lab", "supervise", str(directory)])
+                             "hil.virtual_lab.supervisor", "supervise", str(directory)])
 
 
 def _a_lab_dir(directory: Path) -> Path:
@@ -250,7 +250,7 @@ def test_unsafe_credential_files_are_refused_with_what_to_do(tmp_path: Path) -> 
 
 def test_the_ssh_drop_in_names_the_lab_host_vm_with_the_labs_key(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    from hil.lab import sshd
+    from hil.virtual_lab import sshd
 
     monkeypatch.setattr(sshd, "DROPIN_DIR", tmp_path / "ssh_config.d")
     (tmp_path / "ssh_config.d").mkdir()
@@ -297,7 +297,7 @@ def test_a_restarted_switch_first_ends_the_board_qemus_its_predecessor_left(tmp_
 
 
 def test_two_labs_of_one_name_in_different_folders_share_no_ssh_file(tmp_path: Path) -> None:
-    from hil.lab import sshd
+    from hil.virtual_lab import sshd
 
     one, other = tmp_path / "a" / "lab", tmp_path / "b" / "lab"
     assert sshd.dropin_path(one) != sshd.dropin_path(other)

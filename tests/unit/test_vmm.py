@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hil.errors import ConfigError
-from hil.lab import vmm
+from hil.labgrid import vmm
 
 
 def test_default_guest_command_uses_kvm_vhost_tap_and_the_board_serial():
@@ -91,7 +91,7 @@ def test_a_pinning_option_names_cpus_the_board_has():
 def test_the_guests_gic_follows_the_boards_declared_gic(tmp_path):
     from labgrid import Environment
 
-    import hil.lab  # noqa: F401
+    import hil.labgrid  # noqa: F401
     from tests.unit import fake_lab
 
     for declared, machine in ((None, "virt,gic-version=2"), (3, "virt,gic-version=3,its=off")):
@@ -129,7 +129,7 @@ def test_a_declaration_that_contradicts_the_places_tag_is_refused():
 
 
 def test_the_gicv3_board_is_the_virtual_board_with_a_gicv3_and_no_its():
-    from hil.lab import envfile
+    from hil.preflight import envfile
 
     places = Path(__file__).resolve().parents[2] / "places"
     plain = yaml.safe_load((places / "virtual.yaml").read_text())

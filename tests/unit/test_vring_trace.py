@@ -1,4 +1,4 @@
-from hil import interrupts, virtio, vring_trace
+from hil.measure import interrupts, virtio, vring_trace
 
 # The shape of a kprobe event line in /sys/kernel/tracing/trace (6.12).
 LINE = ("          <idle>-0       [000] d.h1.    {t}: vring: (vring_interrupt+0x0/0xd8) "

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from hil import throughput, wiringbench
+from hil.measure import throughput, wiringbench
 
 PLACES = Path(__file__).resolve().parents[2] / "places"
 

@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.board
 
-LAB_TFTP = "10.231.69.1"  # hil.lab.boardnet.HOST_ADDRESS: the one host service on purpose
+LAB_TFTP = "10.231.69.1"  # hil.virtual_lab.boardnet.HOST_ADDRESS: the one host service on purpose
 
 
 def reaches(board, host: str, port: int) -> bool:

@@ -1,0 +1,1 @@
+"""hil's labgrid drivers, one per module."""

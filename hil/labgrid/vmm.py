@@ -1,0 +1,174 @@
+"""The guest VMM's command line on the board, built from the board's declared settings.
+
+Pure: the driver in drivers.py runs what this returns. Every board names where its guest's
+serial goes (a virtio console on the virtual board, a TCP port on a real one), so no board is a
+special case here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hil.errors import ConfigError
+
+MONITOR_PORT = 4567
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    qemu: str = "/usr/bin/qemu-system-aarch64"
+    kernel: str = "/guest/Image"
+    initrd: str = "/guest/initramfs.cpio"
+    append: str = "console=ttyAMA0 hil.role=guest quiet"
+    machine: str = "virt,gic-version=2"  # see gic_machine()
+    # Interrupt lines per virtio-mmio transport; above 1 needs the patched VMM
+    # (firmware/qemu), which takes it as the `virtio-mmio-irq-lines` machine property.
+    irq_lines: int = 1
+    cpus: int = 1
+    memory: str = "256M"
+    serial: str = "/dev/hvc0"
+    # Networking: a tap on the board with vhost-net, or QEMU's userspace virtio-net backend.
+    tap: str = "tap0"
+    tap_script: str = "/etc/hil/ifup"
+    vhost: bool = True
+    # Queue pairs of virtio-net (a multiqueue tap and `mq=on` above 1).
+    queues: int = 1
+    net_device: str = "virtio-net-device"
+    net_options: dict[str, str] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+
+    def with_changes(self, **changes: Any) -> GuestConfig:
+        return replace(self, **changes)
+
+
+# The GIC a board declares (`options.gic_version`, 2 when absent) and the guest machine KVM can
+# give it: the in-kernel vGIC of the same version (a GICv3 without GICv2 compatibility, as
+# QEMU's emulated one, cannot run a vgic-v2). On GICv3 without an ITS, as the board has none:
+# no MSI for the guest's platform devices either, the case several lines per transport serve.
+GIC_MACHINES = {2: "virt,gic-version=2", 3: "virt,gic-version=3,its=off"}
+GIC_OPTION = "gic_version"
+
+
+def gic_machine(version: int) -> str:
+    return GIC_MACHINES[version]
+
+
+# A lab place's tag for its board's GIC (`v2`, `v3`; `hil lab up` sets it), as its users
+# reserve boards by it: one env file then serves a lab whose places have different GICs.
+GIC_TAG = "gic"
+
+
+def board_gic(option: object, place_tags: Mapping[str, str]) -> int:
+    """The GIC of a board: what its env file declares (`options.gic_version`), else what its
+    place's `gic` tag says, else 2. Both, and different: the env file is for another board."""
+    tag = place_tags.get(GIC_TAG)
+    from_tag = None
+    if tag is not None:
+        m = re.fullmatch(r"v(\d+)", tag)
+        if m is None or int(m[1]) not in GIC_MACHINES:
+            raise ConfigError(f"the place's tag {GIC_TAG}={tag} names no GIC hil knows: the "
+                              f"lab must tag it {' or '.join(f'v{v}' for v in GIC_MACHINES)}")
+        from_tag = int(m[1])
+    if option is None:
+        return from_tag or 2
+    if not isinstance(option, int) or gic_problems(option):
+        raise ConfigError(gic_problems(option)[0])
+    if from_tag is not None and option != from_tag:
+        raise ConfigError(f"the environment declares {GIC_OPTION}: {option} but its place is "
+                          f"tagged {GIC_TAG}={tag}: use an environment for that board, or drop "
+                          f"{GIC_OPTION} and let the place's tag say")
+    return option
+
+
+def gic_problems(value: object) -> list[str]:
+    """What is wrong with a board's `gic_version` option."""
+    if value is None or (type(value) is int and value in GIC_MACHINES):
+        return []
+    return [f"{GIC_OPTION} {value!r}: write one of {', '.join(map(str, GIC_MACHINES))} "
+            "(the version of the board's interrupt controller)"]
+
+
+def machine(cfg: GuestConfig) -> str:
+    return cfg.machine + (f",virtio-mmio-irq-lines={cfg.irq_lines}" if cfg.irq_lines > 1 else "")
+
+
+def command(cfg: GuestConfig) -> list[str]:
+    netdev = (f"tap,id=n0,ifname={cfg.tap},script={cfg.tap_script},downscript=no,"
+              f"vhost={'on' if cfg.vhost else 'off'}")
+    options = dict(cfg.net_options)
+    if cfg.queues > 1:
+        netdev += f",queues={cfg.queues}"
+        options.setdefault("mq", "on")
+    device = ",".join([cfg.net_device, "netdev=n0", *(f"{k}={v}" for k, v in options.items())])
+    return [
+        cfg.qemu, "-enable-kvm", "-M", machine(cfg), "-cpu", "host",
+        "-smp", str(cfg.cpus), "-m", cfg.memory,
+        "-nodefaults", "-display", "none",
+        # Threads named for what they run ("CPU 0/KVM"), so that their CPU time can be told
+        # apart on the board (hil/measure/procstat.py).
+        "-name", "hil-guest,debug-threads=on",
+        "-serial", cfg.serial,
+        "-monitor", f"tcp:127.0.0.1:{MONITOR_PORT},server=on,wait=off",
+        "-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.append,
+        "-netdev", netdev, "-device", device,
+        *cfg.extra,
+    ]
+
+
+PIDFILE = "/run/hil-vmm.pid"
+LOGFILE = "/tmp/hil-vmm.log"
+
+
+def start_script(cfg: GuestConfig) -> str:
+    """A board shell line that starts the VMM in the background and records its pid."""
+    return (f"setsid {shlex.join(command(cfg))} </dev/null >{LOGFILE} 2>&1 & "
+            f"echo $! >{PIDFILE}")
+
+
+def stop_script(grace_s: float = 5.0, pidfile: str = PIDFILE) -> str:
+    """Stop the VMM: SIGTERM, then SIGKILL if it is still there after `grace_s` (a VMM stuck in
+    a vCPU ioctl or on a full chardev ignores SIGTERM). Each wait is bounded: a killed VMM
+    that its parent has not reaped yet still answers `kill -0`."""
+    polls = int(grace_s * 10)
+    alive = "kill -0 $p 2>/dev/null"
+    return (f"if [ -f {pidfile} ]; then p=$(cat {pidfile}); kill $p 2>/dev/null; i=0; "
+            f"while {alive} && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; "
+            f"if {alive}; then echo 'hil: the VMM ignored SIGTERM: SIGKILL' >&2; kill -9 $p; "
+            f"i=0; while {alive} && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fi; "
+            f"rm -f {pidfile}; fi")
+
+
+def monitor_script(hmp_command: str) -> str:
+    """Send one HMP command to the running VMM's monitor (busybox nc on the board)."""
+    return f"echo {shlex.quote(hmp_command)} | nc -w 1 127.0.0.1 {MONITOR_PORT}"
+
+
+def pin_script(vcpus: int, others: int, pidfile: str = PIDFILE) -> str:
+    """Pin the running VMM's vCPU threads ("CPU n/KVM", named by debug-threads) to board CPU
+    `vcpus` and its other threads (main loop, vhost worker) to `others`, then print each
+    thread's allowed CPUs. Where the board's scheduler puts the guest's vCPU and the vhost
+    worker (one CPU or two) changes what a request/response exchange costs."""
+    return (f"p=$(cat {pidfile}); for t in /proc/$p/task/*; do case \"$(cat $t/comm)\" in "
+            f"'CPU '*) m={1 << vcpus:x};; *) m={1 << others:x};; esac; "
+            f"taskset -p $m ${{t##*/}} >/dev/null || exit 1; "
+            f"echo \"${{t##*/}} $(cat $t/comm | tr ' ' _) "
+            f"$(grep Cpus_allowed_list $t/status | cut -f2)\"; done")
+
+
+def pin_problems(value: object, board_cpus: int | None) -> list[str]:
+    """What is wrong with a board's `pin_vmm: {vcpus: N, others: M}` option."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or set(value) != {"vcpus", "others"}:
+        return [f"pin_vmm {value!r}: write {{vcpus: CPU, others: CPU}} (board CPU numbers)"]
+    out = []
+    for key, cpu in value.items():
+        if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0 or (
+                board_cpus is not None and cpu >= board_cpus):
+            out.append(f"pin_vmm {key}: {cpu!r} is no CPU of this board "
+                       f"(0..{(board_cpus or 1) - 1})")
+    return out

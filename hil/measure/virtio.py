@@ -1,0 +1,125 @@
+"""The guest's virtio devices: which transport mode each uses, from sysfs and /proc/interrupts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hil.measure import interrupts
+
+DEVICE_IDS = {1: "net", 2: "blk", 3: "console", 4: "rng"}
+
+# One guest shell line: "<virtioN> <device id> <irq_mode or ->" for every virtio device.
+LIST_COMMAND = (
+    "for d in /sys/bus/virtio/devices/virtio*; do n=${d##*/}; "
+    "m=$(cat $d/../irq_mode 2>/dev/null || echo -); echo \"$n $(cat $d/device) $m\"; done"
+)
+
+
+@dataclass(frozen=True)
+class VirtioDevice:
+    name: str  # virtio0
+    kind: str  # net, blk, ... or the numeric id
+    irq_mode: str | None  # single, shared, per-vq, none; None: the kernel has no irq_mode
+
+
+def parse_list(text: str) -> list[VirtioDevice]:
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or not fields[0].startswith("virtio"):
+            continue
+        dev_id = int(fields[1], 16)
+        out.append(VirtioDevice(fields[0], DEVICE_IDS.get(dev_id, str(dev_id)),
+                                None if fields[2] == "-" else fields[2]))
+    return out
+
+
+def expected_line_names(mode: str, vq_names: list[str]) -> set[str]:
+    """Suffixes of a device's interrupt names in each mode (see lines_of)."""
+    return {"single": {""}, "shared": {"config", "queues"},
+            "per-vq": {"config", *vq_names}}[mode]
+
+
+def lines_of(rows: list[interrupts.IrqRow], device: str) -> dict[str, interrupts.IrqRow]:
+    """A device's interrupt rows by suffix: "" for single mode, "config", "queues",
+    or a virtqueue name such as "input.0"."""
+    out = {}
+    for row in rows:
+        if row.name == device:
+            out[""] = row
+        elif row.name.startswith(device + "-"):
+            out[row.name[len(device) + 1:]] = row
+    return out
+
+
+def affinity_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tuple[int, ...]],
+                      cpu_of: dict[str, int]) -> list[str]:
+    """Each queue in `cpu_of` must have taken interrupts during a run, all on its own CPU.
+
+    `lines` comes from lines_of, `grown` from interrupts.delta. A queue that took none proves
+    nothing about where its interrupts go, so it is a problem too.
+    """
+    problems = []
+    for vq, cpu in cpu_of.items():
+        row = lines.get(vq)
+        if row is None:
+            problems.append(f"{vq}: no interrupt line (lines: {sorted(lines)})")
+            continue
+        per_cpu = list(grown.get(row.irq, ()))
+        if not sum(per_cpu):
+            problems.append(f"{vq} took no interrupt during the run")
+        elif sum(per_cpu) != (per_cpu[cpu] if cpu < len(per_cpu) else 0):
+            problems.append(f"{vq} bound to CPU{cpu} fired elsewhere: per CPU {per_cpu}")
+    return problems
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One guest x VMM x lines cell of the fallback matrix and the mode the protocol gives it.
+
+    guest and vmm name entries of a board's `guest_kernels` and `vmms` options ("patched" or
+    "stock"); pairs is virtio-net's queue pairs (nvqs with callbacks: 2 per pair).
+    """
+
+    guest: str
+    vmm: str
+    lines: int
+    pairs: int
+    mode: str
+
+    @property
+    def id(self) -> str:
+        return f"guest-{self.guest}-vmm-{self.vmm}-lines-{self.lines}-pairs-{self.pairs}"
+
+
+# Each cell's mode is copied from the compatibility table of firmware/PROTOCOL.md section 8,
+# whose row (Guest | VMM | DT lines) is named above it; it is not computed, so that the
+# driver's decision is checked against the document, not against a second implementation.
+# nvqs: 2 with one queue pair, 4 with two (the control queue has no notifications).
+FALLBACK_MATRIX = (
+    # patched | unpatched | 1
+    MatrixCell("patched", "stock", 1, 1, "single"),
+    # patched | patched | 1
+    MatrixCell("patched", "patched", 1, 1, "single"),
+    # patched | patched | 2
+    MatrixCell("patched", "patched", 2, 1, "shared"),
+    # patched | patched | 1+nvqs or more
+    MatrixCell("patched", "patched", 3, 1, "per-vq"),
+    # patched | patched | fewer: 2 <= N < 1+nvqs
+    MatrixCell("patched", "patched", 4, 2, "shared"),
+    # unpatched | unpatched | 1
+    MatrixCell("stock", "stock", 1, 1, "single"),
+    # unpatched | patched | 1
+    MatrixCell("stock", "patched", 1, 1, "single"),
+    # unpatched | patched | 2, 1+nvqs or more (bit not accepted)
+    MatrixCell("stock", "patched", 2, 1, "single"),
+    MatrixCell("stock", "patched", 3, 1, "single"),
+    # unpatched | patched: 4 lines for nvqs 4 lies between the row's "2" and "1+nvqs or more";
+    # the row's reason (the bit is not accepted) holds for any N.
+    MatrixCell("stock", "patched", 4, 2, "single"),
+)
+
+
+def net_vq_names(pairs: int) -> list[str]:
+    """Names of virtio-net's queues with callbacks, with `pairs` queue pairs."""
+    return [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]

@@ -1,0 +1,457 @@
+"""labgrid's coordinator as hil asks it things: labgrid's own client session
+(`labgrid.remote.client.ClientSession`) and the coordinator's gRPC messages, never the
+`labgrid-client` command or its printed text.
+
+One `Coordinator` is one client at the coordinator, with an identity of its own (`host/user`
+as labgrid shows a place's holder): a pytest session, a health check, each board of a release.
+Its places and resources are kept current by the coordinator's stream of updates, so reading
+them costs no call; `wait_for_change()` wakes a caller on the next update instead of polling.
+
+What labgrid's API lacks, and the smallest wrapper for it here:
+- `ClientSession` methods take their arguments from an argparse namespace and print their
+  results, so writes call the coordinator's stub (`session.stub`) with its request messages;
+- the session does not reconnect when its stream ends (a coordinator restart), so this class
+  starts a new session with the same identity and says so to its waiters;
+- the session has no notification of updates, so a subclass extends its two update hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import getpass
+import glob
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+from labgrid.remote.client import ClientSession
+from labgrid.remote.common import Reservation as LgReservation
+from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
+from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
+
+from hil.errors import InfrastructureError
+from hil.measure import procstat
+
+log = logging.getLogger("hil.coordinator")
+T = TypeVar("T")
+CALL_TIMEOUT_S = 30.0
+NO_PLACE = "hil-no-place"  # a place name no lab has (see Coordinator._reschedule)
+# labgrid's own keepalive settings (labgrid/remote/client.py), so a dead coordinator is noticed
+# within ~20 s even when nothing is sent.
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 7500),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.http2.ping_timeout_ms", 10000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    comment: str = ""
+    acquired: str | None = None  # "host/user" of the holder
+    resources: dict[str, bool] = field(default_factory=dict)  # exporter/group/cls/name -> avail
+    reservation: str | None = None  # the token it is allocated to
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> parameters
+
+
+@dataclass(frozen=True)
+class Reservation:
+    token: str
+    owner: str
+    state: str  # waiting, allocated, acquired, expired, invalid
+    prio: float
+    filters: dict[str, str]
+    allocation: str | None
+    created: float
+
+
+class CoordinatorError(InfrastructureError):
+    """The coordinator refused or did not answer."""
+
+
+class CoordinatorUnreachable(CoordinatorError):
+    """No stream to the coordinator right now (it may be restarting)."""
+
+
+def identity(purpose: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A holder name of its own for one session: `host/user+purpose-pid-random`.
+
+    labgrid tells holders apart by `host/user` alone, and two sessions of one user on one host
+    would be taken for one another (either could release or renew the other's place). The
+    host and user stay readable (`LG_HOSTNAME`, `LG_USERNAME` are honoured as labgrid does)."""
+    host = environ.get("LG_HOSTNAME") or socket.gethostname()
+    user = environ.get("LG_USERNAME") or getpass.getuser()
+    word = "".join(c if c.isalnum() or c in "-_." else "-" for c in purpose) or "session"
+    return f"{host}/{user}+{word}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def split_identity(name: str) -> tuple[str, str]:
+    host, _, user = name.partition("/")
+    return host, user
+
+
+def place_from_session(lg_place: Any, resources: Mapping[str, Any]) -> Place:
+    """Our Place from labgrid's and the session's resources (exporter -> group -> name)."""
+    found: dict[str, bool] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for exporter, group, name, entry in _candidates(lg_place, resources):
+        data = entry.data
+        if "cls" not in data:
+            continue  # deleted: the exporter went away
+        path = (exporter, group, data["cls"], name)
+        if lg_place.hasmatch(path):
+            key = "/".join(path)
+            found[key] = bool(data.get("avail"))
+            params[key] = dict(data.get("params") or {})
+    return Place(lg_place.name, dict(lg_place.tags), lg_place.comment or "",
+                 lg_place.acquired or None, found, lg_place.reservation or None, params)
+
+
+def _candidates(lg_place: Any, resources: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
+    """The resources a place's matches could name: only the exporters and groups they spell
+    out, unless a match has a wildcard there (a lab of N places would otherwise test every
+    place against every resource, N x R, on each look)."""
+    seen: set[tuple[str, str]] = set()
+    for m in lg_place.matches:
+        exporters = [e for e in resources if fnmatch.fnmatchcase(e, m.exporter)] \
+            if glob.has_magic(m.exporter) else [m.exporter]
+        for exporter in exporters:
+            groups = resources.get(exporter) or {}
+            names = [g for g in groups if fnmatch.fnmatchcase(g, m.group)] \
+                if glob.has_magic(m.group) else [m.group]
+            for group in names:
+                if (exporter, group) in seen:
+                    continue
+                seen.add((exporter, group))
+                for name, entry in (groups.get(group) or {}).items():
+                    yield exporter, group, name, entry
+
+
+def reservation_from_pb(r: Any) -> Reservation:
+    res = LgReservation.from_pb2(r)
+    allocation = next((places[0] for places in res.allocations.values() if places), None)
+    return Reservation(res.token, res.owner, res.state.name, float(res.prio),
+                       dict(res.filters.get("main", {})), allocation, float(res.created))
+
+
+class _QuietReconnects(logging.Filter):
+    """labgrid's session logs an error on the root logger each time its stream cannot start
+    or ends; this client retries every half second while the coordinator is away and says
+    so itself, once (`Coordinator._stay_connected`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.pathname.endswith("labgrid/remote/client.py")
+                    and str(record.msg).startswith(("coordinator is unavailable",
+                                                    "coordinator became unavailable")))
+
+
+logging.getLogger().addFilter(_QuietReconnects())
+
+
+class _Session(ClientSession):  # type: ignore[misc]
+    """labgrid's client session under a name of hil's, telling us of every update."""
+
+    def __init__(self, name: str, on_update: Callable[[], None], *args: Any, **kwargs: Any):
+        self.hil_name = name
+        self.hil_on_update = on_update
+        super().__init__(*args, **kwargs)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # gRPC shares one connection between the channels of a process that name the same
+        # address, and the coordinator tells clients apart by their connection's peer: a
+        # channel with its own subchannel pool is a client of its own (labgrid's RemotePlace
+        # keeps its session beside ours in a pytest run). Not connected yet: nothing is lost.
+        self.channel = grpc.aio.insecure_channel(
+            target=self.address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+        self.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(self.channel)
+
+    def gethostname(self) -> str:
+        return split_identity(self.hil_name)[0]
+
+    def getuser(self) -> str:
+        return split_identity(self.hil_name)[1]
+
+    async def on_resource_changed(self, *args: Any) -> None:
+        await super().on_resource_changed(*args)
+        self.hil_on_update()
+
+    async def on_place_changed(self, *args: Any) -> None:
+        await super().on_place_changed(*args)
+        self.hil_on_update()
+
+    async def on_place_deleted(self, *args: Any) -> None:
+        await super().on_place_deleted(*args)
+        self.hil_on_update()
+
+
+class Coordinator:
+    """One client of the coordinator at `address` (HOST:PORT), named `name`."""
+
+    def __init__(self, address: str, name: str | None = None, *, purpose: str = "hil",
+                 connect_timeout: float = 10.0):
+        self.address = address
+        self.name = name or identity(purpose)
+        self.connect_timeout = connect_timeout
+        self._cond = threading.Condition()
+        self._generation = 0  # counts updates and reconnections
+        self.connections = 0  # sessions started (1 + reconnections)
+        self._session: _Session | None = None
+        self._closed = False
+        self._final_cpu: float | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hil-coordinator",
+                                        daemon=True)
+        self._thread.start()
+        self._supervisor = asyncio.run_coroutine_threadsafe(self._stay_connected(), self._loop)
+        self._wait_connected(connect_timeout)
+
+    # --- the connection ---------------------------------------------------------------------
+
+    def _updated(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    async def _connect(self) -> _Session:
+        s = _Session(self.name, self._updated, self.address, self._loop)
+        try:
+            await asyncio.wait_for(s.start(), self.connect_timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await s.stop()
+                await s.close()
+            raise
+        return s
+
+    async def _stay_connected(self) -> None:
+        said = False
+        while not self._closed:
+            try:
+                session = await self._connect()
+            except Exception as e:  # refused, timed out: the coordinator is not there (yet)
+                if not said and self.connections:
+                    log.warning("coordinator %s is away (%s): reconnecting as %s", self.address,
+                                e or type(e).__name__, self.name)
+                    said = True
+                await asyncio.sleep(0.5)
+                continue
+            said = False
+            self._session = session
+            self.connections += 1
+            self._updated()
+            await session.stopping.wait()  # the stream ended: coordinator gone or restarted
+            self._session = None
+            self._updated()
+            with contextlib.suppress(Exception):
+                await session.stop()
+                await session.close()
+            if not self._closed:
+                log.info("coordinator %s: stream ended, reconnecting as %s", self.address,
+                         self.name)
+                await asyncio.sleep(0.2)
+
+    def _wait_connected(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._session is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.close()
+                    raise CoordinatorUnreachable(
+                        f"no coordinator answers at {self.address} within {timeout:g} s: is "
+                        "it running (`hil lab up` for the virtual lab), or set LG_COORDINATOR")
+                self._cond.wait(left)
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def wait_for_change(self, generation: int, timeout: float) -> int:
+        """Block until an update after `generation` arrives (or `timeout`); the new one."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != generation or self._closed, timeout)
+            return self._generation
+
+    def poke(self) -> None:
+        """Wake whoever waits for a change (to look at something other than the stream)."""
+        self._updated()
+
+    def wait_connected(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._session is not None or self._closed,
+                                       timeout) and self._session is not None
+
+    def cpu_seconds(self) -> float:
+        """CPU time of this client's own thread (the event loop that serves its stream and its
+        calls), for the scheduler benchmark; kept after close()."""
+        if self._final_cpu is not None:
+            return self._final_cpu
+        return procstat.cpu_seconds(f"/proc/self/task/{self._thread.native_id}/stat")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._final_cpu = procstat.cpu_seconds(f"/proc/self/task/{self._thread.native_id}/stat")
+        self._closed = True
+        self._updated()
+
+        async def _end() -> None:
+            s = self._session
+            if s is not None:
+                with contextlib.suppress(Exception):
+                    await s.stop()
+                    await s.close()
+            self._supervisor.cancel()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_end(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def _run(self, make: Callable[[_Session], Awaitable[T]], what: str,
+             timeout: float = CALL_TIMEOUT_S) -> T:
+        session = self._session
+        if session is None:
+            raise CoordinatorUnreachable(f"{what}: no stream to the coordinator at "
+                                         f"{self.address} (restarting?)")
+
+        async def call() -> T:
+            return await make(session)
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        try:
+            return future.result(timeout)
+        except CancelledError as e:  # closed meanwhile
+            raise CoordinatorUnreachable(f"{what}: the client was closed") from e
+        except FutureTimeout as e:
+            future.cancel()
+            raise CoordinatorError(f"{what}: no answer from the coordinator at {self.address} "
+                                   f"within {timeout:g} s") from e
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise CoordinatorUnreachable(f"{what}: {e.details()}") from e
+            raise CoordinatorError(f"{what} (coordinator {self.address}): {e.details()}") from e
+
+    def _rpc(self, method: str, request: Any, what: str) -> Any:
+        async def call(s: _Session) -> Any:
+            response = await getattr(s.stub, method)(request)
+            # The stream has the coordinator's own view of our change once this returns.
+            await s.sync_with_coordinator()
+            return response
+
+        return self._run(call, what)
+
+    # Reads: the session's own copy, kept current by the stream.
+
+    def places(self) -> list[Place]:
+        async def snapshot(s: _Session) -> list[Place]:
+            return [place_from_session(p, s.resources) for p in s.places.values()]
+
+        return self._run(snapshot, "places")
+
+    def place(self, name: str) -> Place:
+        found = next((p for p in self.places() if p.name == name), None)
+        if found is None:
+            raise CoordinatorError(f"place {name} does not exist at the coordinator "
+                                   f"{self.address}")
+        return found
+
+    def resource_paths(self) -> set[str]:
+        """exporter/group/cls/name of every resource exported now."""
+        async def paths(s: _Session) -> set[str]:
+            return {f"{e}/{g}/{entry.data['cls']}/{n}" for e, groups in s.resources.items()
+                    for g, entries in groups.items() for n, entry in entries.items()
+                    if "cls" in entry.data}
+
+        return self._run(paths, "resources")
+
+    def reservations(self) -> list[Reservation]:
+        async def get(s: _Session) -> list[Reservation]:
+            response = await s.stub.GetReservations(pb.GetReservationsRequest())
+            return [reservation_from_pb(r) for r in response.reservations]
+
+        return self._run(get, "reservations")
+
+    # Writes.
+
+    def reserve(self, filters: Mapping[str, str], prio: float) -> str:
+        request = pb.CreateReservationRequest(
+            filters={"main": pb.Reservation.Filter(filter=dict(filters))}, prio=prio)
+        return str(self._rpc("CreateReservation", request, "reserve").reservation.token)
+
+    def poll(self, token: str) -> Reservation:
+        """Also keeps the reservation alive (one that nobody polls expires after 60 s)."""
+        async def call(s: _Session) -> Reservation:
+            response = await s.stub.PollReservation(pb.PollReservationRequest(token=token))
+            return reservation_from_pb(response.reservation)
+
+        return self._run(call, f"poll reservation {token}")
+
+    def cancel(self, token: str) -> None:
+        with contextlib.suppress(CoordinatorError):
+            self._rpc("CancelReservation", pb.CancelReservationRequest(token=token),
+                      f"cancel reservation {token}")
+            self._reschedule()
+
+    def _reschedule(self) -> None:
+        """labgrid 26's scheduler frees a cancelled reservation's place only at the end of its
+        pass, after it has looked for free places, so the next waiting reservation gets it
+        on the next pass: the coordinator's own, up to 15 s later. A reservation that matches
+        no place, made and cancelled at once, runs that pass now."""
+        request = pb.CreateReservationRequest(
+            filters={"main": pb.Reservation.Filter(filter={"name": NO_PLACE})}, prio=-1e9)
+        token = self._rpc("CreateReservation", request, "reschedule").reservation.token
+        self._rpc("CancelReservation", pb.CancelReservationRequest(token=token), "reschedule")
+
+    def acquire(self, place: str) -> None:
+        self._rpc("AcquirePlace", pb.AcquirePlaceRequest(placename=place), f"acquire {place}")
+
+    def release(self, place: str, *, only_from: str | None = None) -> None:
+        """Release `place`; with `only_from`, only if that holder has it (the coordinator
+        decides, so a place that changed hands meanwhile is left alone)."""
+        request = (pb.ReleasePlaceRequest(placename=place, fromuser=only_from)
+                   if only_from else pb.ReleasePlaceRequest(placename=place))
+        self._rpc("ReleasePlace", request, f"release {place}")
+
+    def set_tags(self, place: str, tags: Mapping[str, str]) -> None:
+        """Merges: an empty value removes the tag."""
+        self._rpc("SetPlaceTags", pb.SetPlaceTagsRequest(placename=place, tags=dict(tags)),
+                  f"set tags of {place}")
+
+    def set_comment(self, place: str, comment: str) -> None:
+        self._rpc("SetPlaceComment", pb.SetPlaceCommentRequest(placename=place, comment=comment),
+                  f"set the comment of {place}")
+
+    def create_place(self, name: str) -> None:
+        self._rpc("AddPlace", pb.AddPlaceRequest(name=name), f"create place {name}")
+
+    def add_match(self, place: str, pattern: str) -> None:
+        self._rpc("AddPlaceMatch", pb.AddPlaceMatchRequest(placename=place, pattern=pattern),
+                  f"add match {pattern} to {place}")

@@ -1,0 +1,197 @@
+"""The lab's janitor, beside its coordinator: frees places whose lease ran out, or that are
+held without one, and runs the health checks that are due.
+
+    hil lab janitor --coordinator HOST:PORT --lg-env ENV [--interval 86400] [--grace 30]
+
+The virtual lab runs one inside `hil lab up`. A real lab runs it as a service next to its
+coordinator, with an environment file whose target `main` is a RemotePlace named by
+LG_PLACE (as places/virtual-lab.yaml), so that one file checks every place.
+
+It reads the places from its client session's copy, which the coordinator's stream keeps
+current: a round costs no call to the coordinator unless it acts, and it runs when something
+changed or when the next lease or health check falls due, not on a timer.
+
+Leases are judged on the janitor's own clock (`LeaseBook`): a lease counts from when the
+janitor first saw its value, so a holder whose clock is off never loses its place early. A
+place acquired by a client that never writes a lease (a `labgrid-client acquire` by hand, or
+a session killed between its lock and its lease) is kicked after `grace` seconds: in this lab
+every holder holds a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hil.scheduling import health
+from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
+from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, lease_seconds
+
+log = logging.getLogger("hil.janitor")
+GRACE_S = 30.0
+HEALTH_WAKE_S = 60.0  # health checks fall due by the wall clock: look this often
+
+
+@dataclass
+class LeaseBook:
+    """Each held place's lease on one clock, the janitor's (monotonic seconds)."""
+
+    grace: float = GRACE_S
+    seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # place -> (value, since)
+    unleased: dict[str, float] = field(default_factory=dict)  # place -> since
+
+    def expired(self, place: Place, now: float) -> str | None:
+        """Why `place` must be freed now, or None."""
+        value = place.tags.get(LEASE_TAG)
+        seconds = lease_seconds(value)
+        if place.acquired is None and not value:
+            self.forget(place.name)
+            return None
+        if seconds is None:
+            if place.acquired is None:
+                return f"a lease tag that is not a lease ({value!r}) on a free place"
+            since = self.unleased.setdefault(place.name, now)
+            self.seen.pop(place.name, None)
+            if now - since > self.grace:
+                return (f"held by {place.acquired} without a valid lease for {now - since:.0f} s "
+                        f"(grace {self.grace:g} s)")
+            return None
+        self.unleased.pop(place.name, None)
+        assert value is not None
+        old = self.seen.get(place.name)
+        if old is None or old[0] != value:
+            self.seen[place.name] = (value, now)
+            return None
+        if now - old[1] > seconds:
+            holder = place.tags.get(HOLDER_TAG) or place.acquired or "a session"
+            return (f"lease of {holder} not renewed for {now - old[1]:.0f} s (lease {seconds:g} s"
+                    f"{', not held since a coordinator restart' if place.acquired is None else ''})")
+        return None
+
+    def forget(self, name: str) -> None:
+        self.seen.pop(name, None)
+        self.unleased.pop(name, None)
+
+    def next_due(self, now: float) -> float:
+        """Seconds until the earliest lease or grace could run out."""
+        dues = [since + (lease_seconds(value) or 0.0) for value, since in self.seen.values()]
+        dues += [since + self.grace for since in self.unleased.values()]
+        return max(0.0, min(dues) - now) if dues else float("inf")
+
+
+# How long exporters take to come back after a coordinator restart: a restart by their
+# service manager (3 s here), labgrid's start-up, and the lab-host VM's under TCG.
+EXPORTERS_BACK_S = 45.0
+
+
+class Janitor:
+    def __init__(self, coordinator: Coordinator, env_file: Path, results: Path,
+                 interval: float = 86400.0, grace: float = GRACE_S,
+                 out: Callable[[str], None] = log.info,
+                 check: Callable[[str, str, Path, Path], object] | None = None):
+        """`check(address, place, env_file, results)`: a health check (default: the board
+        cases, hil.scheduling.health.run_check)."""
+        self.coordinator = coordinator
+        self.env_file = env_file
+        self.results = results
+        self.interval = interval
+        self.out = out
+        self.stop = threading.Event()
+        self.leases = LeaseBook(grace)
+        self.rounds = 0
+        self.check = check
+        self._checking: dict[str, threading.Thread] = {}
+        self.checks_from = 0.0  # monotonic: no health check starts before (see settled())
+
+    def round(self, now: float | None = None, mono: float | None = None) -> None:
+        now = time.time() if now is None else now
+        mono = time.monotonic() if mono is None else mono
+        self.rounds += 1
+        places = self.coordinator.places()
+        for place in places:
+            why = self.leases.expired(place, mono)
+            if why is not None:
+                self._free(place, why, now)
+        # Each check in its own thread, one per place at a time (boards boot in parallel, as
+        # sessions do): leases keep being watched meanwhile.
+        self._checking = {p: t for p, t in self._checking.items() if t.is_alive()}
+        for place in places:
+            if self.stop.is_set():
+                return
+            if mono < self.checks_from:
+                return  # exporters are still coming back: a check now would fail on them
+            if place.name not in self._checking and health.needs_check(place, now, self.interval):
+                t = threading.Thread(target=self._check, args=(place.name, now),
+                                     name=f"health-{place.name}", daemon=True)
+                self._checking[place.name] = t
+                t.start()
+
+    def _free(self, place: Place, why: str, now: float) -> None:
+        self.out(f"janitor: {place.name}: {why}: kicking")
+        # Unknown before it comes free: nobody may take it as good in between.
+        health.mark(self.coordinator, place.name, "unknown", f"{why}: the session vanished")
+        self.coordinator.set_tags(place.name, {LEASE_TAG: "", HOLDER_TAG: ""})
+        if place.acquired is not None:
+            self.coordinator.release(place.name, only_from=place.acquired)
+        self._cancel_reservations_of(place.name)
+        self.leases.forget(place.name)
+
+    def _cancel_reservations_of(self, place: str) -> None:
+        """The vanished session's reservation keeps its place allocated until the coordinator
+        expires it (a minute without a poll), which would hold back everyone, the health check
+        included. A place that was acquired is allocated to no one else: cancel what holds it."""
+        for r in self.coordinator.reservations():
+            if r.allocation == place:
+                self.out(f"janitor: {place}: cancelling the vanished session's reservation "
+                         f"{r.token} ({r.owner})")
+                self.coordinator.cancel(r.token)
+
+    def _check(self, place: str, now: float) -> None:
+        try:
+            if self.check is not None:
+                self.check(self.coordinator.address, place, self.env_file,
+                           self.results / f"{place}-{int(now)}")
+            else:
+                health.run_check(self.coordinator.address, place, self.env_file,
+                                 self.results / f"{place}-{int(now)}", progress=self.out)
+        except Exception as e:  # the janitor outlives any one check
+            self.out(f"janitor: health check of {place} could not run: {e}")
+            health.mark(self.coordinator, place, "bad", f"health check could not run: {e}")
+
+    def run(self) -> None:
+        """Until `stop`: a round on every update of the coordinator, and when a lease, the
+        grace or the health interval falls due."""
+        generation = -1
+        connections = self.coordinator.connections
+        while not self.stop.is_set():
+            if self.coordinator.connections != connections:
+                # The coordinator restarted: nobody could renew while it was away, so every
+                # lease counts afresh from now.
+                connections = self.coordinator.connections
+                self.leases = LeaseBook(self.leases.grace)
+                self.reconnected(time.monotonic())
+            try:
+                self.round()
+            except (CoordinatorError, OSError) as e:
+                self.out(f"janitor: {e}")
+            now = time.monotonic()
+            wait = min(self.leases.next_due(now) + 0.05, HEALTH_WAKE_S)
+            if now < self.checks_from:
+                wait = min(wait, self.checks_from - now + 0.05)
+            if self._checking:
+                wait = min(wait, 5.0)  # a check that ends frees its slot
+            generation = self.coordinator.wait_for_change(generation, wait)
+
+    def reconnected(self, mono: float) -> None:
+        """After a coordinator restart, labgrid's exporters end and come back (a lab host's
+        service manager starts them again): a health check in between would find a place
+        without its consoles and mark it bad for a whole interval. Checks wait this long."""
+        self.checks_from = mono + EXPORTERS_BACK_S
+
+    def close(self) -> None:
+        self.stop.set()
+        self.coordinator.close()

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.build import images
-from hil.build.cache import default_images
+from hil.firmware import images
+from hil.firmware.cache import default_images
 
 
 def _fmt(xs: list[float]) -> str:

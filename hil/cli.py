@@ -20,7 +20,7 @@ DEFAULT_ENV = REPO / "places" / "virtual.yaml"
 
 
 def _firmware_build(args: argparse.Namespace) -> int:
-    from hil.build import images
+    from hil.firmware import images
 
     t0 = time.monotonic()
     out = images.build()
@@ -29,8 +29,8 @@ def _firmware_build(args: argparse.Namespace) -> int:
 
 
 def _firmware_spec(args: argparse.Namespace) -> int:
-    from hil.build import spec
-    from hil.build.cache import read_manifest
+    from hil.firmware import spec
+    from hil.firmware.cache import read_manifest
 
     out = spec.build(source=args.source or spec.UPSTREAM)
     manifest = read_manifest(out)

@@ -15,8 +15,8 @@ import pytest
 from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
 from hil import verdict
-from hil.build.cache import default_images
 from hil.errors import ConfigError, HilError, KernelLogFindings
+from hil.firmware.cache import default_images
 from hil.labgrid import kernel_logs
 from hil.plugin import reservation
 from hil.plugin.session import FAILURE_KIND, PHASE, RUN, Run, current_run

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hil.build.cache import MANIFEST, sha256_file
+from hil.firmware.cache import MANIFEST, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 PATCH_DIRS = {"kernel": REPO / "firmware" / "kernel" / "patches",

@@ -60,8 +60,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from hil.build.cache import default_images, default_root
 from hil.errors import ConfigError, InfrastructureError
+from hil.firmware.cache import default_images, default_root
 from hil.labgrid import vmm
 from hil.ports import free_port
 from hil.scheduling.coordinator import Coordinator

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hil.build import images
+from hil.firmware import images
 
 REPO = Path(__file__).resolve().parents[2]
 VIRTUAL = REPO / "places" / "virtual.yaml"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from hil.build.cache import default_root, read_manifest
+from hil.firmware.cache import default_root, read_manifest
 
 from .conftest import REPO
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import kernel
-from hil.build.cache import Store
+from hil.firmware import kernel
+from hil.firmware.cache import Store
 
 BIN = str(Path(sys.executable).parent)
 

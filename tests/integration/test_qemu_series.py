@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from hil.build import qemu
-from hil.build.cache import Store
+from hil.firmware import qemu
+from hil.firmware.cache import Store
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ window.addEventListener('load', () => {
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    from hil.build.apt import ensure_host_packages
+    from hil.firmware.apt import ensure_host_packages
 
     if shutil.which("chromium") is None:
         ensure_host_packages({"chromium": None})

@@ -6,7 +6,7 @@ import jinja2
 import pytest
 from labgrid.util.yaml import load
 
-from hil.build import dtbs
+from hil.firmware import dtbs
 from hil.measure import throughput
 from hil.preflight import envfile, exporters
 

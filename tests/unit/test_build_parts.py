@@ -4,9 +4,9 @@ import struct
 
 import pytest
 
-from hil.build import apt, cpio, elf, kmod
-from hil.build.cache import Store, digest
 from hil.errors import InfrastructureError
+from hil.firmware import apt, cpio, elf, kmod
+from hil.firmware.cache import Store, digest
 
 PRINT_URIS = """\
 Reading package lists...
@@ -126,7 +126,7 @@ def test_old_builds_are_pruned_but_the_newest_kept(tmp_path):
 
 
 def test_pruning_one_artefact_leaves_another_whose_name_it_prefixes(tmp_path):
-    from hil.build.cache import Store
+    from hil.firmware.cache import Store
 
     store = Store(tmp_path)
     debug = store.build("guest-kernel-debug", "a" * 64, lambda d: {})

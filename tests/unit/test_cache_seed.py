@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import kernel, qemu
-from hil.build.cache import SEEDABLE, Store, default_images, digest, read_manifest
+from hil.firmware import kernel, qemu
+from hil.firmware.cache import SEEDABLE, Store, default_images, digest, read_manifest
 
 KEY = digest(["inputs"])
 

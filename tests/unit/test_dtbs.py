@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import dtbs
 from hil.errors import ConfigError
+from hil.firmware import dtbs
 
 ENV = {"targets": {
     "main": {"options": {"board_cpus": 2}},  # the virtual board: no DTB
@@ -62,7 +62,7 @@ def test_requests_need_targets():
 
 
 def test_the_image_recipe_takes_the_dtbs_of_the_real_boards():
-    from hil.build import images
+    from hil.firmware import images
 
     recipe = images.Recipe.load()
     assert recipe.dtbs_from == ("places/boards.yaml",)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import kernel
 from hil.errors import ConfigError
+from hil.firmware import kernel
 
 SOURCE = kernel.Source("linux-source-6.12", "6.12.117-1~deb12u1", 151931384)
 

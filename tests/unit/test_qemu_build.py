@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import qemu
 from hil.errors import ConfigError, InfrastructureError
+from hil.firmware import qemu
 
 SHA = "0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1"
 PIN = qemu.Pin(SHA, "qemu_10.0.2+ds.orig.tar.xz")

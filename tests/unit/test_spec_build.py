@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.build import spec
 from hil.errors import InfrastructureError
+from hil.firmware import spec
 
 LOG = """\
 This is XeTeX, Version 3.141592653-2.6-0.999994 (TeX Live 2022/Debian) (preloaded format=xelatex 2023.1.22)

@@ -20,9 +20,9 @@ import lzma
 import os
 from pathlib import Path
 
-from hil.build import kmod
-from hil.build.cpio import CpioWriter
 from hil.errors import InfrastructureError
+from hil.firmware import kmod
+from hil.firmware.cpio import CpioWriter
 from hil.virtual_lab.labhost.packages import Kernel
 
 BUSYBOX = Path("/bin/busybox")

@@ -1,4 +1,4 @@
-"""The host packages the lab-host VM needs, installed through hil.build.apt."""
+"""The host packages the lab-host VM needs, installed through hil.firmware.apt."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.build import apt
 from hil.errors import InfrastructureError
+from hil.firmware import apt
 
 # Debian's amd64 6.12 kernel: the image and its modules (xhci, usbserial, ftdi_sio, 9p).
 KERNEL_REGEX = r"linux-image-6\.12\.(\d+)\+deb12-amd64-unsigned"

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.build import apt
-from hil.build.cache import Store, digest, sha256_file
 from hil.errors import ConfigError, InfrastructureError
+
+from . import apt
+from .cache import Store, digest, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = REPO / "firmware" / "kernel"

@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.build import apt
-from hil.build.cache import Store, digest, sha256_file
-from hil.build.kernel import GIT_ENV, patch_list
-from hil.build.kernel import patch_files as patch_files
 from hil.errors import ConfigError, InfrastructureError
+
+from . import apt
+from .cache import Store, digest, sha256_file
+from .kernel import GIT_ENV, patch_list
+from .kernel import patch_files as patch_files
 
 REPO = Path(__file__).resolve().parents[2]
 QEMU = REPO / "firmware" / "qemu"

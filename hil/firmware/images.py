@@ -1,7 +1,7 @@
 """The board and guest images: Debian's arm64 kernel plus initramfs built from Debian's packages.
 
 The board image is what a real board would get by TFTP or on its SD card: a kernel, one
-initramfs and the real boards' device trees (dtbs/, see hil/build/dtbs.py). It carries the
+initramfs and the real boards' device trees (dtbs/, see hil/firmware/dtbs.py). It carries the
 guest's kernel and initramfs under /guest, so the board needs no network or disk to start its
 KVM guest.
 """
@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
-from hil.build import apt, cpio, dtbs, elf, kernel, kmod, qemu
-from hil.build.cache import Store, digest, sha256_file
 from hil.errors import ConfigError, InfrastructureError
+
+from . import apt, cpio, dtbs, elf, kernel, kmod, qemu
+from .cache import Store, digest, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"

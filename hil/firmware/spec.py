@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.build import apt
-from hil.build.cache import Store, digest
-from hil.build.kernel import GIT_ENV, patch_files, patch_list
 from hil.errors import InfrastructureError, ProductFailure
+
+from . import apt
+from .cache import Store, digest
+from .kernel import GIT_ENV, patch_files, patch_list
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "firmware" / "spec"

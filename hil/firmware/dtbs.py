@@ -18,8 +18,9 @@ from typing import Any
 from labgrid.util.yaml import load
 from yaml import YAMLError
 
-from hil.build.cache import sha256_file
 from hil.errors import ConfigError
+
+from .cache import sha256_file
 
 DIRECTORY = "dtbs"
 

@@ -1,1 +1,0 @@
-"""Firmware builds: board and guest images from Debian's archive, cached by content."""

@@ -221,14 +221,38 @@ def _coordinator(args: argparse.Namespace) -> str:
     return state.coordinator if state and state.status == "ready" else DEFAULT_COORDINATOR
 
 
+def _metrics_address(text: str) -> str:
+    address, _, port = text.rpartition(":")
+    if not address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: give ADDR:PORT, for example "
+                                         "127.0.0.1:9464")
+    return text
+
+
 def _lab_status(args: argparse.Namespace) -> int:
-    from hil.scheduling import status
+    from hil.scheduling import metrics, status
     from hil.scheduling.coordinator import Coordinator
+    from hil.virtual_lab import supervisor as virtual_lab
 
     with Coordinator(_coordinator(args), purpose="status") as c:
+        places, reservations = c.places(), c.reservations()
         print(f"coordinator {c.address}")
-        for line in status.lines(c.places(), c.reservations(), time.time()):
+        for line in status.lines(places, reservations, time.time()):
             print(line)
+    print("places by health and state:")
+    for line in metrics.summary(metrics.counts(places), metrics.waiting(reservations)):
+        print(line)
+    state = virtual_lab.LabState.read(Path(args.dir))
+    url = args.metrics or os.environ.get("HIL_LAB_METRICS") or (state.metrics if state else "")
+    if url:
+        try:
+            figures = metrics.fetch(url)
+        except OSError as e:
+            print(f"janitor metrics at {url}: unreachable ({e})")
+        else:
+            print(f"janitor ({url}):")
+            for line in metrics.janitor_lines(figures):
+                print(line)
     return 0
 
 
@@ -245,10 +269,18 @@ def _lab_janitor(args: argparse.Namespace) -> int:
 
     from hil.scheduling.coordinator import Coordinator
     from hil.scheduling.janitor import Janitor
+    from hil.scheduling.metrics import LabMetrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    Janitor(Coordinator(_coordinator(args), purpose="janitor"), Path(args.lg_env),
-            Path(args.results), interval=args.interval, grace=args.grace).run()
+    coordinator = Coordinator(_coordinator(args), purpose="janitor")
+    metrics = None
+    if args.metrics:
+        address, _, port = args.metrics.rpartition(":")
+        metrics = LabMetrics(coordinator.places, coordinator.reservations)
+        logging.info("janitor: metrics on http://%s:%d/metrics", address,
+                     metrics.serve(address, int(port)))
+    Janitor(coordinator, Path(args.lg_env), Path(args.results), interval=args.interval,
+            grace=args.grace, metrics=metrics).run()
     return 0
 
 
@@ -386,12 +418,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="health-check interval (default a day, as LAVA)")
     lj.add_argument("--grace", type=float, default=30.0, metavar="S",
                     help="kick a place acquired without a lease after this long (default 30)")
+    lj.add_argument("--metrics", default=None, metavar="ADDR:PORT", type=_metrics_address,
+                    help="serve Prometheus metrics on ADDR:PORT (for example 127.0.0.1:9464)")
     for p in (lh, lj):
         p.add_argument("--lg-env", default=str(REPO / "places" / "virtual-lab.yaml"),
                        help="environment whose RemotePlace is LG_PLACE (default: "
                             "places/virtual-lab.yaml)")
         p.add_argument("--results", default=None if p is lh else "results/health",
                        help="where the check runs keep their results")
+    ls.add_argument("--metrics", default=None, metavar="URL",
+                    help="the janitor's metrics (default HIL_LAB_METRICS, else the virtual lab's)")
     for p in (ls, lh, lj):
         p.add_argument("--coordinator", default=None,
                        help="HOST:PORT (default LG_COORDINATOR, else the virtual lab's)")

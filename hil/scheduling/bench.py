@@ -172,7 +172,7 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _stand_in_check(address: str, place: str, env_file: Path, results: Path) -> None:
+def stand_in_check(address: str, place: str, env_file: Path, results: Path) -> None:
     """A health check that costs what scheduling costs and nothing else."""
     with PlaceReservation(address, {"name": place}, prio=health.CHECK_PRIO, timeout=120,
                           lease=60, healthy_only=False, progress=lambda _: None,
@@ -281,7 +281,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
     lab.start()
     janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
                       work / "health", interval=1e9, out=lambda _: None,
-                      check=_stand_in_check)
+                      check=stand_in_check)
     janitor_thread = threading.Thread(target=janitor.run, name="janitor", daemon=True)
     run = _Run(lab, sessions, seconds, seed)
     sampler = Coordinator(lab.address, purpose="bench-sampler")

@@ -20,6 +20,7 @@ every holder holds a lease.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -29,11 +30,27 @@ from pathlib import Path
 
 from hil.scheduling import health
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
+from hil.scheduling.metrics import LabMetrics, health_of
 from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, lease_seconds
 
 log = logging.getLogger("hil.janitor")
 GRACE_S = 30.0
 HEALTH_WAKE_S = 60.0  # health checks fall due by the wall clock: look this often
+
+
+class KickReason(enum.Enum):
+    LEASE_EXPIRED = "lease-expired"  # not renewed within its lease
+    NO_LEASE = "no-lease"  # held without a valid lease for longer than the grace
+    BAD_LEASE = "bad-lease"  # a lease tag that is not a lease, on a free place
+
+
+@dataclass(frozen=True)
+class Kick:
+    reason: KickReason
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -44,7 +61,7 @@ class LeaseBook:
     seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # place -> (value, since)
     unleased: dict[str, float] = field(default_factory=dict)  # place -> since
 
-    def expired(self, place: Place, now: float) -> str | None:
+    def expired(self, place: Place, now: float) -> Kick | None:
         """Why `place` must be freed now, or None."""
         value = place.tags.get(LEASE_TAG)
         seconds = lease_seconds(value)
@@ -53,12 +70,14 @@ class LeaseBook:
             return None
         if seconds is None:
             if place.acquired is None:
-                return f"a lease tag that is not a lease ({value!r}) on a free place"
+                return Kick(KickReason.BAD_LEASE,
+                            f"a lease tag that is not a lease ({value!r}) on a free place")
             since = self.unleased.setdefault(place.name, now)
             self.seen.pop(place.name, None)
             if now - since > self.grace:
-                return (f"held by {place.acquired} without a valid lease for {now - since:.0f} s "
-                        f"(grace {self.grace:g} s)")
+                return Kick(KickReason.NO_LEASE,
+                            f"held by {place.acquired} without a valid lease for "
+                            f"{now - since:.0f} s (grace {self.grace:g} s)")
             return None
         self.unleased.pop(place.name, None)
         assert value is not None
@@ -68,8 +87,10 @@ class LeaseBook:
             return None
         if now - old[1] > seconds:
             holder = place.tags.get(HOLDER_TAG) or place.acquired or "a session"
-            return (f"lease of {holder} not renewed for {now - old[1]:.0f} s (lease {seconds:g} s"
-                    f"{', not held since a coordinator restart' if place.acquired is None else ''})")
+            return Kick(KickReason.LEASE_EXPIRED,
+                        f"lease of {holder} not renewed for {now - old[1]:.0f} s (lease "
+                        f"{seconds:g} s"
+                        f"{', not held since a coordinator restart' if place.acquired is None else ''})")
         return None
 
     def forget(self, name: str) -> None:
@@ -92,9 +113,10 @@ class Janitor:
     def __init__(self, coordinator: Coordinator, env_file: Path, results: Path,
                  interval: float = 86400.0, grace: float = GRACE_S,
                  out: Callable[[str], None] = log.info,
-                 check: Callable[[str, str, Path, Path], object] | None = None):
+                 check: Callable[[str, str, Path, Path], object] | None = None,
+                 metrics: LabMetrics | None = None):
         """`check(address, place, env_file, results)`: a health check (default: the board
-        cases, hil.scheduling.health.run_check)."""
+        cases, hil.scheduling.health.run_check). `metrics`: what it counts, for Prometheus."""
         self.coordinator = coordinator
         self.env_file = env_file
         self.results = results
@@ -106,16 +128,19 @@ class Janitor:
         self.check = check
         self._checking: dict[str, threading.Thread] = {}
         self.checks_from = 0.0  # monotonic: no health check starts before (see settled())
+        self.metrics = metrics
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
         now = time.time() if now is None else now
         mono = time.monotonic() if mono is None else mono
         self.rounds += 1
         places = self.coordinator.places()
+        if self.metrics is not None:
+            self.metrics.saw(places, now)
         for place in places:
-            why = self.leases.expired(place, mono)
-            if why is not None:
-                self._free(place, why, now)
+            kick = self.leases.expired(place, mono)
+            if kick is not None:
+                self._free(place, kick, now)
         # Each check in its own thread, one per place at a time (boards boot in parallel, as
         # sessions do): leases keep being watched meanwhile.
         self._checking = {p: t for p, t in self._checking.items() if t.is_alive()}
@@ -130,7 +155,8 @@ class Janitor:
                 self._checking[place.name] = t
                 t.start()
 
-    def _free(self, place: Place, why: str, now: float) -> None:
+    def _free(self, place: Place, kick: Kick, now: float) -> None:
+        why = kick.message
         self.out(f"janitor: {place.name}: {why}: kicking")
         # Unknown before it comes free: nobody may take it as good in between.
         health.mark(self.coordinator, place.name, "unknown", f"{why}: the session vanished")
@@ -139,6 +165,8 @@ class Janitor:
             self.coordinator.release(place.name, only_from=place.acquired)
         self._cancel_reservations_of(place.name)
         self.leases.forget(place.name)
+        if self.metrics is not None:
+            self.metrics.kicked(kick.reason.value, kick.reason is KickReason.LEASE_EXPIRED)
 
     def _cancel_reservations_of(self, place: str) -> None:
         """The vanished session's reservation keeps its place allocated until the coordinator
@@ -155,12 +183,17 @@ class Janitor:
             if self.check is not None:
                 self.check(self.coordinator.address, place, self.env_file,
                            self.results / f"{place}-{int(now)}")
+                outcome = health_of(self.coordinator.place(place))
             else:
-                health.run_check(self.coordinator.address, place, self.env_file,
-                                 self.results / f"{place}-{int(now)}", progress=self.out)
+                outcome, _ = health.run_check(self.coordinator.address, place, self.env_file,
+                                              self.results / f"{place}-{int(now)}",
+                                              progress=self.out)
         except Exception as e:  # the janitor outlives any one check
+            outcome = "error"
             self.out(f"janitor: health check of {place} could not run: {e}")
             health.mark(self.coordinator, place, "bad", f"health check could not run: {e}")
+        if self.metrics is not None:
+            self.metrics.checked(outcome)
 
     def run(self) -> None:
         """Until `stop`: a round on every update of the coordinator, and when a lease, the
@@ -194,4 +227,6 @@ class Janitor:
 
     def close(self) -> None:
         self.stop.set()
+        if self.metrics is not None:
+            self.metrics.close()
         self.coordinator.close()

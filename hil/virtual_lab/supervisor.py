@@ -66,6 +66,7 @@ from hil.labgrid import vmm
 from hil.ports import free_port
 from hil.scheduling.coordinator import Coordinator
 from hil.scheduling.janitor import Janitor
+from hil.scheduling.metrics import LabMetrics
 from hil.scheduling.reservations import HEALTH_TAG
 from hil.virtual_lab import boardnet, ser2net_bind, sshd, tftpd_jail
 from hil.virtual_lab.cables import CableSet
@@ -279,6 +280,7 @@ class LabState:
     credentials: str = ""
     switch: str = ""  # the switch itself, on loopback: only the relay talks to it
     relay: str = ""  # the lab's power relay, which the exporter publishes
+    metrics: str = ""  # the janitor's Prometheus endpoint
     lab_host: str = "local"
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -304,7 +306,8 @@ class LabState:
         """What a client exports to use the lab (LG_PLACE: one of `places`)."""
         # No power credentials: the lab's relay holds them.
         return {"LG_COORDINATOR": self.coordinator,
-                "LG_PLACE": self.places[0] if self.places else ""}
+                "LG_PLACE": self.places[0] if self.places else "",
+                "HIL_LAB_METRICS": self.metrics}
 
 
 # --- the supervisor ---------------------------------------------------------------------------
@@ -464,12 +467,15 @@ class Supervisor:
                                           ) from e
             raise
         self.state.places = [b.name for b in plan.all_boards()]
+        # The janitor's health checks power the boards as any client does: through the relay.
+        janitor = Coordinator(plan.coordinator, purpose="janitor")
+        metrics = LabMetrics(janitor.places, janitor.reservations)
+        self.state.metrics = f"http://{plan.address}:{metrics.serve(plan.address, 0)}/metrics"
+        self.janitor = Janitor(janitor, LAB_ENV, self.directory / "health",
+                               interval=self.health_interval, metrics=metrics)
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
         self.state.write(self.directory)
-        # The janitor's health checks power the boards as any client does: through the relay.
-        self.janitor = Janitor(Coordinator(plan.coordinator, purpose="janitor"), LAB_ENV,
-                               self.directory / "health", interval=self.health_interval)
         threading.Thread(target=self.janitor.run, name="janitor", daemon=True).start()
 
     # What a lab host's service manager restarts (systemd's Restart=always), and after how long.

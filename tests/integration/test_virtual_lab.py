@@ -153,6 +153,11 @@ def test_nothing_the_lab_started_listens_beyond_its_address(virtual_lab: Any) ->
             "in.tftpd"} <= by_kind, mine
     if virtual_lab.lab_host == "local":
         assert len(relays) == 2, mine  # virtual-0's board and guest consoles
+    # The janitor's metrics are among them, and count the lab's two places.
+    from hil.scheduling import metrics
+    metrics_port = virtual_lab.state.metrics.rsplit(":", 1)[1].split("/")[0]
+    assert any(local.endswith(f":{metrics_port}") for _, local, _ in mine), mine
+    assert sum(metrics.fetch(virtual_lab.state.metrics).places.values()) == 2
     for proto, local, kind in mine:
         address = local.rsplit(":", 1)[0].removeprefix("[::ffff:").rstrip("]")
         if kind == "in.tftpd":

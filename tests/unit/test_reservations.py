@@ -8,7 +8,7 @@ import pytest
 
 from hil.scheduling import health, status
 from hil.scheduling.coordinator import Place, Reservation
-from hil.scheduling.janitor import LeaseBook
+from hil.scheduling.janitor import KickReason, LeaseBook
 from hil.scheduling.reservations import (
     Loss,
     lease_problem,
@@ -69,8 +69,9 @@ def test_the_janitor_counts_a_lease_from_when_it_first_saw_its_value() -> None:
     renewed = place(tags={"hil-lease": "2+30"})
     assert book.expired(renewed, 129.5) is None  # a new value: counted afresh
     assert book.expired(renewed, 159.0) is None
-    why = book.expired(renewed, 160.0)
-    assert why is not None and "not renewed for 30 s" in why
+    kick = book.expired(renewed, 160.0)
+    assert kick is not None and kick.reason is KickReason.LEASE_EXPIRED
+    assert "not renewed for 30 s" in kick.message
     assert book.next_due(150.0) == pytest.approx(9.5)
 
 
@@ -81,7 +82,9 @@ def test_a_place_held_without_a_lease_is_freed_after_the_grace_only() -> None:
         bare = place(tags=tags)
         assert book.expired(bare, 0.0) is None
         assert book.expired(bare, 5.0) is None
-        assert "without a valid lease" in str(book.expired(bare, 5.5))
+        kick = book.expired(bare, 5.5)
+        assert kick is not None and kick.reason is KickReason.NO_LEASE
+        assert "without a valid lease" in kick.message
     assert book.expired(place(acquired=None), 100.0) is None  # free, no lease: nothing to do
 
 
@@ -90,8 +93,9 @@ def test_lease_book_kicks_a_free_place_whose_holder_never_came_back() -> None:
     stale = Place("p", tags={"hil-lease": "1000+30", "hil-holder": "h.u+x"}, acquired=None)
     assert book.expired(stale, 0.0) is None
     assert book.expired(stale, 29.0) is None
-    why = book.expired(stale, 31.0)
-    assert why is not None and "not held since a coordinator restart" in why
+    kick = book.expired(stale, 31.0)
+    assert kick is not None and kick.reason is KickReason.LEASE_EXPIRED
+    assert "not held since a coordinator restart" in kick.message
 
 
 def test_a_free_place_with_another_holders_lease_is_left_for_that_holder() -> None:

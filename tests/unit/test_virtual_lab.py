@@ -217,11 +217,13 @@ def test_a_supervisor_that_ended_is_gone_even_before_its_parent_reaps_it() -> No
         sleeper.wait()
 
 
-def test_exports_name_the_coordinator_and_the_first_place_and_no_credentials() -> None:
+def test_exports_name_the_coordinator_the_first_place_the_metrics_and_no_credentials() -> None:
     state = LabState("ready", 42, coordinator="127.0.0.1:1", places=["virtual-0", "virtual-1"],
-                     credentials="/run/lab/power-credentials")
+                     credentials="/run/lab/power-credentials",
+                     metrics="http://127.0.0.1:2/metrics")
     # The lab's power relay holds the switch's credentials: clients need none.
-    assert state.exports() == {"LG_COORDINATOR": "127.0.0.1:1", "LG_PLACE": "virtual-0"}
+    assert state.exports() == {"LG_COORDINATOR": "127.0.0.1:1", "LG_PLACE": "virtual-0",
+                               "HIL_LAB_METRICS": "http://127.0.0.1:2/metrics"}
 
 
 def test_a_client_brings_its_own_switch_credentials(tmp_path: Path) -> None:

@@ -212,13 +212,13 @@ def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, b
     rng = ("-device", "virtio-rng-device")  # lands on the transport below the network's
     vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3,
                  extra=rng)
-    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
-    props = dtb.properties(blob)
-    offset, value = props[(dtb.find_node(props, "virtio_mmio@a003e00"), "interrupts")]
-    rng_specs = dtb.cells(props[(dtb.find_node(props, "virtio_mmio@a003c00"), "interrupts")][1])
-    assert len(dtb.cells(value)) == 9 and len(rng_specs) == 9
-    claimed = dtb.replace(blob, offset + 24, dtb.pack(rng_specs[3:6]))
-    board.write_bytes("/tmp/hil-guest-claimed.dtb", claimed)
+    tree = dtb.DeviceTree(board.read_bytes("/tmp/hil-guest.dtb"))
+    net = tree.find_node("virtio_mmio@a003e00")
+    specs = tree.cells(net, "interrupts")
+    rng_specs = tree.cells(tree.find_node("virtio_mmio@a003c00"), "interrupts")
+    assert len(specs) == 9 and len(rng_specs) == 9
+    tree.set_cells(net, "interrupts", specs[:6] + rng_specs[3:6])  # the rng's first queue line
+    board.write_bytes("/tmp/hil-guest-claimed.dtb", tree.to_bytes())
 
     guest = boot(boot_guest, board_options, lines=3, extra=(*rng, "-dtb", "/tmp/hil-guest-claimed.dtb"))
     log = guest.check("dmesg")
@@ -239,15 +239,15 @@ def test_queue_lines_described_as_level_triggered_make_the_driver_fall_back(
     describes them as level-high must not hang the guest. The driver refuses them, falls
     back to single mode on line 0 and the device follows."""
     vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3)
-    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
-    props = dtb.properties(blob)
-    offset, value = props[(dtb.find_node(props, "virtio_mmio@a003e00"), "interrupts")]
-    specs = dtb.cells(value)
+    tree = dtb.DeviceTree(board.read_bytes("/tmp/hil-guest.dtb"))
+    net = tree.find_node("virtio_mmio@a003e00")
+    specs = tree.cells(net, "interrupts")
     assert len(specs) == 9 and specs[5] == specs[8] == 1, specs  # three lines, edge rising
     level_high = 4  # IRQ_TYPE_LEVEL_HIGH
     for line in (1, 2):
-        blob = dtb.replace(blob, offset + 12 * line + 8, dtb.pack([level_high]))
-    board.write_bytes("/tmp/hil-guest-level.dtb", blob)
+        specs[3 * line + 2] = level_high
+    tree.set_cells(net, "interrupts", specs)
+    board.write_bytes("/tmp/hil-guest-level.dtb", tree.to_bytes())
 
     guest = boot(boot_guest, board_options, lines=3, extra=("-dtb", "/tmp/hil-guest-level.dtb"))
     log = guest.check("dmesg")
@@ -269,21 +269,19 @@ def test_a_queue_line_whose_controller_has_not_probed_defers_the_transport(
     rng = ("-device", "virtio-rng-device")  # lands on the transport below the network's
     vmm.dump_dtb("/tmp/hil-guest.dtb", qemu=board_options["vmms"]["patched"], irq_lines=3,
                  extra=rng)
-    blob = dtb.shrink(board.read_bytes("/tmp/hil-guest.dtb"))
-    props = dtb.properties(blob)
-    node = dtb.find_node(props, "virtio_mmio@a003e00")
-    specs = dtb.cells(props[(node, "interrupts")][1])
-    (gic,) = dtb.cells(props[("/", "interrupt-parent")][1])
-    absent = dtb.free_phandle(props)
+    tree = dtb.DeviceTree(board.read_bytes("/tmp/hil-guest.dtb"))
+    node = tree.find_node("virtio_mmio@a003e00")
+    specs = tree.cells(node, "interrupts")
+    (gic,) = tree.cells("/", "interrupt-parent")
+    absent = tree.free_phandle()
     assert len(specs) == 9, specs
     # No driver matches the controller's compatible, so it never gets an irq domain.
-    blob = dtb.add_node(blob, "/", "hil-absent-intc", {
+    tree.add_node("/", "hil-absent-intc", {
         "compatible": b"hil,absent-interrupt-controller\0", "interrupt-controller": b"",
         "#interrupt-cells": dtb.pack([1]), "phandle": dtb.pack([absent])})
-    lines = [gic, *specs[0:3], absent, 0, gic, *specs[6:9]]
-    blob = dtb.set_property(blob, node, "interrupts-extended", dtb.pack(lines))
-    blob = dtb.delete_property(blob, node, "interrupts")
-    board.write_bytes("/tmp/hil-guest-deferred.dtb", blob)
+    tree.set_cells(node, "interrupts-extended", [gic, *specs[0:3], absent, 0, gic, *specs[6:9]])
+    tree.delete(node, "interrupts")
+    board.write_bytes("/tmp/hil-guest-deferred.dtb", tree.to_bytes())
 
     guest = boot(boot_guest, board_options, lines=3,
                  extra=(*rng, "-dtb", "/tmp/hil-guest-deferred.dtb"))

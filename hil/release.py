@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from labgrid.util import Timeout
+
 from hil.errors import ConfigError
 from hil.verdict import ExitCode, release_exit_code
 
@@ -151,10 +153,10 @@ def stop_boards(name: str, boards: Sequence[BoardRun], out: Callable[[str], None
             how[b.place] = "SIGTERM"
         else:
             how[b.place] = f"had ended (exit {b.process.returncode})"
-    deadline = time.monotonic() + grace
+    deadline = Timeout(float(grace))
     for b in boards:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            b.process.wait(max(0.0, deadline - time.monotonic()))
+            b.process.wait(max(0.0, deadline.remaining))
     killed = []
     for b in boards:
         if b.process.poll() is None:

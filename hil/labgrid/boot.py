@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from labgrid.util import Timeout
+
 from hil.errors import BootTimeout, ProductFailure
 
 
@@ -44,7 +46,6 @@ def forget_history(console: object, limit_s: float = 0.5) -> None:
     whole life (across power cycles), and a USB serial adapter keeps what the board printed
     while no one read it. Bounded: a console that never stops talking is left after
     `limit_s`."""
-    import time
 
     from pexpect import TIMEOUT
 
@@ -54,9 +55,9 @@ def forget_history(console: object, limit_s: float = 0.5) -> None:
         expect.buffer = b""
     if getattr(console, "status", None) == 0:
         return  # labgrid's QEMUDriver while QEMU is off: it has no port to read yet
-    deadline = time.monotonic() + limit_s
+    deadline = Timeout(float(limit_s))
     try:
-        while time.monotonic() < deadline:
+        while not deadline.expired:
             if console.expect([ANYTHING, TIMEOUT], timeout=0)[0] != 0:  # type: ignore[attr-defined]
                 return
     except (TypeError, OSError):

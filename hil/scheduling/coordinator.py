@@ -27,7 +27,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -39,6 +38,7 @@ from labgrid.remote.client import ClientSession
 from labgrid.remote.common import Reservation as LgReservation
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
+from labgrid.util import Timeout
 
 from hil.errors import InfrastructureError
 from hil.measure import procstat
@@ -266,10 +266,10 @@ class Coordinator:
                 await asyncio.sleep(0.2)
 
     def _wait_connected(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = Timeout(float(timeout))
         with self._cond:
             while self._session is None:
-                left = deadline - time.monotonic()
+                left = deadline.remaining
                 if left <= 0:
                     self.close()
                     raise CoordinatorUnreachable(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from labgrid.util import Timeout
 
 from hil.errors import InfrastructureError
 from hil.ports import free_port
@@ -75,10 +76,10 @@ class LoopbackLab:
             self.exporter = self._spawn("exporter", [
                 _tool("labgrid-exporter"), "-c", self.address, "--name", self.exporter_name,
                 "--hostname", "127.0.0.1", str(config)])
-            deadline = time.monotonic() + timeout
+            deadline = Timeout(float(timeout))
             generation = c.generation
             while not all(p.resources and all(p.resources.values()) for p in c.places()):
-                if self.exporter.poll() is not None or time.monotonic() > deadline:
+                if self.exporter.poll() is not None or deadline.expired:
                     raise InfrastructureError(
                         f"the loopback exporter did not export {len(self.names)} places: "
                         f"{(self.directory / 'exporter.log').read_text()[-1500:]}")

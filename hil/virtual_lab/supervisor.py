@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
+from labgrid.util import Timeout
 
 from hil.errors import ConfigError, InfrastructureError
 from hil.firmware.cache import default_images, default_root
@@ -355,10 +356,10 @@ class Supervisor:
                 raise InfrastructureError(f"{name} exited ({proc.returncode}):\n{tail}")
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float, name: str) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = Timeout(float(timeout))
         while not ready():
             self._alive(name)
-            if time.monotonic() > deadline:
+            if deadline.expired:
                 raise InfrastructureError(f"{what} not ready within {timeout:.0f} s "
                                           f"(log: {self.logs / (name + '.log')})")
             time.sleep(0.2)
@@ -693,7 +694,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
 def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
     """Wait for the janitor's first health check of every place, and for its sessions to
     release them (the verdict is tagged before the release ends); place -> health."""
-    deadline = time.monotonic() + timeout
+    deadline = Timeout(float(timeout))
     with Coordinator(state.coordinator, purpose="lab-up") as coordinator:
         generation = coordinator.generation
         while True:
@@ -701,7 +702,7 @@ def wait_until_healthy(state: LabState, timeout: float) -> dict[str, str]:
             found = {p.name: p.tags.get(HEALTH_TAG, "unknown") for p in places}
             settled = all(h != "unknown" for h in found.values()) and not any(
                 p.acquired for p in places)
-            if settled or time.monotonic() > deadline:
+            if settled or deadline.expired:
                 return found
             generation = coordinator.wait_for_change(generation, 5.0)
 
@@ -798,8 +799,8 @@ def down(directory: Path, out: Callable[[str], None] = print, timeout: float = 9
     # lab.json names a pid; only the supervisor this directory's `up` started is signalled.
     if _is_supervisor(state.pid, directory):
         os.kill(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _is_supervisor(state.pid, directory) and time.monotonic() < deadline:
+        deadline = Timeout(float(timeout))
+        while _is_supervisor(state.pid, directory) and not deadline.expired:
             time.sleep(0.2)
         if _is_supervisor(state.pid, directory):
             # Its children share its process group (the boards' QEMUs have their own, and
@@ -867,8 +868,8 @@ def end_leftovers(directory: Path, grace: float = 5.0) -> dict[str, int]:
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(_pid_alive(pid) for pid in found) and time.monotonic() < deadline:
+    deadline = Timeout(float(grace))
+    while any(_pid_alive(pid) for pid in found) and not deadline.expired:
         time.sleep(0.1)
     for pid in found:
         if _pid_alive(pid):

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from labgrid.util import Timeout
+
 from hil.errors import InfrastructureError
 
 
@@ -32,7 +34,7 @@ class Console:
     def __init__(self, path: Path, connect_timeout: float = 30.0) -> None:
         self.path = path
         self.buf = b""
-        deadline = time.monotonic() + connect_timeout
+        deadline = Timeout(float(connect_timeout))
         while True:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -40,7 +42,7 @@ class Console:
                 break
             except OSError as e:
                 s.close()
-                if time.monotonic() > deadline:
+                if deadline.expired:
                     raise InfrastructureError(f"lab-host VM console {path}: {e}") from e
                 time.sleep(0.1)
         self.sock = s
@@ -48,8 +50,8 @@ class Console:
     def close(self) -> None:
         self.sock.close()
 
-    def _fill(self, deadline: float) -> None:
-        left = deadline - time.monotonic()
+    def _fill(self, deadline: Timeout) -> None:
+        left = deadline.remaining
         if left <= 0:
             raise TimeoutError
         self.sock.settimeout(min(left, 1.0))
@@ -64,7 +66,7 @@ class Console:
     def expect(self, pattern: bytes, timeout: float) -> re.Match[bytes]:
         """Wait for `pattern` in what the console sends; consume up to the end of the match."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        deadline = Timeout(float(timeout))
         while True:
             m = rx.search(self.buf)
             if m:

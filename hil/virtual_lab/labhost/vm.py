@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from labgrid.util import Timeout
+
 from hil.errors import InfrastructureError
 from hil.virtual_lab.labhost import initramfs, packages
 from hil.virtual_lab.labhost.console import Console, Result
@@ -152,12 +154,12 @@ class LabHostVM:
     def wait_adapters(self, count: int, timeout: float = 30.0) -> list[str]:
         """Wait until the kernel has `count` USB serial ports and udev has settled on them
         (a hub enumerates asynchronously); their tty names."""
-        deadline = time.monotonic() + timeout
+        deadline = Timeout(float(timeout))
         while True:
             names = self.run("ls /sys/bus/usb-serial/devices").check().output.split()
             if len(names) >= count:
                 break
-            if time.monotonic() > deadline:
+            if deadline.expired:
                 raise InfrastructureError(
                     f"lab-host VM: {len(names)} of {count} USB serial adapters after "
                     f"{timeout:.0f} s (is each adapter's chardev connected?)")

@@ -289,9 +289,11 @@ def _lab_bench(args: argparse.Namespace) -> int:
 
     if min(args.places + args.sessions) < 1 or not args.seconds > 0:
         raise ConfigError("--places, --sessions and --seconds must be above 0")
+    if not 1 <= args.hosts <= 64:
+        raise ConfigError("--hosts: give 1 to 64 exporter hosts")
     schedbench.main(args.places, args.sessions, args.seconds, Path(args.work),
                     clients=args.client or ("hil", "labgrid-client"),
-                    initial_checks=not args.no_initial_checks)
+                    initial_checks=not args.no_initial_checks, hosts=args.hosts)
     return 0
 
 
@@ -434,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     lb = lab_sub.add_parser("bench", help="the scheduler under load on a loopback coordinator "
                                           "and exporter: hil's client beside labgrid-client")
     lb.add_argument("--places", type=int, nargs="+", default=[10, 50, 200], metavar="N")
+    lb.add_argument("--hosts", type=int, default=2, metavar="H",
+                    help="exporter hosts, each in a network namespace of its own (default 2)")
     lb.add_argument("--sessions", type=int, nargs="+", default=[5, 20, 50], metavar="M")
     lb.add_argument("--seconds", type=float, default=60.0,
                     help="length of each configuration's run (default 60)")

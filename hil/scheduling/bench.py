@@ -269,7 +269,7 @@ class _Run:
 
 
 def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
-            seed: int = 1, initial_checks: bool = True) -> Result:
+            seed: int = 1, initial_checks: bool = True, hosts: int = 2) -> Result:
     """One configuration on a fresh loopback lab (`initial_checks`: every place starts
     unchecked and the janitor checks them all at once, as after `hil lab up`; otherwise they
     start healthy, as in a lab that has run for a while)."""
@@ -277,7 +277,8 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
     directory = work / f"{client}-{places}-{sessions}"
     shutil.rmtree(directory, ignore_errors=True)  # a coordinator would load its old places
     lab = LoopbackLab(directory, places,
-                      tags={"health": "unknown", "health-checked": ""} if initial_checks else {})
+                      tags={"health": "unknown", "health-checked": ""} if initial_checks else {},
+                      hosts=min(hosts, places))
     lab.start()
     janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
                       work / "health", interval=1e9, out=lambda _: None,
@@ -335,12 +336,16 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
 
 def main(places: Sequence[int], sessions: Sequence[int], seconds: float, work: Path,
          clients: Sequence[str] = ("hil", "labgrid-client"),
-         out: Callable[[str], None] = print, initial_checks: bool = True) -> list[Result]:
+         out: Callable[[str], None] = print, initial_checks: bool = True,
+         hosts: int = 2) -> list[Result]:
+    """Every configuration, the places served by `hosts` exporters (each in a network
+    namespace of its own, as a rack's lab hosts)."""
     results = []
     for n in places:
         for m in sessions:
             for client in clients:
-                r = run_one(client, n, m, seconds, work, initial_checks=initial_checks)
+                r = run_one(client, n, m, seconds, work, initial_checks=initial_checks,
+                            hosts=hosts)
                 results.append(r)
                 out(table([r]).splitlines()[1])
                 for f in r.failures[:3]:

@@ -4,6 +4,10 @@ benchmark and the tests of the coordinator client, janitor and leases.
 
 The coordinator is labgrid's own, started in a directory of its own so that a restart keeps
 its places (it saves them every 15 s, and on nothing else); the exporter is labgrid's own.
+
+With `hosts` > 1 the places come from that many exporters, each in a network namespace of
+its own joined to this host by a veth pair, as the exporter hosts of a rack are: each has its
+own address, and reaches the coordinator over its own link (see hil/scheduling/racknet.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from labgrid.util import Timeout
 
 from hil.errors import InfrastructureError
 from hil.ports import free_port
+from hil.scheduling import racknet
 from hil.scheduling.coordinator import Coordinator
 
 SAVE_PERIOD_S = 15.0  # labgrid-coordinator writes places.yaml this often
@@ -39,17 +44,32 @@ class LoopbackLab:
     """Start with `start()`, end with `stop()` (or as a context manager)."""
 
     def __init__(self, directory: Path, places: int, tags: dict[str, str] | None = None,
-                 exporter: str = "loopback"):
+                 exporter: str = "loopback", hosts: int = 1):
         self.directory = directory
         self.names = [f"place-{i}" for i in range(places)]
         # Healthy and checked now: a janitor with a long interval leaves them alone.
         self.tags = {"board": "loop", "health": "good",
                      "health-checked": f"{time.time():.0f}", **(tags or {})}
         self.exporter_name = exporter
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.rack = racknet.Rack(directory, hosts) if hosts > 1 else None
+        self.listen = self.rack.coordinator_address if self.rack else "127.0.0.1"
+        self.port = 0
+        self.address = ""
         self.coordinator: subprocess.Popen[bytes] | None = None
-        self.exporter: subprocess.Popen[bytes] | None = None
+        self.exporters: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def exporter(self) -> subprocess.Popen[bytes] | None:
+        return self.exporters[0] if self.exporters else None
+
+    def host_of(self, place: str) -> int:
+        """Which exporter host serves `place` (round robin)."""
+        return self.names.index(place) % len(self.exporter_names())
+
+    def exporter_names(self) -> list[str]:
+        if self.rack is None:
+            return [self.exporter_name]
+        return [f"{self.exporter_name}-{i}" for i in range(self.rack.hosts)]
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -65,24 +85,36 @@ class LoopbackLab:
 
     def start(self, timeout: float = 60.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.rack is not None:
+            self.rack.start()
+        self.port = free_port(self.listen)
+        self.address = f"{self.listen}:{self.port}"
         self.start_coordinator()
-        config = self.directory / "exporter.yaml"
-        config.write_text(yaml.safe_dump(exporter_config(self.names)))
+        exporters = self.exporter_names()
         with Coordinator(self.address, purpose="loopback-setup", connect_timeout=timeout) as c:
             for name in self.names:
                 c.create_place(name)
-                c.add_match(name, f"{self.exporter_name}/{name}/*")
+                c.add_match(name, f"{exporters[self.host_of(name)]}/{name}/*")
                 c.set_tags(name, self.tags)
-            self.exporter = self._spawn("exporter", [
-                _tool("labgrid-exporter"), "-c", self.address, "--name", self.exporter_name,
-                "--hostname", "127.0.0.1", str(config)])
+            for i, exporter in enumerate(exporters):
+                mine = [n for n in self.names if self.host_of(n) == i]
+                config = self.directory / f"{exporter}.yaml"
+                config.write_text(yaml.safe_dump(exporter_config(mine)))
+                hostname = self.rack.host_address(i) if self.rack else "127.0.0.1"
+                cmd = [_tool("labgrid-exporter"), "-c", self.address, "--name", exporter,
+                       "--hostname", hostname, str(config)]
+                self.exporters.append(self._spawn(
+                    exporter, self.rack.enter(i, cmd) if self.rack else cmd))
             deadline = Timeout(float(timeout))
             generation = c.generation
             while not all(p.resources and all(p.resources.values()) for p in c.places()):
-                if self.exporter.poll() is not None or deadline.expired:
+                ended = [e for e in self.exporters if e.poll() is not None]
+                if ended or deadline.expired:
+                    logs = "".join((self.directory / f"{e}.log").read_text()[-800:]
+                                   for e in exporters)
                     raise InfrastructureError(
-                        f"the loopback exporter did not export {len(self.names)} places: "
-                        f"{(self.directory / 'exporter.log').read_text()[-1500:]}")
+                        f"the loopback exporters did not export {len(self.names)} places: "
+                        f"{logs}")
                 generation = c.wait_for_change(generation, 1.0)
 
     def restart_coordinator(self, down_s: float = 1.0) -> None:
@@ -93,17 +125,28 @@ class LoopbackLab:
         time.sleep(down_s)
         self.start_coordinator()
 
+    def stop_exporter(self, host: int) -> None:
+        """An exporter host goes away (killed outright, as a host that loses power)."""
+        proc = self.exporters[host]
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def stop(self) -> None:
         # Killed outright: nothing of theirs is kept (labgrid's exporter takes seconds to end
         # on SIGTERM, and the coordinator saves nothing on it).
-        for proc in (self.exporter, self.coordinator):
+        for proc in (*self.exporters, self.coordinator):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if self.rack is not None:
+            self.rack.stop()
 
     def pids(self) -> dict[str, int]:
-        return {name: p.pid for name, p in (("coordinator", self.coordinator),
-                                            ("exporter", self.exporter)) if p is not None}
+        out = {"coordinator": self.coordinator.pid} if self.coordinator else {}
+        for i, p in enumerate(self.exporters):
+            out["exporter" if i == 0 else f"exporter-{i}"] = p.pid
+        return out
 
     def __enter__(self) -> LoopbackLab:
         self.start()

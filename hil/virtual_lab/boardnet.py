@@ -18,10 +18,9 @@ namespace and both ends of the veth: nothing outlives the lab.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
-from hil.errors import InfrastructureError
+from hil import netns
 
 # Out of the ranges Docker, libvirt and LXC take by default; one lab per host uses it (its
 # TFTP server's port 69 is one per address anyway).
@@ -39,35 +38,22 @@ def veth_name(directory: Path) -> str:
 def holder_command(directory: Path) -> list[str]:
     """A process that holds a new network namespace until it is signalled. Its command line
     names the lab directory, so that `hil lab down` finds it after a killed supervisor."""
-    return ["unshare", "--net", "--", "bash", "-c",
-            f'exec -a "{HOLDER_NAME} $0" sleep infinity', str(directory)]
+    return netns.holder_command(HOLDER_NAME, directory)
 
 
 def enter(pid: int, argv: list[str]) -> list[str]:
     """`argv` run inside the namespace `pid` holds (nsenter execs it: same pid, same
     process group, so the power switch still ends it by its group)."""
-    return ["nsenter", f"--net=/proc/{pid}/ns/net", "--", *argv]
+    return netns.enter(pid, argv)
 
 
 def setup_commands(pid: int, veth: str) -> list[list[str]]:
-    inside = [f"--net=/proc/{pid}/ns/net"]
-    return [
-        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
-        ["ip", "address", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", veth],
-        ["ip", "link", "set", veth, "up"],
-        ["nsenter", *inside, "ip", "link", "set", "lo", "up"],
-        ["nsenter", *inside, "ip", "address", "add", f"{BOARD_SIDE}/{PREFIX}", "dev", "eth0"],
-        ["nsenter", *inside, "ip", "link", "set", "eth0", "up"],
-    ]
+    # No default route inside: the veth's /30 is all a board can reach.
+    return netns.link_commands(pid, veth, f"{HOST_ADDRESS}/{PREFIX}", f"{BOARD_SIDE}/{PREFIX}")
 
 
 def set_up(pid: int, veth: str) -> None:
     """Join the namespace `pid` holds to this host; a leftover veth of a lab that was killed
     outright is removed first (its name is the same lab directory's)."""
-    subprocess.run(["ip", "link", "delete", veth], capture_output=True)
-    for cmd in setup_commands(pid, veth):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise InfrastructureError(
-                f"the boards' network: `{' '.join(cmd)}` failed: {r.stderr.strip()} "
-                f"(is {HOST_ADDRESS}/{PREFIX} taken by another lab on this host?)")
+    netns.link(pid, veth, f"{HOST_ADDRESS}/{PREFIX}", f"{BOARD_SIDE}/{PREFIX}",
+               "the boards' network")

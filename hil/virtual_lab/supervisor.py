@@ -61,6 +61,7 @@ from typing import Any, ClassVar
 import yaml
 from labgrid.util import Timeout
 
+from hil import netns
 from hil.errors import ConfigError, InfrastructureError
 from hil.firmware.cache import default_images, default_root
 from hil.labgrid import vmm
@@ -387,7 +388,7 @@ class Supervisor:
         ssh.start(self.logs / "sshd.log")
         self._spawn("boardnet", boardnet.holder_command(self.directory))
         holder = self.state.pids["boardnet"]
-        self._wait("the boards' network", lambda: _netns_differs(holder), 10, "boardnet")
+        self._wait("the boards' network", lambda: netns.differs(holder), 10, "boardnet")
         boardnet.set_up(holder, boardnet.veth_name(self.directory))
         jail = self.directory / "tftpd-jail"
         # What staged symlinks point to: the images (a client on this host shares its files:
@@ -589,14 +590,6 @@ def _succeeds(fn: Callable[[], None]) -> bool:
     except (InfrastructureError, subprocess.TimeoutExpired):
         return False
     return True
-
-
-def _netns_differs(pid: int) -> bool:
-    """`pid` has left this process's network namespace (unshare has done its work)."""
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
-    except OSError:
-        return False
 
 
 def _listening(host: str, port: int) -> bool:

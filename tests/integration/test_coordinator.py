@@ -222,3 +222,39 @@ def test_an_interrupted_release_frees_what_a_killed_board_session_held(lab, monk
         assert c.place("place-1").acquired == other.holder  # another release's: untouched
         assert not [r for r in c.reservations() if "release.r1" in r.owner]
     other.release()
+
+
+def test_a_rack_of_two_exporter_hosts_serves_every_place_and_a_host_that_goes_takes_only_its_own(
+        tmp_path: Path) -> None:
+    """Two exporters, each in a network namespace of its own with its own address, as the
+    lab hosts of a rack: sessions by tag hold every place of both, and when one host goes
+    away its places lose their resources while the other's stay."""
+    with LoopbackLab(tmp_path / "rack", places=4, hosts=2) as lab:
+        assert lab.address.startswith("10.231.70.1:")  # not loopback: the hosts' own link
+        with Coordinator(lab.address, purpose="test") as c:
+            by_host = {p.name: {path.split("/")[0] for path in p.resources} for p in c.places()}
+        assert by_host == {"place-0": {"loopback-0"}, "place-1": {"loopback-1"},
+                           "place-2": {"loopback-0"}, "place-3": {"loopback-1"}}
+        sessions = [PlaceReservation(lab.address, {"board": "loop"}, timeout=30, lease=12,
+                                     progress=lambda _: None, purpose=f"rack-{i}")
+                    for i in range(4)]
+        try:
+            held = {s.acquire().place for s in sessions}
+        finally:
+            for s in sessions:
+                s.release()
+        assert held == set(lab.names)
+
+        lab.stop_exporter(1)
+        with Coordinator(lab.address, purpose="test") as c:
+            def gone() -> bool:
+                places = {p.name: p for p in c.places()}
+                return not any(places[n].resources.values() for n in ("place-1", "place-3"))
+            wait_for("host 1's places to lose their resources", gone, timeout=30)
+            assert all(p.resources and all(p.resources.values())
+                       for p in c.places() if p.name in ("place-0", "place-2"))
+        still = session(lab, "place-2")
+        try:
+            assert still.acquire().place == "place-2"
+        finally:
+            still.release()

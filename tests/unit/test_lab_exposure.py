@@ -73,7 +73,7 @@ def test_the_boards_network_is_a_veth_into_a_namespace_of_their_own() -> None:
     assert cmds[0][-2:] == ["netns", "4242"]
     inside = [c for c in cmds if c[0] == "nsenter"]
     assert all(c[1] == "--net=/proc/4242/ns/net" for c in inside)
-    assert ["ip", "address", "add", f"{boardnet.BOARD_SIDE}/30", "dev", "eth0"] == inside[1][2:]
+    assert ["ip", "address", "add", f"{boardnet.BOARD_SIDE}/30", "dev", "eth0"] == inside[1][3:]
     # No default route inside: the veth's /30 is all a board can reach.
     assert not any("route" in c for c in cmds)
     assert boardnet.enter(4242, ["qemu"]) == ["nsenter", "--net=/proc/4242/ns/net", "--", "qemu"]
@@ -98,3 +98,21 @@ def test_listen_takes_one_address_that_is_not_the_boards(listen: str, lab_host: 
                                                          says: str | None) -> None:
     why = listen_problem(listen, lab_host)
     assert (why is None) if says is None else (why is not None and says in why), why
+
+
+def test_each_exporter_host_of_a_rack_has_its_own_link_and_reaches_the_coordinator() -> None:
+    from hil import netns
+    from hil.scheduling.racknet import Rack
+
+    rack = Rack(Path("/tmp/pytest-of-root/pytest-3/rack"), 3)
+    assert rack.coordinator_address == "10.231.70.1"
+    assert [rack.host_address(i) for i in range(3)] == ["10.231.70.2", "10.231.70.6",
+                                                        "10.231.70.10"]
+    veths = {rack.veth(i) for i in range(3)}
+    assert len(veths) == 3 and all(len(v.encode()) <= 15 for v in veths)
+    cmds = netns.link_commands(7, rack.veth(2), "10.231.70.9/30", "10.231.70.10/30",
+                               default_via="10.231.70.9")
+    # Beyond its link, a host reaches the coordinator's address through this host.
+    assert cmds[-1] == netns.enter(7, ["ip", "route", "add", "default", "via", "10.231.70.9"])
+    with pytest.raises(ValueError, match="1 to 64"):
+        Rack(Path("/tmp/r"), 0)

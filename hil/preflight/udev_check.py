@@ -6,9 +6,11 @@ a match that fits none until a client asks for the resource. This module finds b
 list of devices, and says which udev keys would tell the candidates apart or which present
 devices come nearest to a missing one.
 
-Pure: devices are plain data (see hil/preflight/udev_host.py for reading them from pyudev).
-Matching reproduces labgrid 26's USBResource.try_match for a new device exactly; classes with
-their own filter_match (vendor/model tables) are not modelled and are skipped.
+Devices are plain data (see hil/preflight/udev_host.py for reading them from pyudev). Whether
+a resource binds to a device is labgrid's own answer: the resource class the file names is
+built, kept off udev, and its try_match is asked for each device (the keys the class adds to
+its `match:`, its filter_match's vendor and model tables and all). What the finding suggests
+(the keys that would tell devices apart) is hil's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import attr
+from labgrid.factory import target_factory
+from labgrid.resource.common import ResourceManager
+from labgrid.resource.udev import USBResource
+
 from hil.verdict import ExitCode
 
 # The keys that may tell adapters apart, in the order a suggestion prefers them; a tuple is
@@ -29,24 +36,6 @@ PREFERRED: tuple[tuple[str, ...], ...] = (
     ("ID_SERIAL",),
 )
 NEAREST = 3  # devices named for a missing match
-
-
-@dataclass(frozen=True)
-class Implied:
-    """What a labgrid resource class adds to its `match:` in __attrs_post_init__."""
-
-    forced: Mapping[str, str]  # self.match[k] = v: overrides the file
-    default: Mapping[str, str] = field(default_factory=lambda: {"SUBSYSTEM": "usb"})  # setdefault
-
-
-# labgrid/resource/udev.py (26.x), for the classes whose filter_match accepts every device.
-CLASSES: Mapping[str, Implied] = {
-    "USBSerialPort": Implied({"SUBSYSTEM": "tty", "@SUBSYSTEM": "usb"}),
-    "USBSDMuxDevice": Implied({"ID_VENDOR_ID": "0424", "ID_MODEL_ID": "4041"}),
-    "USBMassStorage": Implied({"SUBSYSTEM": "block", "DEVTYPE": "disk", "@SUBSYSTEM": "usb"}),
-    "USBNetworkInterface": Implied({"SUBSYSTEM": "net", "@SUBSYSTEM": "usb"}),
-    "USBHub": Implied({"DEVTYPE": "usb_interface", "DRIVER": "hub"}),
-}
 
 
 @dataclass(frozen=True)
@@ -83,7 +72,7 @@ class Status(StrEnum):
     OK = "OK"
     AMBIGUOUS = "AMBIGUOUS"
     MISSING = "MISSING"
-    SKIPPED = "SKIPPED"  # a class whose own filter hil does not model
+    SKIPPED = "SKIPPED"  # not a udev resource labgrid knows, or one it cannot build
 
 
 @dataclass(frozen=True)
@@ -106,16 +95,80 @@ class Finding:
     notes: tuple[str, ...] = ()
 
 
-def effective_match(cls: str, match: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The match labgrid uses for `cls`: the file's, with the class's keys (None: not modelled)."""
-    implied = CLASSES.get(cls)
-    if implied is None:
+@attr.s(eq=False)
+class _Offline(ResourceManager):  # type: ignore[misc]
+    """Keeps the resources it is given and watches no udev: a check runs on any host."""
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def _offline_class(cls: str) -> type | None:
+    """labgrid's resource class `cls` as a check builds it: managed by _Offline, and with an
+    update() that does nothing (labgrid's reads the bound device's files: here there are
+    none). Its matching, try_match and filter_match, is labgrid's own."""
+    base = target_factory.resources.get(cls)
+    if base is None or not issubclass(base, USBResource):
         return None
-    out = dict(match)
-    out.update(implied.forced)
-    for k, v in implied.default.items():
-        out.setdefault(k, v)
-    return out
+    if cls not in _CLASSES:
+        _CLASSES[cls] = attr.s(eq=False)(type(cls, (base,), {
+            "manager_cls": _Offline, "update": lambda self: None}))
+    return _CLASSES[cls]
+
+
+def _resource(cls: str, match: Mapping[str, Any]) -> Any:
+    klass = _offline_class(cls)
+    if klass is None:
+        return None
+    try:
+        return klass(None, "hil-lab-check", match=dict(match))
+    except (TypeError, ValueError):
+        return None  # a class that needs more than a match (its other parameters)
+
+
+class _UdevView:
+    """A Device as labgrid's try_match reads a pyudev Device: properties, attributes by name,
+    Device attributes such as sys_name, its ancestors, and no action (a device present)."""
+
+    action = None
+
+    def __init__(self, device: Device):
+        self._device = device
+        self.properties = device.properties
+        self.attributes = _Attributes(device.attributes)
+        self.ancestors = [_UdevView(p) for p in device.parents]
+        self.sys_name = device.sys_name
+
+    def __getattr__(self, key: str) -> Any:
+        fields = self.__dict__["_device"].fields
+        if key in fields:
+            return fields[key]
+        raise AttributeError(key)
+
+
+class _Attributes:
+    def __init__(self, values: Mapping[str, str]):
+        self._values = values
+
+    def get(self, key: str) -> bytes | None:
+        value = self._values.get(key)
+        return value.encode() if value is not None else None
+
+    def asstring(self, key: str) -> str:
+        return self._values[key]
+
+
+def effective_match(cls: str, match: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The match labgrid uses for `cls`: the file's, with what the class adds (None: not a
+    udev resource labgrid can build from a match alone)."""
+    resource = _resource(cls, match)
+    return None if resource is None else dict(resource.match)
+
+
+def binds(cls: str, match: Mapping[str, Any], device: Device) -> bool:
+    """Would labgrid's `cls` with this `match:` take `device` (as a new device)?"""
+    resource = _resource(cls, match)
+    return resource is not None and bool(resource.try_match(_UdevView(device)))
 
 
 def _single(dev: Device, key: str, value: Any) -> bool:
@@ -130,8 +183,9 @@ def _single(dev: Device, key: str, value: Any) -> bool:
 
 
 def matches(dev: Device, match: Mapping[str, Any]) -> bool:
-    """labgrid's try_match for a new device: every key on the device, `@key` on any ancestor
-    (each `@` key may be satisfied by a different one)."""
+    """A plain match against a device, as labgrid's try_match reads keys (every key on the
+    device, `@key` on any ancestor, each maybe a different one), without a class's filter:
+    for the suggestions, which try many matches."""
     for k, v in match.items():
         if k.startswith("@"):
             if not any(_single(a, k[1:], v) for a in dev.parents):
@@ -200,15 +254,16 @@ def _suggest(dev: Device, others: Sequence[Device], match: Mapping[str, Any], ba
 def check(resource: Resource, devices: Sequence[Device]) -> Finding:
     """One resource's finding against the devices of a host."""
     effective = effective_match(resource.cls, resource.match)
-    if effective is None:
+    implied = effective_match(resource.cls, {})
+    if effective is None or implied is None:
         return Finding(resource, Status.SKIPPED,
-                       notes=(f"{resource.cls} filters devices itself; not checked",))
-    implied = CLASSES[resource.cls]
+                       notes=(f"labgrid cannot build a {resource.cls} from a match alone; "
+                              "not checked",))
     # The class's own keys: every candidate a labgrid resource of this class could bind to.
-    base = {k: effective[k] for k in effective if k in implied.forced or k == "SUBSYSTEM"}
+    base = {k: effective[k] for k in implied}
     own = [k for k in effective if k not in base]
     notes = tuple(_notes(resource.match))
-    found = [d for d in devices if matches(d, effective)]
+    found = [d for d in devices if binds(resource.cls, resource.match, d)]
     if len(found) == 1:
         return Finding(resource, Status.OK, matched=(Candidate(found[0], _keys(found[0], own)),),
                        notes=notes)
@@ -219,7 +274,7 @@ def check(resource: Resource, devices: Sequence[Device]) -> Finding:
             Candidate(d, {k: v for k, v in ks.items() if k in differ},
                       _suggest(d, [o for o in found if o is not d], resource.match, base, devices))
             for d, ks in zip(found, keys, strict=True)))
-    pool = [d for d in devices if matches(d, base)]
+    pool = [d for d in devices if binds(resource.cls, {}, d)]
     ranked = sorted(pool, key=lambda d: (-_closeness(d, {k: effective[k] for k in own}), d.sys_name))
     present = sum(matches(d, {"SUBSYSTEM": effective["SUBSYSTEM"]}) for d in devices)
     return Finding(resource, Status.MISSING, notes=notes, present=present,

@@ -166,8 +166,21 @@ def test_two_sd_muxes_are_told_apart_by_their_hub_ports():
     assert f.matched[1].suggestion == {"@ID_PATH": "pci-0000:00:14.0-usb-0:2.2"}
 
 
-def test_classes_with_their_own_filter_are_skipped_not_failed():
-    f = check(Resource("g", "r", "IMXUSBLoader", {"ID_PATH": "p"}), [])
+def test_a_class_with_its_own_filter_binds_what_labgrids_filter_takes():
+    # IMXUSBLoader takes only the vendor and model pairs of its own table (labgrid's
+    # filter_match): of two devices on the same hub port, only the i.MX one.
+    def usb(name: str, vendor: str, model: str) -> Device:
+        return Device(name, {"SUBSYSTEM": "usb", "ID_PATH": "p", "ID_VENDOR_ID": vendor,
+                             "ID_MODEL_ID": model})
+
+    loader = Resource("g", "r", "IMXUSBLoader", {"ID_PATH": "p"})
+    f = check(loader, [usb("1-1", "0403", "6001"), usb("1-2", "15a2", "0054")])
+    assert f.status is Status.OK and f.matched[0].device.sys_name == "1-2"
+    assert check(loader, [usb("1-1", "0403", "6001")]).status is Status.MISSING
+
+
+def test_a_class_labgrid_cannot_build_from_a_match_alone_is_skipped_not_failed():
+    f = check(Resource("g", "r", "MatchedSysfsGPIO", {"ID_PATH": "p"}), [])  # needs a pin
     assert f.status is Status.SKIPPED
     assert exit_code([f]) is ExitCode.PASSED
 

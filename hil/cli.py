@@ -280,7 +280,7 @@ def _lab_janitor(args: argparse.Namespace) -> int:
         logging.info("janitor: metrics on http://%s:%d/metrics", address,
                      metrics.serve(address, int(port)))
     Janitor(coordinator, Path(args.lg_env), Path(args.results), interval=args.interval,
-            grace=args.grace, metrics=metrics).run()
+            grace=args.grace, metrics=metrics, max_checks=args.max_checks).run()
     return 0
 
 
@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="health-check interval (default a day, as LAVA)")
     lj.add_argument("--grace", type=float, default=30.0, metavar="S",
                     help="kick a place acquired without a lease after this long (default 30)")
+    lj.add_argument("--max-checks", type=int, default=4, metavar="N",
+                    help="health checks at once (default 4): each holds a place and boots it")
     lj.add_argument("--metrics", default=None, metavar="ADDR:PORT", type=_metrics_address,
                     help="serve Prometheus metrics on ADDR:PORT (for example 127.0.0.1:9464)")
     for p in (lh, lj):

@@ -36,6 +36,9 @@ from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, lease_seconds
 log = logging.getLogger("hil.janitor")
 GRACE_S = 30.0
 HEALTH_WAKE_S = 60.0  # health checks fall due by the wall clock: look this often
+# Checks at once: each holds a place and boots a board, and a lab brought up with 50
+# unchecked places saturated its coordinator when all 50 started together.
+MAX_CHECKS = 4
 
 
 class KickReason(enum.Enum):
@@ -114,7 +117,7 @@ class Janitor:
                  interval: float = 86400.0, grace: float = GRACE_S,
                  out: Callable[[str], None] = log.info,
                  check: Callable[[str, str, Path, Path], object] | None = None,
-                 metrics: LabMetrics | None = None):
+                 metrics: LabMetrics | None = None, max_checks: int = MAX_CHECKS):
         """`check(address, place, env_file, results)`: a health check (default: the board
         cases, hil.scheduling.health.run_check). `metrics`: what it counts, for Prometheus."""
         self.coordinator = coordinator
@@ -129,6 +132,7 @@ class Janitor:
         self._checking: dict[str, threading.Thread] = {}
         self.checks_from = 0.0  # monotonic: no health check starts before (see settled())
         self.metrics = metrics
+        self.max_checks = max_checks
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -149,6 +153,8 @@ class Janitor:
                 return
             if mono < self.checks_from:
                 return  # exporters are still coming back: a check now would fail on them
+            if len(self._checking) >= self.max_checks:
+                return  # the others when a check ends (run() looks every 5 s meanwhile)
             if place.name not in self._checking and health.needs_check(place, now, self.interval):
                 t = threading.Thread(target=self._check, args=(place.name, now),
                                      name=f"health-{place.name}", daemon=True)

@@ -91,3 +91,29 @@ def test_after_a_coordinator_restart_health_checks_wait_for_the_exporters(tmp_pa
     for t in janitor._checking.values():
         t.join(5)
     assert started == ["p1"]
+
+
+def test_a_lab_of_many_unchecked_places_is_checked_a_few_at_a_time(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    started: list[str] = []
+    coordinator = ScriptedCoordinator(
+        [Place(f"p{i}", {"health": "unknown"}) for i in range(10)], [])
+
+    def check(_a: str, place: str, _e: Path, _r: Path) -> None:
+        started.append(place)
+        release.wait(5)
+
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+                      out=lambda _: None, check=check, max_checks=3)
+    janitor.round(now=1000.0, mono=0.0)
+    janitor.round(now=1001.0, mono=1.0)  # still three running: none more
+    assert sorted(janitor._checking) == ["p0", "p1", "p2"]
+    release.set()
+    for t in list(janitor._checking.values()):
+        t.join(5)
+    janitor.round(now=1002.0, mono=2.0)  # the next three (the first are still unknown here)
+    assert len(janitor._checking) == 3
+    for t in list(janitor._checking.values()):
+        t.join(5)

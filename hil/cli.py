@@ -28,6 +28,17 @@ def _firmware_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _firmware_export(args: argparse.Namespace) -> int:
+    from hil.firmware import export
+
+    who = export.sender()
+    written = export.export(Path(args.out), who, args.revision)
+    for path in written:
+        print(path)
+    print(f"firmware export: {len(written)} files under {args.out}, from {who}")
+    return 0
+
+
 def _firmware_spec(args: argparse.Namespace) -> int:
     from hil.firmware import spec
     from hil.firmware.cache import read_manifest
@@ -323,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                       help="a git repository with the spec's base commit (default: "
                            "github.com/oasis-tcs/virtio-spec)")
     spec.set_defaults(func=_firmware_spec)
+    ex = fw_sub.add_parser("export", help="the series as you post them: From: and "
+                                          "Signed-off-by: yours (git config), [RFC PATCH vN] "
+                                          "subjects, cover letters")
+    ex.add_argument("--out", default="results/series", help="where (default results/series)")
+    ex.add_argument("--revision", type=int, default=None, metavar="N",
+                    help="vN (default: the kernel cover letter's)")
+    ex.set_defaults(func=_firmware_export)
 
     q = sub.add_parser("qualify", help="run the qualification testcases and write JUnit XML")
     q.add_argument("--lg-env", default=os.environ.get("LG_ENV"),

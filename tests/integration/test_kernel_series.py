@@ -45,3 +45,19 @@ def test_dt_binding_check_passes_for_the_virtio_mmio_binding(tree, tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "mmio.example.dtb" in p.stdout
     assert "virtio/mmio" not in p.stderr, p.stderr
+
+
+def test_the_series_as_its_sender_exports_it_is_clean_under_checkpatch(tree, tmp_path):
+    """`hil firmware export` with a sender's identity: From: and Signed-off-by: agree, so
+    checkpatch has nothing to say of the posted files either."""
+    from hil.firmware import export
+
+    who = export.Identity("Ada Sender", "ada@sender-lab.org")
+    export.export(tmp_path, who, 3)
+    patches = [p for p in sorted((tmp_path / "kernel").glob("*.patch")) if p.name[:4] != "0000"]
+    assert patches
+    for patch in patches:
+        p = subprocess.run(["./scripts/checkpatch.pl", "--strict", str(patch)], cwd=tree,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout
+        assert "total: 0 errors, 0 warnings, 0 checks" in p.stdout, p.stdout

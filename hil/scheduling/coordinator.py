@@ -165,7 +165,8 @@ logging.getLogger().addFilter(_QuietReconnects())
 class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
-    def __init__(self, name: str, on_update: Callable[[], None], *args: Any, **kwargs: Any):
+    def __init__(self, name: str, on_update: Callable[[str | None], None], *args: Any,
+                 **kwargs: Any):
         self.hil_name = name
         self.hil_on_update = on_update
         super().__init__(*args, **kwargs)
@@ -188,15 +189,15 @@ class _Session(ClientSession):  # type: ignore[misc]
 
     async def on_resource_changed(self, *args: Any) -> None:
         await super().on_resource_changed(*args)
-        self.hil_on_update()
+        self.hil_on_update(None)
 
-    async def on_place_changed(self, *args: Any) -> None:
-        await super().on_place_changed(*args)
-        self.hil_on_update()
+    async def on_place_changed(self, place_pb2: Any) -> None:
+        await super().on_place_changed(place_pb2)
+        self.hil_on_update(place_pb2.name)
 
-    async def on_place_deleted(self, *args: Any) -> None:
-        await super().on_place_deleted(*args)
-        self.hil_on_update()
+    async def on_place_deleted(self, name: str) -> None:
+        await super().on_place_deleted(name)
+        self.hil_on_update(name)
 
 
 class Coordinator:
@@ -211,6 +212,11 @@ class Coordinator:
         self._generation = 0  # counts updates and reconnections
         self.connections = 0  # sessions started (1 + reconnections)
         self._session: _Session | None = None
+        # Places whose updates wake whoever waits for a change (None: every place). labgrid's
+        # stream has no subscription to one place: a session holding one still decodes every
+        # update, but its watch wakes only for its own place (and for resources and
+        # reconnections), not for each of the rack's other sessions.
+        self.interest: frozenset[str] | None = None
         self._closed = False
         self._final_cpu: float | None = None
         self._loop = asyncio.new_event_loop()
@@ -222,13 +228,18 @@ class Coordinator:
 
     # --- the connection ---------------------------------------------------------------------
 
+    def _place_updated(self, name: str | None) -> None:
+        interest = self.interest
+        if name is None or interest is None or name in interest:
+            self._updated()
+
     def _updated(self) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
 
     async def _connect(self) -> _Session:
-        s = _Session(self.name, self._updated, self.address, self._loop)
+        s = _Session(self.name, self._place_updated, self.address, self._loop)
         try:
             await asyncio.wait_for(s.start(), self.connect_timeout)
         except BaseException:
@@ -377,7 +388,11 @@ class Coordinator:
         return self._run(snapshot, "places")
 
     def place(self, name: str) -> Place:
-        found = next((p for p in self.places() if p.name == name), None)
+        async def one(s: _Session) -> Place | None:  # the one place: not every place's copy
+            p = s.places.get(name)
+            return None if p is None else place_from_session(p, s.resources)
+
+        found = self._run(one, "places")
         if found is None:
             raise CoordinatorError(f"place {name} does not exist at the coordinator "
                                    f"{self.address}")

@@ -249,6 +249,7 @@ class PlaceReservation:
             self.hold = Hold(place, self._token or "")
             self._renew()
         self._connections_seen = self.coordinator.connections
+        self.coordinator.interest = frozenset({place})  # the watch wakes for its place only
         self.timings["reserve_and_lock_s"] = time.monotonic() - t0
         self.progress(f"reservation: holding {place} as {self.holder} (waited "
                       f"{self.timings['reserve_wait_s']:.1f} s, lease {self.lease:.0f} s)")
@@ -468,6 +469,7 @@ class PlaceReservation:
     def release(self) -> None:
         """Idempotent; on every way out, also from a half-done acquire()."""
         self.stop_watching()
+        self.coordinator.interest = None
         with self._lock:
             hold, self.hold = self.hold, None
             token, self._token = self._token, None

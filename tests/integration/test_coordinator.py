@@ -258,3 +258,18 @@ def test_a_rack_of_two_exporter_hosts_serves_every_place_and_a_host_that_goes_ta
             assert still.acquire().place == "place-2"
         finally:
             still.release()
+
+
+def test_a_holders_client_wakes_for_its_own_place_not_for_every_other_session(lab) -> None:
+    """labgrid's stream sends every place's updates to every client; a session's watch wakes
+    only for its own place, so M sessions do not wake each other M times over."""
+    with Coordinator(lab.address, purpose="watch") as watch, \
+            Coordinator(lab.address, purpose="other") as other:
+        watch.interest = frozenset({"place-0"})
+        before = watch.generation
+        other.set_tags("place-1", {"note": "busy elsewhere"})
+        wait_for("the update to reach the watching client",
+                 lambda: watch.place("place-1").tags.get("note") == "busy elsewhere")
+        assert watch.generation == before
+        other.set_tags("place-0", {"note": "mine"})
+        wait_for("its own place's update to wake it", lambda: watch.generation > before)

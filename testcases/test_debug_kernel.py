@@ -10,7 +10,8 @@ report; kmemleak must find nothing. A long campaign: it runs with --hil-campaign
 
 import pytest
 
-from hil.measure import interrupts, kmemleak, probes, virtio
+from hil.labgrid import probes
+from hil.measure import interrupts, kmemleak, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]

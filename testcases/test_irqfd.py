@@ -7,7 +7,8 @@ MMIO exit to the VMM.
 
 import pytest
 
-from hil.measure import interrupts, kvm_trace, probes, virtio
+from hil.labgrid import probes
+from hil.measure import interrupts, kvm_trace, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.irqfd]
 

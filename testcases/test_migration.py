@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from hil.labgrid import vmm
-from hil.measure import iperf, probes, virtio
+from hil.labgrid import probes, vmm
+from hil.measure import iperf, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms")]

@@ -7,7 +7,8 @@ guest kernels under `options:` (`vmms: {stock, patched}`, `guest_kernels: {stock
 import pytest
 
 from hil import dtb
-from hil.measure import interrupts, kvm_trace, probes, virtio, vring_trace
+from hil.labgrid import probes
+from hil.measure import interrupts, kvm_trace, virtio, vring_trace
 
 pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]

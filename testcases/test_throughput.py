@@ -9,7 +9,8 @@ from dataclasses import asdict
 
 import pytest
 
-from hil.measure import costmodel, probes, throughput, virtio
+from hil.labgrid import probes
+from hil.measure import costmodel, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.throughput]
 

@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import pytest
 
-from hil.labgrid import vmm
-from hil.measure import cost, costmodel, probes, procstat, throughput, virtio
+from hil.labgrid import probes, vmm
+from hil.measure import cost, costmodel, procstat, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.bench]
 

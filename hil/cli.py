@@ -232,12 +232,12 @@ def _coordinator(args: argparse.Namespace) -> str:
     return state.coordinator if state and state.status == "ready" else DEFAULT_COORDINATOR
 
 
-def _metrics_address(text: str) -> str:
+def _metrics_address(text: str) -> tuple[str, int]:
     address, _, port = text.rpartition(":")
     if not address or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r}: give ADDR:PORT, for example "
                                          "127.0.0.1:9464")
-    return text
+    return address, int(port)
 
 
 def _lab_status(args: argparse.Namespace) -> int:
@@ -286,10 +286,10 @@ def _lab_janitor(args: argparse.Namespace) -> int:
     coordinator = Coordinator(_coordinator(args), purpose="janitor")
     metrics = None
     if args.metrics:
-        address, _, port = args.metrics.rpartition(":")
+        address, port = args.metrics
         metrics = LabMetrics(coordinator.places, coordinator.reservations)
         logging.info("janitor: metrics on http://%s:%d/metrics", address,
-                     metrics.serve(address, int(port)))
+                     metrics.serve(address, port))
     Janitor(coordinator, Path(args.lg_env), Path(args.results), interval=args.interval,
             grace=args.grace, metrics=metrics, max_checks=args.max_checks).run()
     return 0

@@ -105,3 +105,14 @@ def virtual_lab(built_images: Path, tmp_path_factory: pytest.TempPathFactory) ->
                           env={"LG_COORDINATOR": state.coordinator})
     yield lab
     vl.down(directory)
+
+
+def exported_patches(out: Path, series: str) -> list[Path]:
+    """`hil firmware export` with a sender's identity into `out`: that series' patches (the
+    cover letter is no patch to check)."""
+    from hil.firmware import export
+
+    export.export(out, export.Identity("Ada Sender", "ada@sender-lab.org"), 3)
+    patches = [p for p in sorted((out / series).glob("*.patch")) if p.name[:4] != "0000"]
+    assert patches
+    return patches

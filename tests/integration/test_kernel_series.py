@@ -10,6 +10,8 @@ import pytest
 from hil.firmware import kernel
 from hil.firmware.cache import Store
 
+from .conftest import exported_patches
+
 BIN = str(Path(sys.executable).parent)
 
 
@@ -50,13 +52,7 @@ def test_dt_binding_check_passes_for_the_virtio_mmio_binding(tree, tmp_path):
 def test_the_series_as_its_sender_exports_it_is_clean_under_checkpatch(tree, tmp_path):
     """`hil firmware export` with a sender's identity: From: and Signed-off-by: agree, so
     checkpatch has nothing to say of the posted files either."""
-    from hil.firmware import export
-
-    who = export.Identity("Ada Sender", "ada@sender-lab.org")
-    export.export(tmp_path, who, 3)
-    patches = [p for p in sorted((tmp_path / "kernel").glob("*.patch")) if p.name[:4] != "0000"]
-    assert patches
-    for patch in patches:
+    for patch in exported_patches(tmp_path, "kernel"):
         p = subprocess.run(["./scripts/checkpatch.pl", "--strict", str(patch)], cwd=tree,
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stdout

@@ -8,6 +8,8 @@ import pytest
 from hil.firmware import qemu
 from hil.firmware.cache import Store
 
+from .conftest import exported_patches
+
 
 @pytest.fixture(scope="module")
 def tree(built_images):
@@ -35,13 +37,7 @@ def test_qtests_for_virtio_mmio_and_the_virt_board_pass_on_the_patched_tree(buil
 def test_the_series_as_its_sender_exports_it_is_clean_under_checkpatch(tree, tmp_path):
     """`hil firmware export` with a sender's identity: From: and Signed-off-by: agree, so
     checkpatch has nothing to say of the posted files either."""
-    from hil.firmware import export
-
-    who = export.Identity("Ada Sender", "ada@sender-lab.org")
-    export.export(tmp_path, who, 3)
-    patches = [p for p in sorted((tmp_path / "qemu").glob("*.patch")) if p.name[:4] != "0000"]
-    assert patches
-    for patch in patches:
+    for patch in exported_patches(tmp_path, "qemu"):
         p = subprocess.run(["./scripts/checkpatch.pl", str(patch)], cwd=tree,
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stdout

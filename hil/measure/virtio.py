@@ -59,18 +59,36 @@ def affinity_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tupl
     `lines` comes from lines_of, `grown` from interrupts.delta. A queue that took none proves
     nothing about where its interrupts go, so it is a problem too.
     """
+    return placement_problems(lines, grown, {vq: frozenset({cpu}) for vq, cpu in cpu_of.items()})
+
+
+def placement_problems(lines: dict[str, interrupts.IrqRow], grown: dict[str, tuple[int, ...]],
+                       cpus_of: dict[str, frozenset[int]]) -> list[str]:
+    """Each queue in `cpus_of` must have taken interrupts during a run, all on its CPUs."""
     problems = []
-    for vq, cpu in cpu_of.items():
+    for vq, cpus in cpus_of.items():
         row = lines.get(vq)
         if row is None:
             problems.append(f"{vq}: no interrupt line (lines: {sorted(lines)})")
             continue
         per_cpu = list(grown.get(row.irq, ()))
+        where = "CPU" + ",".join(map(str, sorted(cpus))) if cpus else "no CPU"
         if not sum(per_cpu):
             problems.append(f"{vq} took no interrupt during the run")
-        elif sum(per_cpu) != (per_cpu[cpu] if cpu < len(per_cpu) else 0):
-            problems.append(f"{vq} bound to CPU{cpu} fired elsewhere: per CPU {per_cpu}")
+        elif sum(per_cpu) != sum(n for cpu, n in enumerate(per_cpu) if cpu in cpus):
+            problems.append(f"{vq} bound to {where} fired elsewhere: per CPU {per_cpu}")
     return problems
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """A kernel CPU list ("0-1,3", or "" for none) as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,20 @@ def test_a_queue_without_a_line_is_a_problem():
     del lines["input.1"]
     assert virtio.affinity_problems(lines, {}, {"input.1": 1}) == [
         "input.1: no interrupt line (lines: ['config', 'input.0', 'output.0', 'output.1'])"]
+
+
+def test_a_cpu_list_reads_as_the_kernel_writes_it():
+    assert virtio.parse_cpu_list("0-1,3\n") == {0, 1, 3}
+    assert virtio.parse_cpu_list("2") == {2}
+    assert virtio.parse_cpu_list("") == frozenset()
+
+
+def test_a_queue_whose_completions_land_outside_its_blk_mq_cpus_is_a_problem():
+    lines = virtio.lines_of(interrupts.parse(BEFORE), "virtio0")
+    irq = lines["input.1"].irq
+    # All of the queue's interrupts on CPU0 while blk-mq mapped it to CPU1: GICv2's default.
+    assert virtio.placement_problems(lines, {irq: (12, 0)}, {"input.1": frozenset({1})}) == [
+        "input.1 bound to CPU1 fired elsewhere: per CPU [12, 0]"]
+    assert virtio.placement_problems(lines, {irq: (0, 12)}, {"input.1": frozenset({0, 1})}) == []
+    assert virtio.placement_problems(lines, {irq: (3, 0)}, {"input.1": frozenset()}) == [
+        "input.1 bound to no CPU fired elsewhere: per CPU [3, 0]"]

@@ -29,6 +29,8 @@ def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
         run.lab = lab
     t0 = time.monotonic()
     yield lab
+    if not request.config.getoption("hil_keep_powered"):
+        lab.power_off()
     if run is not None:
         # What a run cost: reports and the suite benchmark read this.
         session = {"wall_s": round(time.monotonic() - t0, 1), "boots": strategy.boots,

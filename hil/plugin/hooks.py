@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the environment's target to qualify (default: `main`, else the "
                          "target whose RemotePlace is the reserved place or LG_PLACE, else the "
                          "only one)")
+    group.addoption("--hil-keep-powered", action="store_true",
+                    help="leave the board powered when the run ends (default: power it off, "
+                         "as LAVA does at the end of a job)")
     reservation.addoption(group)
 
 

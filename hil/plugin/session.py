@@ -4,6 +4,7 @@ each case ended as, and the lab (strategy) the cases use."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,16 @@ class Lab:
             # labgrid's own recovery: the next transition starts from `off`, power-cycling.
             self.strategy.invalidate()
         return verdict.classify(phase, error, answers)
+
+    def power_off(self) -> None:
+        """At the end of a run: a board left on at its boot loader or shell spins for nobody
+        (a virtual board's emulator takes a core's share). A switch that fails here costs no
+        result already measured: it is a warning, and the next run power-cycles anyway."""
+        try:
+            self.strategy.transition("off")
+        except Exception as e:  # teardown: report, never turn a verdict
+            warnings.warn(f"the board could not be powered off after the run: {describe(e)}",
+                          stacklevel=1)
 
     def guest_up(self) -> bool:
         return "guest" in self.strategy.path and self.strategy.vmm.running is not None

@@ -15,7 +15,8 @@ What it prints, per client:
 - board-seconds idle while someone waited (free places x time, while a session waited);
 - double holds (two sessions' holds of one place overlapping: must be 0) and leaks at the
   end (places still acquired, lease tags, reservations: must be 0);
-- CPU seconds per minute of the janitor, of the sessions' clients and watches, and of the
+- CPU seconds per minute of the janitor, of the sessions' clients (and apart, the part spent
+  watching a held place: the client's stream and the watch thread while holding), and of the
   coordinator process; memory (RSS) of the bench process and of the coordinator.
 
 The statistics are pure functions (`percentile`, `blocked_time`, `double_holds`) tested on
@@ -138,12 +139,14 @@ class Result:
                 str(double_holds(self.holds)), str(len(self.leaks)),
                 f"{self.cpu.get('janitor', 0) * per_min:.2f}",
                 f"{self.cpu.get('sessions', 0) * per_min:.2f}",
+                f"{self.cpu['watches'] * per_min:.2f}" if "watches" in self.cpu else "-",
                 f"{self.cpu.get('coordinator', 0) * per_min:.2f}",
                 f"{self.rss_mb.get('bench', 0):.0f}/{self.rss_mb.get('coordinator', 0):.0f}"]
 
 
 HEADER = ["client", "N", "M", "holds", "grant p50 s", "p95 s", "p99 s", "idle board-s",
-          "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "coordinator cpu-s/min",
+          "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it watches",
+          "coordinator cpu-s/min",
           "RSS MB bench/coord"]
 
 
@@ -193,6 +196,7 @@ class _Run:
         self.failures: list[str] = []
         self.waiting = 0
         self.session_cpu = 0.0
+        self.watch_cpu = 0.0  # the part of session_cpu spent holding: stream and watch thread
         self.stop_at = 0.0
 
     def _wait_begin(self) -> None:
@@ -222,12 +226,15 @@ class _Run:
                 continue
             self._wait_end()
             granted = time.monotonic()
+            held_from = r.coordinator.cpu_seconds()
             time.sleep(rng.uniform(*HOLD_S))
             let_go = time.monotonic()
+            held = r.coordinator.cpu_seconds() - held_from
             r.release()
             with self.lock:
                 self.holds.append(HoldRecord(i, hold.place, t0, granted, let_go))
                 self.session_cpu += r.coordinator.cpu_seconds() + r.watch_cpu_s
+                self.watch_cpu += held + r.watch_cpu_s
 
     def labgrid_session(self, i: int) -> None:
         rng = random.Random(self.rng.random())
@@ -313,6 +320,8 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,
                       "coordinator": procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
                       - coordinator_cpu0}
+        if client == "hil":  # labgrid-client keeps no watch on what it holds
+            result.cpu["watches"] = run.watch_cpu
         result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid)}
         janitor.stop.set()
         janitor_thread.join(10)

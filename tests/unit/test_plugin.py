@@ -327,3 +327,18 @@ def test_a_declared_option_lets_the_case_run(qualify, pytester):
     r, _ = qualify(NEEDS_VMMS, options={"board_cpus": 2, "thresholds": {},
                                         "vmms": {"stock": "/bin/true", "patched": "/bin/true"}})
     assert r.ret == 0, r.stdout.str()
+
+
+def test_a_run_powers_the_board_off_when_it_ends(qualify, pytester):
+    """As LAVA does at the end of a job: a board left on spins for nobody."""
+    r, _ = qualify(CASES)
+    assert r.ret == 0
+    power = [e for e in events(pytester.path) if e.startswith("power ")]
+    assert power[-1] == "power off" and "power on" in power, power
+
+
+def test_keep_powered_leaves_the_board_on_for_whoever_looks_next(qualify, pytester):
+    r, _ = qualify(CASES, "--hil-keep-powered")
+    assert r.ret == 0
+    power = [e for e in events(pytester.path) if e.startswith("power ")]
+    assert power[-1] == "power on", power

@@ -17,6 +17,7 @@ never waits (a real adapter's host that does not read loses data; it never stops
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -28,11 +29,40 @@ from pathlib import Path
 
 log = logging.getLogger("hil.cables")
 
-# How often a cable whose slave is closed looks whether someone opened it: poll() reports
-# POLLHUP on the master without pause while the slave is closed.
+# How often a cable whose slave is closed looks whether someone opened it, where inotify
+# cannot say so: poll() reports POLLHUP on the master without pause while the slave is closed.
 UNPLUGGED_POLL_S = 0.05
 CHUNK = 4096
 BACKLOG = 256 * 1024
+
+_IN_CLOSE_WRITE, _IN_CLOSE_NOWRITE, _IN_OPEN = 0x08, 0x10, 0x20
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+
+
+class OpenWatch:
+    """inotify on a device node: readable when someone opens or closes it. An idle lab's
+    cables then sleep until ser2net opens a console, instead of looking 20 times a second
+    (which cost the lab's supervisor more CPU than anything else it does while idle)."""
+
+    def __init__(self, path: str):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+        mask = _IN_OPEN | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE
+        if libc.inotify_add_watch(self.fd, path.encode(), mask) < 0:
+            err = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}")
+
+    def drain(self) -> None:
+        """Forget the events read so far: the cable looks at the pty itself."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 4096):
+                pass
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class SerialCable:
@@ -61,6 +91,11 @@ class SerialCable:
         self.dropped = 0
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self.opens: OpenWatch | None = None
+        try:
+            self.opens = OpenWatch(self.device)
+        except OSError as e:
+            log.info("cable %s: no inotify on %s (%s): polling", name, self.device, e)
         self.thread = threading.Thread(target=self._run, name=f"cable-{name}", daemon=True)
 
     def start(self) -> SerialCable:
@@ -78,6 +113,8 @@ class SerialCable:
             self.socket_path.unlink()
         for fd in (self.master, self._wake_r, self._wake_w):
             os.close(fd)
+        if self.opens is not None:
+            self.opens.close()
 
     def _slave_open(self) -> bool:
         p = select.poll()
@@ -94,9 +131,13 @@ class SerialCable:
                 fds.append(self.board)
             if plugged:
                 fds.append(self.master)
+            if self.opens is not None:
+                fds.append(self.opens.fd)
             writable_fds = [self.master] if plugged and self.pending else []
-            readable, writable, _ = select.select(fds, writable_fds, [],
-                                                  None if plugged else UNPLUGGED_POLL_S)
+            wait = None if plugged or self.opens is not None else UNPLUGGED_POLL_S
+            readable, writable, _ = select.select(fds, writable_fds, [], wait)
+            if self.opens is not None and self.opens.fd in readable:
+                self.opens.drain()  # an open or a close: the next round looks again
             if writable:
                 self._flush()
             if self.listener in readable:

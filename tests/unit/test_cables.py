@@ -130,3 +130,29 @@ def test_a_reader_that_stops_reading_costs_a_bounded_backlog_and_never_stops_the
     assert len(cable.pending) <= cables.BACKLOG
     os.close(fd)
     b.close()
+
+
+def test_a_cable_nobody_holds_sleeps_until_someone_opens_its_device(cable: SerialCable) -> None:
+    """An idle lab's cables must not look for a reader 20 times a second: inotify on the
+    device wakes them when ser2net opens it."""
+    assert cable.opens is not None, "no inotify: the cable polls"
+    thread_stat = f"/proc/self/task/{cable.thread.native_id}/stat"
+
+    def cpu_ticks() -> int:
+        fields = Path(thread_stat).read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def wakeups() -> int:
+        status = Path(f"/proc/self/task/{cable.thread.native_id}/status").read_text()
+        return sum(int(ln.split()[1]) for ln in status.splitlines()
+                   if ln.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+
+    before, ticks = wakeups(), cpu_ticks()
+    time.sleep(1.0)
+    assert wakeups() - before <= 2 and cpu_ticks() - ticks <= 1
+    b = board(cable)
+    fd = open_device(cable)
+    b.sendall(b"=> ")
+    assert read_device(fd) == b"=> "
+    os.close(fd)
+    b.close()

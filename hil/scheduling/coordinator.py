@@ -165,10 +165,11 @@ logging.getLogger().addFilter(_QuietReconnects())
 class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
-    def __init__(self, name: str, on_update: Callable[[str | None], None], *args: Any,
-                 **kwargs: Any):
+    def __init__(self, name: str, on_update: Callable[[str | None], None],
+                 follows: Callable[[], frozenset[str] | None], *args: Any, **kwargs: Any):
         self.hil_name = name
         self.hil_on_update = on_update
+        self.hil_follows = follows
         super().__init__(*args, **kwargs)
 
     def __attrs_post_init__(self) -> None:
@@ -191,11 +192,22 @@ class _Session(ClientSession):  # type: ignore[misc]
         await super().on_resource_changed(*args)
         self.hil_on_update(None)
 
+    def _ignores(self, name: str) -> bool:
+        follows = self.hil_follows()
+        return follows is not None and name not in follows
+
     async def on_place_changed(self, place_pb2: Any) -> None:
+        # labgrid keeps a copy of every place and diffs it on each update: a holder's client
+        # that follows one place skips the others' updates (labgrid's stream has no
+        # subscription to one place), which was most of a holding session's CPU.
+        if self._ignores(place_pb2.name):
+            return
         await super().on_place_changed(place_pb2)
         self.hil_on_update(place_pb2.name)
 
     async def on_place_deleted(self, name: str) -> None:
+        if self._ignores(name) or name not in self.places:
+            return
         await super().on_place_deleted(name)
         self.hil_on_update(name)
 
@@ -217,6 +229,8 @@ class Coordinator:
         # update, but its watch wakes only for its own place (and for resources and
         # reconnections), not for each of the rack's other sessions.
         self.interest: frozenset[str] | None = None
+        # Places this client still keeps up to date (None: all); see follow_only().
+        self._follows: frozenset[str] | None = None
         self._closed = False
         self._final_cpu: float | None = None
         self._loop = asyncio.new_event_loop()
@@ -239,7 +253,8 @@ class Coordinator:
             self._cond.notify_all()
 
     async def _connect(self) -> _Session:
-        s = _Session(self.name, self._place_updated, self.address, self._loop)
+        s = _Session(self.name, self._place_updated, lambda: self._follows, self.address,
+                     self._loop)
         try:
             await asyncio.wait_for(s.start(), self.connect_timeout)
         except BaseException:
@@ -381,13 +396,29 @@ class Coordinator:
 
     # Reads: the session's own copy, kept current by the stream.
 
+    def follow_only(self, place: str) -> None:
+        """From now on keep only `place` up to date: for a holder's client, which reads
+        nothing else until it is closed. `places()` then lists that place alone, and reading
+        another is an error rather than a stale answer."""
+        self._follows = frozenset({place})
+
+    def _followed(self, name: str) -> None:
+        if self._follows is not None and name not in self._follows:
+            raise CoordinatorError(f"this client follows only {', '.join(sorted(self._follows))}"
+                                   f" (a holder's): place {name} is not kept up to date")
+
     def places(self) -> list[Place]:
+        follows = self._follows
+
         async def snapshot(s: _Session) -> list[Place]:
-            return [place_from_session(p, s.resources) for p in s.places.values()]
+            return [place_from_session(p, s.resources) for n, p in s.places.items()
+                    if follows is None or n in follows]
 
         return self._run(snapshot, "places")
 
     def place(self, name: str) -> Place:
+        self._followed(name)
+
         async def one(s: _Session) -> Place | None:  # the one place: not every place's copy
             p = s.places.get(name)
             return None if p is None else place_from_session(p, s.resources)

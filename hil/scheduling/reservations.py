@@ -250,6 +250,7 @@ class PlaceReservation:
             self._renew()
         self._connections_seen = self.coordinator.connections
         self.coordinator.interest = frozenset({place})  # the watch wakes for its place only
+        self.coordinator.follow_only(place)  # and this client keeps no other place
         self.timings["reserve_and_lock_s"] = time.monotonic() - t0
         self.progress(f"reservation: holding {place} as {self.holder} (waited "
                       f"{self.timings['reserve_wait_s']:.1f} s, lease {self.lease:.0f} s)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hil.scheduling import reservations
-from hil.scheduling.coordinator import Coordinator
+from hil.scheduling.coordinator import Coordinator, CoordinatorError
 from hil.scheduling.janitor import Janitor
 from hil.scheduling.loopback import SAVE_PERIOD_S, LoopbackLab
 from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, Loss, Lost, PlaceReservation
@@ -273,3 +273,20 @@ def test_a_holders_client_wakes_for_its_own_place_not_for_every_other_session(la
         assert watch.generation == before
         other.set_tags("place-0", {"note": "mine"})
         wait_for("its own place's update to wake it", lambda: watch.generation > before)
+
+
+def test_a_holders_client_keeps_only_its_own_place_and_says_so_for_another(lab) -> None:
+    """A holder's client skips labgrid's copy-and-diff of every other place's updates (most of
+    a holding session's CPU); its own place stays current, and asking for another is an
+    error, never a stale answer."""
+    with Coordinator(lab.address, purpose="holder") as holder, \
+            Coordinator(lab.address, purpose="other") as other:
+        holder.follow_only("place-0")
+        other.set_tags("place-1", {"note": "elsewhere"})
+        other.set_tags("place-0", {"note": "mine"})
+        wait_for("its own place's update", lambda: holder.place("place-0").tags.get("note")
+                 == "mine")
+        assert [p.name for p in holder.places()] == ["place-0"]
+        with pytest.raises(CoordinatorError, match="follows only place-0"):
+            holder.place("place-1")
+        assert other.place("place-1").tags.get("note") == "elsewhere"

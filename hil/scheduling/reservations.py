@@ -333,13 +333,18 @@ class PlaceReservation:
         switch_checked = 0.0
         switch: bool | None = None
         url: str | None = None
+        looked = False  # the first look is at once: it learns whether there is a switch
         generation = c.generation
         connections = c.connections
         while not self._stop.is_set():
             now = time.monotonic()
             next_renewal = renewed + self.lease / 3
-            generation = c.wait_for_change(
-                generation, max(0.05, min(next_renewal, switch_checked + SWITCH_CHECK_S) - now))
+            due = next_renewal
+            if not looked:
+                due = now
+            elif url:  # a place without a power switch has nothing to ask between updates
+                due = min(due, switch_checked + SWITCH_CHECK_S)
+            generation = c.wait_for_change(generation, max(0.05, due - now))
             if self._stop.is_set():
                 return
             now = time.monotonic()
@@ -355,6 +360,7 @@ class PlaceReservation:
                 else:
                     place = c.place(self.hold.place)
                     url = url or switch_url(place)
+                    looked = True
                     if url and now - switch_checked >= SWITCH_CHECK_S:
                         switch_checked = now
                         switch = answers(url)

@@ -290,3 +290,24 @@ def test_a_holders_client_keeps_only_its_own_place_and_says_so_for_another(lab) 
         with pytest.raises(CoordinatorError, match="follows only place-0"):
             holder.place("place-1")
         assert other.place("place-1").tags.get("note") == "elsewhere"
+
+
+def test_a_holders_watch_sleeps_between_updates_when_the_place_has_no_power_switch(lab) -> None:
+    """A place without a switch has nothing to ask between its updates and the lease's
+    renewal: the watch sleeps (it had woken every 50 ms, most of a holding session's CPU)."""
+    r = session(lab, lease=60)
+    looks = []
+    try:
+        r.acquire()
+        c = r.coordinator
+        real = c.place
+
+        def counted(name):  # type: ignore[no-untyped-def]
+            looks.append(time.monotonic())
+            return real(name)
+
+        c.place = counted  # type: ignore[method-assign]
+        time.sleep(3)
+    finally:
+        r.release()
+    assert len(looks) <= 2, f"the watch looked {len(looks)} times in 3 s with nothing changing"

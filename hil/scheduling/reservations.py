@@ -438,8 +438,10 @@ class PlaceReservation:
                                      self._expected))
         except CoordinatorError as e:
             why = Lost(Loss.COORDINATOR_GONE, f"the coordinator stopped answering: {e}")
-        if restarted and (why is None or why.reason in (Loss.RELEASED, Loss.COORDINATOR_GONE)):
-            # Not released by anyone: the restart forgot the lock (the watch takes it back).
+        if restarted and (why is None or why.reason in (Loss.RELEASED, Loss.COORDINATOR_GONE,
+                                                        Loss.RESOURCES_GONE)):
+            # Not released by anyone: the restart forgot the lock (the watch takes it back);
+            # resources missing then are the exporters restarting with the coordinator.
             return Lost(Loss.COORDINATOR_RESTARTED,
                         f"place {self.hold.place}: the coordinator at {c.address} restarted "
                         "during the run (labgrid's exporters restart with it, ending the "

@@ -232,7 +232,9 @@ def test_a_coordinator_restart_mid_case_goes_on_or_ends_inconclusive_naming_it(
     # restarted one knows who holds the place (a save from before would show the previous
     # holder's lease, which waiting sessions respect until it runs out).
     saved = virtual_lab.directory / "places.yaml"
-    wait_for("the coordinator's save", lambda: saved.stat().st_mtime > held + 0.5, 30)
+    # A save that fell just before `held` waits for the next change: the lease's renewal
+    # (every lease/3), then up to 15 s more.
+    wait_for("the coordinator's save", lambda: saved.stat().st_mtime > held + 0.5, 60)
     assert r.poll() is None, output(results)[-2000:]
     before = json.loads((virtual_lab.directory / "lab.json").read_text())["pids"]["coordinator"]
     os.kill(before, signal.SIGKILL)

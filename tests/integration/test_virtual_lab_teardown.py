@@ -69,11 +69,22 @@ def test_down_after_a_killed_supervisor_ends_every_process_the_lab_started(
         exported = yaml.safe_load((directory / "exporter.yaml").read_text())
         (power,) = [res for group in exported.values() for res in group.values()
                     if isinstance(res, dict) and res.get("cls") == "NetworkPowerPort"]
+
+        def connected() -> int:
+            return (directory / "supervisor.log").read_text().count(": board connected")
+
+        before = connected()
         rest.power_set(power["host"], None, power["index"], True)  # through the lab's relay
+        # Until its QEMU has connected both cables (the supervisor says so in its log): one
+        # still starting when the supervisor, which holds the cables, dies would fail to
+        # connect and exit.
         deadline = time.monotonic() + 30
-        while "qemu-system-aarch64" not in vl.lab_processes(directory).values():
-            assert time.monotonic() < deadline, vl.lab_processes(directory)
+        while connected() < before + 2:
+            assert time.monotonic() < deadline, (
+                vl.lab_processes(directory),
+                (directory / "logs" / "outlet-1.log").read_text(errors="replace")[-1500:])
             time.sleep(0.2)
+        assert "qemu-system-aarch64" in vl.lab_processes(directory).values()
         os.kill(state.pid, signal.SIGKILL)
         time.sleep(1)
         left = sorted(vl.lab_processes(directory).values())

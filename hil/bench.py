@@ -71,6 +71,10 @@ def suite(env_path: Path) -> int:
     return 0
 
 
+def _vcpus(n: int) -> str:
+    return f"{n} vCPU{'s' if n > 1 else ''}"
+
+
 def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
     """Run the wiring benchmark (testcases/test_wiring_cost.py) in `sessions` separate
     sessions (each powers the board on afresh) and print its table, the ratios of each
@@ -98,15 +102,28 @@ def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
               f"results {directory}")
         if not rows:
             continue
-        samples = wiringbench.samples(rows)
-        data.append(samples)
-        print(wiringbench.table(samples))
-        print("ratios side by side (median of per-iteration ratios [range], iterations ahead):")
-        print("\n".join(wiringbench.ratio_lines(samples)))
-        print("where the cost goes, per transaction (exits by reason; VMM CPU us by thread):")
-        print(wiringbench.where_cost_goes(rows))
+        by_size = {size: wiringbench.samples(rows, size) for size in wiringbench.sizes(rows)}
+        data.append(by_size)
+        for size, samples in by_size.items():
+            print(f"{_vcpus(size)}, as many queue pairs (and virtio-blk queues):")
+            for columns in (wiringbench.RR_COLUMNS, wiringbench.MQ_COLUMNS):
+                text = wiringbench.table(samples, columns)
+                if text:
+                    print(text)
+            print("ratios side by side (median of per-iteration ratios [range], iterations "
+                  "ahead):")
+            print("\n".join(wiringbench.ratio_lines(samples)))
+            spread = wiringbench.interrupts_per_cpu(rows, size)
+            if spread:
+                print("queue interrupts per guest CPU (median share of each CPU):")
+                print(spread)
+            print("where the cost goes, per transaction (exits by reason; VMM CPU us by "
+                  "thread):")
+            print(wiringbench.where_cost_goes(rows, size))
         gate = [r["value"] for r in rows if r["name"] == "bench.gate"]
         print(f"thresholds: {gate[0] if gate else 'not evaluated'}\n")
     if len(data) > 1:
-        print(wiringbench.across_sessions(data))
+        for size in sorted({size for by_size in data for size in by_size}):
+            print(f"{_vcpus(size)}, across sessions:")
+            print(wiringbench.across_sessions([d[size] for d in data if size in d]))
     return code

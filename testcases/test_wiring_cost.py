@@ -1,20 +1,37 @@
-"""What an interrupt costs in each way of wiring virtio-net: throughput, request/response
-transactions, exits and injections per interrupt, VMM CPU time per transaction.
+"""What an interrupt costs in each way of wiring virtio's queues, with one vCPU and with several:
+request/response transactions, small datagrams and random reads; exits and injections per
+interrupt, where each queue's interrupts land, VMM CPU time per transaction.
 
-A benchmark (marker `bench`, run by `hil bench --wiring`): every wiring the board has, in
-interleaved iterations, each first proving it was wired as named. On a cost-model board
-(options.icount) every figure counts instructions and is recorded as such (`clock`). The
-board's thresholds on these figures decide pass or fail; without any, nothing is gated.
+A benchmark (marker `bench`, run by `hil bench --wiring`): for each guest size the board
+declares (`bench_vcpus`, default [1]: n vCPUs, n virtio-net queue pairs, a virtio-blk with n
+queues), every wiring the board has, in interleaved iterations, each first proving it was wired
+as named. On a cost-model board (options.icount) every figure counts instructions and is
+recorded as such (`clock`). The board's thresholds on these figures decide pass or fail (they
+are taken at one vCPU); without any, nothing is gated.
 """
 
 from dataclasses import asdict
+from typing import Any
 
 import pytest
 
 from hil.labgrid import probes, vmm
-from hil.measure import cost, costmodel, procstat, throughput, virtio
+from hil.measure import cost, costmodel, interrupts, procstat, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.bench]
+
+DISK = "/tmp/hil-bench.img"  # on the board's tmpfs: reads cost the board no disk
+DISK_MB = 64
+
+
+def blk_device(config: dict[str, Any], queues: int) -> tuple[str, ...]:
+    """The guest's virtio-blk, on the same transport as its virtio-net (PCI for MSI-X), its
+    completions from an iothread (QEMU's dataplane: they reach KVM through irqfds where the
+    transport has them)."""
+    transport = "pci" if config.get("net_device", "").endswith("-pci") else "device"
+    return ("-object", "iothread,id=io0",
+            "-drive", f"file={DISK},if=none,id=d0,format=raw",
+            "-device", f"virtio-blk-{transport},drive=d0,num-queues={queues},iothread=io0")
 
 
 def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_options,
@@ -24,63 +41,135 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
                                        board_options.get("throughput_iterations", 3)))
     seconds = int(board_options.get("bench_seconds", board_options.get("throughput_seconds", 3)))
     clock = costmodel.clock(board_options)
-    configs = throughput.vmm_settings(board_options, throughput.WIRINGS)
-    figures: dict[str, dict[str, list[float]]] = {}
+    pin = board_options.get("pin_vmm")
+    servers_cpu = pin["others"] if pin else None
+    # vCPUs -> metric -> wiring -> per-iteration values
+    figures: dict[int, dict[str, dict[str, list[float]]]] = {}
 
-    def sample(metric: str, config: str, value: float | None) -> None:
-        if value is not None:
-            figures.setdefault(metric, {}).setdefault(config, []).append(value)
+    board.check(f"dd if=/dev/zero of={DISK} bs=1M count={DISK_MB} 2>/dev/null")
+    for n in board_options.get("bench_vcpus", [1]):
+        configs = throughput.vmm_settings(board_options, throughput.WIRINGS, pairs=n)
 
-    for i, name in enumerate(throughput.interleave(list(configs), iterations)):
-        it = {"config": name, "clock": clock, "iteration": i // len(configs)}
-        guest = boot_guest(**configs[name])
-        pin = board_options.get("pin_vmm")
-        if pin:
-            # Checked with the env file; each thread's allowed CPUs are recorded.
-            placed = board.check(vmm.pin_script(pin["vcpus"], pin["others"]))
-            measurements.record("bench.vmm_threads", placed.splitlines(), **it)
-        (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
-        mode = throughput.WIRINGS[name]
-        transports = [probes.virtio_transports(guest)[net.name]] if mode != "msi-x" else []
+        def sample(metric: str, config: str, value: float | None, n: int = n) -> None:
+            if value is not None:
+                figures.setdefault(n, {}).setdefault(metric, {}).setdefault(config, []).append(
+                    value)
+        for i, name in enumerate(throughput.interleave(list(configs), iterations)):
+            it = {"config": name, "clock": clock, "iteration": i // len(configs), "vcpus": n}
+            guest = boot_guest(**configs[name], cpus=n, queues=n,
+                               extra=blk_device(configs[name], n))
+            if pin:
+                # Checked with the env file; each thread's allowed CPUs are recorded.
+                placed = board.check(vmm.pin_script(pin["vcpus"], pin["others"]))
+                measurements.record("bench.vmm_threads", placed.splitlines(), **it)
+            devices = virtio.parse_list(guest.check(virtio.LIST_COMMAND))
+            (net,) = [d for d in devices if d.kind == "net"]
+            (blk,) = [d for d in devices if d.kind == "blk"]
+            mode = throughput.WIRINGS[name]
+            transports = ([] if mode == "msi-x" else
+                          [probes.virtio_transports(guest)[d.name] for d in (net, blk)])
+            net_queues = virtio.net_vq_names(n)
 
-        bulk = probes.iperf_with_counters(board, guest, seconds=seconds)
-        wiring = throughput.observe(net, bulk.irq_before, bulk.irq_after, bulk.counters)
-        wrong = throughput.wiring_problems(name, wiring)
-        assert not wrong, "; ".join(wrong)
-        measurements.record("iperf3.received_bps", bulk.result.received_bps, "bit/s", **it)
-        sample(throughput.THROUGHPUT, name, bulk.result.received_bps)
+            if n == 1:  # one bulk flow: the throughput of one queue pair, as first measured
+                bulk = probes.iperf_with_counters(board, guest, seconds=seconds)
+                wiring = throughput.observe(net, bulk.irq_before, bulk.irq_after, bulk.counters)
+                wrong = throughput.wiring_problems(name, wiring)
+                assert not wrong, "; ".join(wrong)
+                measurements.record("iperf3.received_bps", bulk.result.received_bps, "bit/s",
+                                    **it)
+                sample(throughput.THROUGHPUT, name, bulk.result.received_bps)
 
-        rr = probes.ping_pong_with_counters(board, guest, seconds=seconds)
-        rr_wiring = throughput.observe(net, rr.irq_before, rr.irq_after, rr.counters)
-        wrong = throughput.wiring_problems(name, rr_wiring)
-        assert not wrong, "request/response: " + "; ".join(wrong)
-        c = cost.of_run(mode, rr_wiring, rr.counters, transports, rr.vmm_before, rr.vmm_after,
-                        rr.result.received, procstat.USER_HZ)
-        measurements.record("sockperf.transactions_per_s", rr.result.transactions_per_s,
-                            "1/s", **it)
-        measurements.record("sockperf.latency_us", rr.result.latency_us, "us", **it)
-        sample(throughput.TRANSACTIONS, name, rr.result.transactions_per_s)
-        measurements.record("cost.run", asdict(c), **it)
-        for figure, value in c.figures().items():
-            measurements.record(f"cost.{figure}", value, **it)
-            sample(figure, name, value)
+            rr = probes.ping_pong_with_counters(board, guest, seconds=seconds,
+                                                board_cpu=servers_cpu)
+            rr_wiring = throughput.observe(net, rr.irq_before, rr.irq_after, rr.counters)
+            wrong = throughput.wiring_problems(name, rr_wiring, net_queues)
+            assert not wrong, "request/response: " + "; ".join(wrong)
+            c = cost.of_run(mode, rr_wiring, rr.counters, transports, rr.vmm_before,
+                            rr.vmm_after, rr.result.received, procstat.USER_HZ, net_queues)
+            measurements.record("sockperf.transactions_per_s", rr.result.transactions_per_s,
+                                "1/s", **it)
+            measurements.record("sockperf.latency_us", rr.result.latency_us, "us", **it)
+            sample(throughput.TRANSACTIONS, name, rr.result.transactions_per_s)
+            measurements.record("cost.run", asdict(c), **it)
+            for figure, value in c.figures().items():
+                measurements.record(f"cost.{figure}", value, **it)
+                sample(figure, name, value)
 
-    summaries = {metric: throughput.summarize(by_config) for metric, by_config in figures.items()}
-    for metric, by_config in summaries.items():
-        for name, s in by_config.items():
-            measurements.record(f"bench.{metric}.median", s.median, config=name, clock=clock,
-                                runs=len(s.samples))
-            measurements.record(f"bench.{metric}.spread", round(s.spread, 4), config=name,
-                                clock=clock, runs=len(s.samples))
-    # Ratios side by side, from this one run's interleaved iterations.
-    for metric in (throughput.THROUGHPUT, throughput.TRANSACTIONS):
-        if throughput.BASELINE in summaries.get(metric, {}):
-            for name, r in throughput.ratios(summaries[metric], throughput.BASELINE).items():
-                measurements.record(f"bench.{metric}.over_{throughput.BASELINE}", round(r, 4),
-                                    config=name, clock=clock)
-    assert summaries.get(throughput.TRANSACTIONS), "no transaction was measured"
+            udp, counted = probes.udp_to_each_cpu_with_counters(
+                board, guest, n, seconds=seconds, board_cpu=servers_cpu)
+            # Each flow on the queue pair of the CPU that receives it, where there is a line
+            # per queue to show it: input.k's interrupts all on CPU k.
+            spread = {f"input.{k}": frozenset({k}) for k in range(n)}
+            record_queue_run(measurements, "udp", name, mode, net, net_queues, n, counted,
+                             transports, udp.received, spread, it)
+            measurements.record("udp.received_per_s", udp.received_per_s, "1/s", **it)
+            measurements.record("udp.loss", round(udp.loss, 4), **it)
+            measurements.record("udp.packets", [udp.packets, udp.lost], **it)
+
+            reads, counted = probes.blk_reads_with_counters(board, guest, "/dev/vda", n,
+                                                            seconds=seconds)
+            out = guest.check("for q in /sys/block/vda/mq/*; do "
+                              "echo \"${q##*/}:$(cat $q/cpu_list)\"; done")
+            # Each blk-mq queue's completions on the CPUs it serves (the kernel series' K2).
+            served = {f"req.{q}": virtio.parse_cpu_list(cpus)
+                      for q, _, cpus in (ln.partition(":") for ln in out.splitlines())}
+            record_queue_run(measurements, "blk", name, mode, blk, virtio.blk_vq_names(n), n,
+                             counted, transports, reads.reads, served, it)
+            measurements.record("blk.iops", reads.iops, "1/s", **it)
+            measurements.record("blk.reads_per_cpu", [reads.per_cpu.get(k, 0) for k in range(n)],
+                                **it)
+
+    by_size = {n: {metric: throughput.summarize(by_config) for metric, by_config in f.items()}
+               for n, f in figures.items()}
+    for n, summaries in by_size.items():
+        record_summaries(measurements, summaries, clock, n)
+    assert any(s.get(throughput.TRANSACTIONS) for s in by_size.values()), \
+        "no transaction was measured"
+    # The thresholds were taken with one vCPU and one queue pair.
+    summaries = by_size.get(1, {})
     others = {m: s for m, s in summaries.items() if m != throughput.THROUGHPUT}
     gate = throughput.check_thresholds(summaries.get(throughput.THROUGHPUT, {}), thresholds,
                                        others)
     measurements.record("bench.gate", gate.verdict, clock=clock)
     assert not gate.violations, "; ".join(gate.violations)
+
+
+def record_queue_run(measurements, workload: str, name: str, mode: str,
+                     device: virtio.VirtioDevice, queues: list[str], n: int,
+                     counted: probes.Counted, transports: list[int], done: int,
+                     placement: dict[str, frozenset[int]], it: dict[str, Any]) -> None:
+    """A several-queue run of one device: proves the wiring, records its cost per interrupt
+    and each CPU's share of its queue interrupts; with a line per queue, where they landed."""
+    wiring = throughput.observe(device, counted.irq_before, counted.irq_after, counted.counters)
+    wrong = throughput.wiring_problems(name, wiring, queues)
+    assert not wrong, f"{workload}: " + "; ".join(wrong)
+    c = cost.of_run(mode, wiring, counted.counters, transports, counted.vmm_before,
+                    counted.vmm_after, done, procstat.USER_HZ, queues)
+    measurements.record(f"{workload}.run", asdict(c), **it)
+    measurements.record(f"{workload}.exits_per_interrupt", c.exits_per_interrupt, **it)
+    measurements.record(f"{workload}.injections_per_interrupt", c.injections_per_interrupt,
+                        **it)
+    lines = virtio.lines_of(counted.irq_after, device.name)
+    grown = interrupts.delta(counted.irq_before, counted.irq_after)
+    measurements.record(f"{workload}.irqs_per_cpu",
+                        virtio.per_cpu(lines, grown, throughput.queue_lines(mode, queues), n),
+                        **it)
+    if mode in ("per-vq", "msi-x"):
+        problems = virtio.placement_problems(lines, grown, placement)
+        assert not problems, f"{workload}: " + "; ".join(problems)
+
+
+def record_summaries(measurements, summaries: dict[str, dict[str, throughput.Summary]],
+                     clock: str, vcpus: int) -> None:
+    for metric, by_config in summaries.items():
+        for name, s in by_config.items():
+            measurements.record(f"bench.{metric}.median", s.median, config=name, clock=clock,
+                                runs=len(s.samples), vcpus=vcpus)
+            measurements.record(f"bench.{metric}.spread", round(s.spread, 4), config=name,
+                                clock=clock, runs=len(s.samples), vcpus=vcpus)
+    # Ratios side by side, from this one run's interleaved iterations.
+    for metric in (throughput.THROUGHPUT, throughput.TRANSACTIONS):
+        if throughput.BASELINE in summaries.get(metric, {}):
+            for name, r in throughput.ratios(summaries[metric], throughput.BASELINE).items():
+                measurements.record(f"bench.{metric}.over_{throughput.BASELINE}", round(r, 4),
+                                    config=name, clock=clock, vcpus=vcpus)

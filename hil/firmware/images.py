@@ -24,7 +24,7 @@ import yaml
 
 from hil.errors import ConfigError, InfrastructureError
 
-from . import apt, cpio, dtbs, elf, kernel, kmod, qemu
+from . import apt, cpio, dtbs, elf, kernel, kmod, qemu, tools
 from .cache import Store, digest, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,7 @@ class ImageSpec:
     compression: str
     carries: str | None
     patched_vmm: str | None  # where the image holds the patched QEMU, if it holds one
+    tools: list[str]  # our own programs (hil/firmware/tools.py), at /usr/bin/<name>
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Recipe:
                     compression=spec.get("compression", "none"),
                     carries=spec.get("carries"),
                     patched_vmm=spec.get("patched_vmm"),
+                    tools=list(spec.get("tools", [])),
                 )
                 for name, spec in data["images"].items()
             }
@@ -74,6 +76,8 @@ class Recipe:
         except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: not a valid image recipe ({e!r})") from e
         for spec in images.values():
+            for name in spec.tools:
+                tools.source(ROOTFS, name)  # a missing or misnamed source fails here
             if spec.compression not in ("none", "gzip"):
                 raise ConfigError(f"{path}: image {spec.name}: compression must be none or gzip")
             if spec.carries and spec.carries not in images:
@@ -85,11 +89,12 @@ class Recipe:
 
 
 def _inputs(recipe_path: Path, debs: list[apt.Deb], built: list[Path],
-            wanted: list[dtbs.Request]) -> list[str | bytes | Path]:
-    sources = [Path(__file__), Path(dtbs.__file__), *sorted(ROOTFS.iterdir())]
+            wanted: list[dtbs.Request], compiler: str) -> list[str | bytes | Path]:
+    sources = [Path(__file__), Path(dtbs.__file__), Path(tools.__file__),
+               *sorted(ROOTFS.iterdir())]
     # Built artefacts (guest kernel, patched QEMU) carry their content key in their names.
     # Only the DTB names count: renaming a board or editing its other options rebuilds nothing.
-    return [recipe_path, *sources, *(p.name for p in built),
+    return [recipe_path, *sources, *(p.name for p in built), compiler,
             *(f"{d.filename} {d.size} {d.checksum}" for d in debs),
             *(f"dtb {name}" for name in sorted({r.dtb for r in wanted}))]
 
@@ -117,7 +122,8 @@ def build(recipe_path: Path = RECIPE, store: Store | None = None, log: Log = pri
     t0 = time.monotonic()
     debs = archive.resolve(packages)
     log(f"apt: resolved {len(debs)} arm64 packages in {time.monotonic() - t0:.1f} s")
-    key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm], wanted))
+    compiler = tools.compiler_version() if any(s.tools for s in recipe.images.values()) else ""
+    key = digest(_inputs(recipe_path, debs, [guest_kernel, debug_kernel, vmm], wanted, compiler))
 
     def assemble(out: Path) -> dict[str, Any]:
         log(f"images: {len(debs)} packages, kernel {kernel_package}")
@@ -152,11 +158,14 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
         builtin = kmod.parse_builtin((root / f"lib/modules/{kver}/modules.builtin").read_text())
         # Images that others carry are built first.
         order = sorted(recipe.images.values(), key=lambda s: s.carries is not None)
+        (root / "hil-tools").mkdir()
+        built = tools.build(ROOTFS, sorted({t for s in order for t in s.tools}), root / "hil-tools")
         for spec in order:
             carried = out / spec.carries if spec.carries else None
             kernels = {"Image": guest_kernel / "Image", "Image-debug": debug_kernel / "Image",
                        "Image-debian": out / "Image"}
             extra = {spec.patched_vmm: vmm / "bin" / qemu.BINARY} if spec.patched_vmm else {}
+            extra.update({f"/usr/bin/{t}": built[t] for t in spec.tools})
             _initramfs(spec, root, kver, deps, builtin, out / spec.name, carried, kernels, extra)
             log(f"images: {spec.name} initramfs {_size(out / spec.name)}")
     log(f"images: assembled in {time.monotonic() - t0:.1f} s")

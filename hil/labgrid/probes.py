@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hil.labgrid import vmm
 from hil.labgrid.shell import Shell
-from hil.measure import interrupts, iperf, kvm_trace, procstat, sockperf
+from hil.measure import blkread, interrupts, iperf, kvm_trace, procstat, sockperf
 
 BOARD_ADDR = "169.254.77.1"
 
@@ -89,6 +89,37 @@ def vmm_threads(board: Shell) -> dict[int, procstat.Thread]:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """What the board and the guest counted while one guest command ran."""
+
+    counters: kvm_trace.Counters
+    irq_before: list[interrupts.IrqRow]
+    irq_after: list[interrupts.IrqRow]
+    vmm_before: dict[int, procstat.Thread]
+    vmm_after: dict[int, procstat.Thread]
+
+
+def counted(board: Shell, guest: Shell, command: str, timeout: float) -> Counted:
+    """Run `command` in the guest between reading its interrupts and the VMM's thread times,
+    with KVM's counters armed only around it.
+
+    Between arming and reading the counters the guest's console carries only `sh FILE`:
+    every character the guest prints on its PL011 is an exit, so the command's output must
+    go to files, read afterwards.
+    """
+    script = "/tmp/hil-counted.sh"
+    guest.check(f"echo {shlex.quote(command)} >{script}")
+    before = guest_interrupts(guest)
+    vmm_before = vmm_threads(board)
+    arm_kvm_counters(board)
+    guest.check(f"sh {script}", timeout=timeout)
+    counters = read_kvm_counters(board)
+    vmm_after = vmm_threads(board)
+    after = guest_interrupts(guest)
+    return Counted(counters, before, after, vmm_before, vmm_after)
+
+
+@dataclass(frozen=True)
 class RequestResponseRun:
     result: sockperf.PingPong
     counters: kvm_trace.Counters
@@ -98,26 +129,43 @@ class RequestResponseRun:
     vmm_after: dict[int, procstat.Thread]
 
 
-def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3) -> RequestResponseRun:
+def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3,
+                            board_cpu: int | None = None) -> RequestResponseRun:
     """One sockperf TCP ping-pong from guest to board, with KVM counters, the VMM's thread
-    times and guest interrupt counts.
-
-    Between arming and reading the counters the guest's console carries only `sh FILE`:
-    every character the guest prints on its PL011 is an exit, so the client's report goes
-    to a file and is read afterwards.
-    """
-    script, report = "/tmp/hil-pp.sh", "/tmp/hil-pp.txt"
+    times and guest interrupt counts (see counted); `board_cpu` pins the board's server."""
+    report = "/tmp/hil-pp.txt"
     board.check(sockperf.stop_server_command())
-    board.check(sockperf.server_command(BOARD_ADDR))
-    client = f"{sockperf.client_command(BOARD_ADDR, seconds)} >{report} 2>&1"
-    guest.check(f"echo {shlex.quote(client)} >{script}")
-    before = guest_interrupts(guest)
-    vmm_before = vmm_threads(board)
-    arm_kvm_counters(board)
-    guest.check(f"sh {script}", timeout=seconds * 10 + 60)
-    counters = read_kvm_counters(board)
-    vmm_after = vmm_threads(board)
-    after = guest_interrupts(guest)
+    pin = f"taskset -c {board_cpu} " if board_cpu is not None else ""
+    board.check(pin + sockperf.server_command(BOARD_ADDR))
+    c = counted(board, guest, f"{sockperf.client_command(BOARD_ADDR, seconds)} >{report} 2>&1",
+                timeout=seconds * 10 + 60)
     out = guest.read(report)
     board.check(sockperf.stop_server_command())
-    return RequestResponseRun(sockperf.parse(out), counters, before, after, vmm_before, vmm_after)
+    return RequestResponseRun(sockperf.parse(out), c.counters, c.irq_before, c.irq_after,
+                              c.vmm_before, c.vmm_after)
+
+
+def udp_to_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int, seconds: int = 1,
+                                  length: int = 64, board_cpu: int | None = None
+                                  ) -> tuple[iperf.UdpResult, Counted]:
+    """Small UDP datagrams as fast as the board sends them, one flow to each guest CPU, each
+    received by a client pinned there (so each flow comes in on that CPU's queue pair, see
+    iperf.udp_receiver_command), with the counters of `counted`."""
+    for cpu in range(cpus):
+        board.check(iperf.server_command(iperf.PORT + cpu, board_cpu))
+    clients = " ".join(
+        f"{iperf.udp_receiver_command(BOARD_ADDR, seconds, length, iperf.PORT + cpu, cpu)}"
+        f" >/tmp/udp-{cpu}.json 2>&1 &" for cpu in range(cpus))
+    c = counted(board, guest, f"{clients} wait", timeout=seconds * 20 + 60)
+    results = [iperf.parse_udp(guest.check(f"cat /tmp/udp-{cpu}.json")) for cpu in range(cpus)]
+    return iperf.combine_udp(results), c
+
+
+def blk_reads_with_counters(board: Shell, guest: Shell, device: str, cpus: int,
+                            seconds: int = 1) -> tuple[blkread.BlkRead, Counted]:
+    """4 KiB random direct reads of `device`, one reader pinned to each guest CPU, with the
+    counters of `counted`."""
+    report = "/tmp/hil-blkread.txt"
+    c = counted(board, guest, f"{blkread.command(device, seconds, cpus)} >{report} 2>&1",
+                timeout=seconds * 20 + 60)
+    return blkread.parse(guest.read(report)), c

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -147,28 +147,44 @@ def monitor_script(hmp_command: str) -> str:
     return f"echo {shlex.quote(hmp_command)} | nc -w 1 127.0.0.1 {MONITOR_PORT}"
 
 
-def pin_script(vcpus: int, others: int, pidfile: str = PIDFILE) -> str:
+def pin_script(vcpus: int | Sequence[int], others: int, pidfile: str = PIDFILE) -> str:
     """Pin the running VMM's vCPU threads ("CPU n/KVM", named by debug-threads) to board CPU
-    `vcpus` and its other threads (main loop, vhost worker) to `others`, then print each
-    thread's allowed CPUs. Where the board's scheduler puts the guest's vCPU and the vhost
-    worker (one CPU or two) changes what a request/response exchange costs."""
+    `vcpus` (a list: vCPU n to `vcpus[n]`) and its other threads (main loop, iothreads, vhost
+    workers) to `others`, then print each thread's allowed CPUs. Where the board's scheduler
+    puts the guest's vCPUs and the vhost worker changes what a request/response exchange
+    costs; a vCPU the list has no CPU for fails the run."""
+    if isinstance(vcpus, int):
+        cases = f"'CPU '*) m={1 << vcpus:x};; "
+    else:
+        cases = "".join(f"'CPU {n}/KVM') m={1 << cpu:x};; " for n, cpu in enumerate(vcpus))
+        cases += "'CPU '*) echo \"no board CPU for $(cat $t/comm)\" >&2; exit 1;; "
     return (f"p=$(cat {pidfile}); for t in /proc/$p/task/*; do case \"$(cat $t/comm)\" in "
-            f"'CPU '*) m={1 << vcpus:x};; *) m={1 << others:x};; esac; "
+            f"{cases}*) m={1 << others:x};; esac; "
             f"taskset -p $m ${{t##*/}} >/dev/null || exit 1; "
             f"echo \"${{t##*/}} $(cat $t/comm | tr ' ' _) "
             f"$(grep Cpus_allowed_list $t/status | cut -f2)\"; done")
 
 
 def pin_problems(value: object, board_cpus: int | None) -> list[str]:
-    """What is wrong with a board's `pin_vmm: {vcpus: N, others: M}` option."""
+    """What is wrong with a board's `pin_vmm: {vcpus: CPU or [CPU, ...], others: CPU}`."""
     if value is None:
         return []
     if not isinstance(value, dict) or set(value) != {"vcpus", "others"}:
-        return [f"pin_vmm {value!r}: write {{vcpus: CPU, others: CPU}} (board CPU numbers)"]
+        return [f"pin_vmm {value!r}: write {{vcpus: CPU or [CPU, ...], others: CPU}} "
+                "(board CPU numbers)"]
     out = []
-    for key, cpu in value.items():
+    vcpus = value["vcpus"]
+    listed = vcpus if isinstance(vcpus, list) and vcpus else [vcpus]
+    for key, cpu in [*(("vcpus", c) for c in listed), ("others", value["others"])]:
         if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0 or (
                 board_cpus is not None and cpu >= board_cpus):
             out.append(f"pin_vmm {key}: {cpu!r} is no CPU of this board "
                        f"(0..{(board_cpus or 1) - 1})")
     return out
+
+
+def pinned_vcpus(value: Mapping[str, Any] | None) -> int | None:
+    """How many vCPUs a pinning places one by one (None: any number, all on one CPU, or no
+    pinning)."""
+    vcpus = (value or {}).get("vcpus")
+    return len(vcpus) if isinstance(vcpus, list) else None

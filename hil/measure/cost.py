@@ -8,13 +8,11 @@ transactions from the request/response benchmark (hil/measure/sockperf.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hil.measure import kvm_trace, procstat
-from hil.measure.throughput import NET_QUEUES, Wiring
-
-# The lines that carry virtio-net's queue interrupts in each wiring (names as in Wiring).
-QUEUE_LINES = {"single": ("",), "shared": ("queues",), "per-vq": NET_QUEUES, "msi-x": NET_QUEUES}
+from hil.measure.throughput import NET_QUEUES, Wiring, queue_lines
 
 
 @dataclass(frozen=True)
@@ -84,11 +82,12 @@ class Cost:
 
 def of_run(mode: str, wiring: Wiring, counters: kvm_trace.Counters, transports: list[int],
            vmm_before: dict[int, procstat.Thread], vmm_after: dict[int, procstat.Thread],
-           transactions: int, ticks_per_s: int) -> Cost:
+           transactions: int, ticks_per_s: int, queues: Sequence[str] = NET_QUEUES) -> Cost:
     """A run's cost. `mode` is how the wiring's queue interrupts reach the guest
     (throughput.WIRINGS); `transports` the virtio-mmio bases of the guest's devices (empty on
-    PCI), whose InterruptStatus/ACK exits are counted."""
-    lines = QUEUE_LINES[mode]
+    PCI), whose InterruptStatus/ACK exits are counted; `queues` the device's queues whose
+    interrupts count (virtio-net's with one queue pair unless given)."""
+    lines = queue_lines(mode, queues)
     mmio = mode != "msi-x"
     status_ack = (sum(counters.mmio_exits(base, reg) for base in transports
                       for reg in (kvm_trace.INTERRUPT_STATUS, kvm_trace.INTERRUPT_ACK))

@@ -35,9 +35,10 @@ def client_command(server: str, seconds: int = 5, parallel: int = 1, reverse: bo
             + (f" -A {cpu}" if cpu is not None else ""))
 
 
-def server_command(port: int = PORT) -> str:
-    """One-shot daemon: serves a single test, then exits."""
-    return "iperf3 -s -D -1" + (f" -p {port}" if port != PORT else "")
+def server_command(port: int = PORT, cpu: int | None = None) -> str:
+    """One-shot daemon: serves a single test, then exits; `cpu` pins it."""
+    return ("iperf3 -s -D -1" + (f" -p {port}" if port != PORT else "")
+            + (f" -A {cpu}" if cpu is not None else ""))
 
 
 def parse(text: str) -> IperfResult:
@@ -68,3 +69,56 @@ def combine(results: list[IperfResult]) -> IperfResult:
         retransmits=None if None in retransmits else sum(x or 0 for x in retransmits),
         streams=sum(r.streams for r in results),
     )
+
+
+@dataclass(frozen=True)
+class UdpResult:
+    """Datagrams one receiver counted: `packets` the sender sent (by their sequence numbers),
+    `lost` those that never arrived."""
+
+    packets: int
+    lost: int
+    seconds: float
+
+    @property
+    def received(self) -> int:
+        return self.packets - self.lost
+
+    @property
+    def received_per_s(self) -> float:
+        return self.received / self.seconds if self.seconds else 0.0
+
+    @property
+    def loss(self) -> float:
+        return self.lost / self.packets if self.packets else 0.0
+
+
+def udp_receiver_command(server: str, seconds: int, length: int = 64, port: int = PORT,
+                         cpu: int | None = None) -> str:
+    """The client receives (-R) as fast as the server sends (-b 0) `length`-byte datagrams.
+    It sends first (iperf3's UDP handshake) from the CPU it is pinned to, so the board's
+    multiqueue tap learns the flow on that CPU's queue and sends it back on the same one."""
+    return (f"iperf3 -c {server} -u -R -l {length} -b 0 -t {seconds} -J"
+            + (f" -p {port}" if port != PORT else "")
+            + (f" -A {cpu}" if cpu is not None else ""))
+
+
+def parse_udp(text: str) -> UdpResult:
+    """The receiving side's count from a UDP run's JSON."""
+    start = text.find("{")
+    if start < 0:
+        raise IperfError(f"iperf3 printed no JSON: {text[:200]!r}")
+    data = json.loads(text[start:])
+    if "error" in data:
+        raise IperfError(f"iperf3: {data['error']}")
+    end = data["end"]
+    total = end.get("sum_received") or end.get("sum")
+    if not total or "packets" not in total:
+        raise IperfError(f"iperf3 printed no UDP datagram count: {sorted(end)}")
+    return UdpResult(int(total["packets"]), int(total["lost_packets"]), float(total["seconds"]))
+
+
+def combine_udp(results: list[UdpResult]) -> UdpResult:
+    """Receivers that ran at the same time, as one."""
+    return UdpResult(sum(r.packets for r in results), sum(r.lost for r in results),
+                     max(r.seconds for r in results))

@@ -9,7 +9,7 @@ none is measured, not gated.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +98,10 @@ class Summary:
         return (max(self.samples) - min(self.samples)) / self.median if self.median else 0.0
 
 
-def vmm_settings(board_options: dict[str, Any],
-                 configs: Iterable[str] = CONFIGS) -> dict[str, dict[str, Any]]:
-    """Configuration name -> changes to the guest VMM's settings, for what this board has."""
+def vmm_settings(board_options: dict[str, Any], configs: Iterable[str] = CONFIGS,
+                 pairs: int = 1) -> dict[str, dict[str, Any]]:
+    """Configuration name -> changes to the guest VMM's settings, for what this board has;
+    `pairs`: virtio-net's queue pairs, a line for each queue in per-vq mode."""
     settings: dict[str, dict[str, Any]] = {
         "virtio-net": {"vhost": False},  # QEMU's userspace backend
         "vhost-net": {"vhost": True},
@@ -113,7 +114,7 @@ def vmm_settings(board_options: dict[str, Any],
     if patched:
         # A line per queue, or one line for all queues (two lines: config and queues, fewer
         # than per-vq needs): vhost-net's call eventfds reach the guest through KVM irqfds.
-        settings["vhost-net-irqfd"] = {"vhost": True, "irq_lines": 3, "qemu": patched}
+        settings["vhost-net-irqfd"] = {"vhost": True, "irq_lines": 1 + 2 * pairs, "qemu": patched}
         settings["vhost-net-irqfd-shared"] = {"vhost": True, "irq_lines": 2, "qemu": patched}
     return {name: settings[name] for name in configs if name in settings}
 
@@ -249,29 +250,34 @@ def observe(net: virtio.VirtioDevice, before: list[interrupts.IrqRow],
     )
 
 
-def wiring_problems(config: str, w: Wiring) -> list[str]:
-    """Why a run of `config` did not run as named (empty if it did)."""
+def queue_lines(mode: str, queues: Sequence[str] = NET_QUEUES) -> tuple[str, ...]:
+    """The lines that carry `queues`' interrupts in `mode` (names as in Wiring)."""
+    return {"single": ("",), "shared": ("queues",)}.get(mode, tuple(queues))
+
+
+def wiring_problems(config: str, w: Wiring, queues: Sequence[str] = NET_QUEUES) -> list[str]:
+    """Why a run of `config` did not run as named (empty if it did). `queues`: the device's
+    queues with interrupts (virtio-net's NET_QUEUES with one queue pair)."""
     expected = WIRINGS[config]
     if expected == "msi-x":
-        missing = [q for q in NET_QUEUES if q not in w.controllers]
+        missing = [q for q in queues if q not in w.controllers]
         if missing:
             return [f"{config}: no interrupt line for {', '.join(missing)} (lines: {sorted(w.controllers)})"]
-        problems = [f"{config}: {q} is on {w.controllers[q]}, not MSI-X" for q in NET_QUEUES
+        problems = [f"{config}: {q} is on {w.controllers[q]}, not MSI-X" for q in queues
                     if "MSI" not in w.controllers[q]]
-        queue_lines: tuple[str, ...] = NET_QUEUES
     else:
         if w.irq_mode != expected:
             return [f"{config}: irq_mode is {w.irq_mode}, not {expected}"]
-        want = virtio.expected_line_names(expected, list(NET_QUEUES))
+        want = virtio.expected_line_names(expected, list(queues))
         if set(w.controllers) != want:
             return [f"{config}: lines {sorted(w.controllers)}, not {sorted(want)}"]
         problems = []
-        queue_lines = {"single": ("",), "shared": ("queues",)}.get(expected, NET_QUEUES)
         if expected in ("per-vq", "shared"):
-            injected = sum(w.injections.get(q, 0) for q in queue_lines)
+            injected = sum(w.injections.get(q, 0) for q in queue_lines(expected, queues))
             if injected:
                 problems.append(f"{config}: the VMM injected {injected} queue interrupts; "
                                 "irqfd should have raised them all")
-    if not sum(w.interrupts[q] for q in queue_lines):
-        problems.append(f"{config}: no interrupt on {' or '.join(q or 'its line' for q in queue_lines)}")
+    lines = queue_lines(expected, queues)
+    if not sum(w.interrupts[q] for q in lines):
+        problems.append(f"{config}: no interrupt on {' or '.join(q or 'its line' for q in lines)}")
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hil.measure import interrupts
@@ -141,3 +142,20 @@ FALLBACK_MATRIX = (
 def net_vq_names(pairs: int) -> list[str]:
     """Names of virtio-net's queues with callbacks, with `pairs` queue pairs."""
     return [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]
+
+
+def blk_vq_names(queues: int) -> list[str]:
+    """Names of virtio-blk's request queues (`num-queues`)."""
+    return [f"req.{i}" for i in range(queues)]
+
+
+def per_cpu(lines: dict[str, interrupts.IrqRow], grown: dict[str, tuple[int, ...]],
+            names: Iterable[str], cpus: int) -> list[int]:
+    """How many interrupts of the lines `names` (keys of `lines`) each of `cpus` CPUs took."""
+    out = [0] * cpus
+    for name in names:
+        row = lines.get(name)
+        for cpu, n in enumerate(grown.get(row.irq, ()) if row is not None else ()):
+            if cpu < cpus:
+                out[cpu] += n
+    return out

@@ -14,7 +14,11 @@ from typing import Any
 
 from hil.measure import throughput
 
-# Per-iteration figure -> its metric; the table's columns in this order.
+UDP_RATE = "udp_received_per_s"
+BLK_IOPS = "blk_iops"
+# Per-iteration figure -> its metric; the tables' columns in this order. Request/response
+# (sockperf) is what `cost.*` counts; `udp.*` and `blk.*` count the small-datagram and the
+# random-read runs.
 SAMPLES = {
     "iperf3.received_bps": throughput.THROUGHPUT,
     "sockperf.transactions_per_s": throughput.TRANSACTIONS,
@@ -23,6 +27,13 @@ SAMPLES = {
     "cost.status_ack_exits_per_interrupt": "status_ack_exits_per_interrupt",
     "cost.exits_per_transaction": "exits_per_transaction",
     "cost.vmm_us_per_transaction": "vmm_us_per_transaction",
+    "udp.received_per_s": UDP_RATE,
+    "udp.loss": "udp_loss",
+    "udp.exits_per_interrupt": "udp_exits_per_interrupt",
+    "udp.injections_per_interrupt": "udp_injections_per_interrupt",
+    "blk.iops": BLK_IOPS,
+    "blk.exits_per_interrupt": "blk_exits_per_interrupt",
+    "blk.injections_per_interrupt": "blk_injections_per_interrupt",
 }
 COLUMNS = {
     throughput.THROUGHPUT: ("Gbit/s", 1e-9, 3),
@@ -32,7 +43,20 @@ COLUMNS = {
     "status_ack_exits_per_interrupt": ("status+ack/irq", 1.0, 2),
     "exits_per_transaction": ("exits/transaction", 1.0, 2),
     "vmm_us_per_transaction": ("VMM us/transaction", 1.0, 1),
+    UDP_RATE: ("UDP 64 B kpackets/s", 1e-3, 1),
+    "udp_loss": ("UDP lost %", 100.0, 1),
+    "udp_exits_per_interrupt": ("UDP exits/irq", 1.0, 2),
+    "udp_injections_per_interrupt": ("UDP injections/irq", 1.0, 2),
+    BLK_IOPS: ("4K read IOPS", 1.0, 0),
+    "blk_exits_per_interrupt": ("blk exits/irq", 1.0, 2),
+    "blk_injections_per_interrupt": ("blk injections/irq", 1.0, 2),
 }
+# The request/response table (one queue pair's costs, as measured first) and the several-queue
+# table (small datagrams and random reads, a flow and a reader per vCPU).
+RR_COLUMNS = tuple(COLUMNS)[:7]
+MQ_COLUMNS = tuple(COLUMNS)[7:]
+# The figures whose ratios the benchmark answers with (higher is better).
+RATES = (throughput.THROUGHPUT, throughput.TRANSACTIONS, UDP_RATE, BLK_IOPS)
 # Ratios the issue asks about: (numerator, denominator), each side by side in one run.
 PAIRS = (
     ("vhost-net", "virtio-net"),
@@ -45,12 +69,24 @@ PAIRS = (
 Samples = dict[str, dict[str, dict[int, float]]]  # metric -> config -> iteration -> value
 
 
-def samples(rows: Iterable[dict[str, Any]]) -> Samples:
+def vcpus_of(row: dict[str, Any]) -> int:
+    """A run's vCPUs (and queue pairs); rows recorded before there were several: 1."""
+    return int(row.get("vcpus") or 1)
+
+
+def sizes(rows: Iterable[dict[str, Any]]) -> list[int]:
+    return sorted({vcpus_of(r) for r in rows if r.get("name") in SAMPLES})
+
+
+def samples(rows: Iterable[dict[str, Any]], vcpus: int | None = None) -> Samples:
+    """Per-iteration figures, of the runs with `vcpus` vCPUs if given."""
     out: Samples = {}
     for r in rows:
         metric = SAMPLES.get(r.get("name", ""))
         value = r.get("value")
         if metric is None or r.get("config") is None or not isinstance(value, int | float):
+            continue
+        if vcpus is not None and vcpus_of(r) != vcpus:
             continue
         out.setdefault(metric, {}).setdefault(r["config"], {})[int(r.get("iteration", 0))] = value
     return out
@@ -72,10 +108,13 @@ def _cell(xs: list[float], scale: float, digits: int) -> str:
     return f"{s.median * scale:.{digits}f} ({s.spread * 100:.1f}%, n={len(xs)})"
 
 
-def table(data: Samples) -> str:
-    """One row per wiring: each figure's median, (its spread: (max - min) / median, runs)."""
-    configs = _order({c for by_config in data.values() for c in by_config})
-    metrics = [m for m in COLUMNS if m in data]
+def table(data: Samples, columns: Iterable[str] = RR_COLUMNS) -> str:
+    """One row per wiring: each figure's median, (its spread: (max - min) / median, runs);
+    empty if none of `columns` was measured."""
+    metrics = [m for m in columns if m in data]
+    if not metrics:
+        return ""
+    configs = _order({c for m in metrics for c in data[m]})
     head = ["wiring", *(COLUMNS[m][0] for m in metrics)]
     body = [[c, *(_cell(list(data[m].get(c, {}).values()), *COLUMNS[m][1:]) for m in metrics)]
             for c in configs]
@@ -112,7 +151,7 @@ def ratios(data: Samples, metric: str) -> list[Ratio]:
 
 def ratio_lines(data: Samples) -> list[str]:
     lines = []
-    for metric in (throughput.THROUGHPUT, throughput.TRANSACTIONS):
+    for metric in RATES:
         for r in ratios(data, metric):
             lines.append(f"{metric:12} {r.num + ' / ' + r.den:46} {r.median:.3f} "
                          f"[{min(r.per_iteration):.3f}-{max(r.per_iteration):.3f}] "
@@ -149,7 +188,9 @@ def ranking(data: Samples, metric: str, tie: float = TIE) -> str:
 def across_sessions(sessions: list[Samples]) -> str:
     """Each session's median per wiring, how far sessions differ, and their orderings."""
     lines = []
-    for metric in (throughput.THROUGHPUT, throughput.TRANSACTIONS):
+    for metric in RATES:
+        if not any(metric in s for s in sessions):
+            continue
         name, scale, digits = COLUMNS[metric]
         configs = _order({c for s in sessions for c in s.get(metric, {})})
         rows = [["wiring", *(f"session {i + 1}" for i in range(len(sessions))), "between"]]
@@ -172,13 +213,15 @@ def across_sessions(sessions: list[Samples]) -> str:
     return "\n".join(lines)
 
 
-def where_cost_goes(rows: Iterable[dict[str, Any]]) -> str:
+def where_cost_goes(rows: Iterable[dict[str, Any]], vcpus: int | None = None) -> str:
     """Per wiring, the median exits per transaction by reason and the VMM's CPU time per
-    transaction by thread kind, from the request/response runs."""
+    transaction by thread kind, from the request/response runs (with `vcpus` if given)."""
     per: dict[str, dict[str, list[float]]] = {}
     for r in rows:
         run = r.get("value")
         if r.get("name") != "cost.run" or not isinstance(run, dict) or not run.get("transactions"):
+            continue
+        if vcpus is not None and vcpus_of(r) != vcpus:
             continue
         n = run["transactions"]
         cell = per.setdefault(str(r.get("config")), {})
@@ -191,6 +234,31 @@ def where_cost_goes(rows: Iterable[dict[str, Any]]) -> str:
                         f"{k.removeprefix('us:')}-us" for k in keys)]
     body = [[c, *(f"{statistics.median(per[c][k]):.2f}" if k in per[c] else "-" for k in keys)]
             for c in _order(per)]
+    return _grid([head, *body])
+
+
+def interrupts_per_cpu(rows: Iterable[dict[str, Any]], vcpus: int) -> str:
+    """Per wiring and workload, the median share of the device's queue interrupts each guest
+    CPU took (`udp.irqs_per_cpu`, `blk.irqs_per_cpu`: a list per run, CPU 0 first)."""
+    per: dict[tuple[str, str], list[list[float]]] = {}
+    for r in rows:
+        name, counts = str(r.get("name", "")), r.get("value")
+        if not name.endswith(".irqs_per_cpu") or vcpus_of(r) != vcpus:
+            continue
+        if not isinstance(counts, list) or not sum(counts):
+            continue
+        shares = [c / sum(counts) for c in counts]
+        per.setdefault((str(r.get("config")), name.split(".")[0]), []).append(shares)
+    if not per:
+        return ""
+    head = ["wiring", "workload", *(f"CPU{i}" for i in range(vcpus))]
+    body = []
+    order = _order({c for c, _ in per})
+    for config, workload in sorted(per, key=lambda k: (order.index(k[0]), k[1])):
+        runs = per[(config, workload)]
+        body.append([config, workload, *(
+            f"{statistics.median(run[i] if i < len(run) else 0.0 for run in runs) * 100:.0f}%"
+            for i in range(vcpus))])
     return _grid([head, *body])
 
 

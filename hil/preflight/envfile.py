@@ -40,6 +40,20 @@ def option_problems(options: dict[str, Any]) -> list[str]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             out.append(f"{key}: {value!r} is not a whole number of at least 1")
+    sizes = options.get("bench_vcpus")
+    if sizes is not None:
+        if not isinstance(sizes, list) or not sizes or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+            out.append(f"bench_vcpus: {sizes!r}: write the guest sizes to measure as a list "
+                       "of whole numbers, e.g. [1, 2, 4]")
+        else:
+            if options.get("thresholds") and 1 not in sizes:
+                out.append(f"bench_vcpus: {sizes!r}: the thresholds are taken with one vCPU; "
+                           "measure it too (add 1) or drop the thresholds")
+            pinned = vmm.pinned_vcpus(options.get("pin_vmm"))
+            if pinned is not None and max(sizes) > pinned:
+                out.append(f"bench_vcpus: {max(sizes)} vCPUs, but pin_vmm.vcpus places "
+                           f"{pinned}: give each vCPU its board CPU")
     return out
 
 

@@ -44,12 +44,14 @@ def test_the_cost_model_board_is_the_virtual_board_with_instruction_counting():
     envfile.check(PLACES / "virtual-costmodel.yaml")
     options = counted["targets"]["main"].pop("options")
     del plain["targets"]["main"]["options"]
-    # One CPU: the board's scheduler has no choice of where the guest's vCPU, the vhost worker
-    # and the benchmark's server run (README, "What an interrupt costs").
-    assert options["board_cpus"] == 1
+    # A CPU per vCPU of the largest guest and one for the rest, every thread pinned: the board's
+    # scheduler has no choice of where the guest's vCPUs, the vhost workers and the
+    # benchmark's servers run (README, "What an interrupt costs").
+    assert options["board_cpus"] == 5 == max(options["bench_vcpus"]) + 1
+    assert options["pin_vmm"] == {"vcpus": [0, 1, 2, 3], "others": 4}
     (board,) = [d["VirtualBoardDriver"] for d in counted["targets"]["main"]["drivers"]
                 if "VirtualBoardDriver" in d]
-    assert "-smp 1 " in board["extra_args"]
-    board["extra_args"] = board["extra_args"].replace("-smp 1 ", "-smp 2 ")
+    assert "-smp 5 " in board["extra_args"]
+    board["extra_args"] = board["extra_args"].replace("-smp 5 ", "-smp 2 ")
     assert counted == plain
     assert costmodel.clock(options) == costmodel.ICOUNT

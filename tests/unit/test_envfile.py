@@ -24,6 +24,12 @@ def test_the_options_every_environment_file_declares_pass() -> None:
     ({"throughput_iterations": 0}, "throughput_iterations: 0 is not a whole number"),
     ({"bench_seconds": "ten"}, "bench_seconds: 'ten' is not a whole number"),
     ({"throughput_seconds": True}, "throughput_seconds: True is not a whole number"),
+    ({"bench_vcpus": 4}, "bench_vcpus: 4: write the guest sizes to measure as a list"),
+    ({"bench_vcpus": [1, 0]}, "bench_vcpus: [1, 0]: write the guest sizes"),
+    ({"bench_vcpus": [1, 4], "pin_vmm": {"vcpus": [0, 1], "others": 2}},
+     "bench_vcpus: 4 vCPUs, but pin_vmm.vcpus places 2: give each vCPU its board CPU"),
+    ({"bench_vcpus": [2, 4], "thresholds": {"vhost-net_min_tps": 1}},
+     "the thresholds are taken with one vCPU; measure it too (add 1)"),
 ])
 def test_each_bad_option_is_named(change, says) -> None:
     options = {**GOOD, **change}

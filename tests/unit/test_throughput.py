@@ -25,6 +25,10 @@ def test_irqfd_wirings_need_the_patched_vmm():
     assert both["vhost-net-irqfd"]["irq_lines"] == 3
     assert both["vhost-net-irqfd-shared"] == {"vhost": True, "irq_lines": 2, "qemu": "/opt/q"}
     assert "vhost-net-irqfd-shared" not in throughput.vmm_settings({"vmms": {"patched": "/q"}})
+    # A line for each queue of 4 pairs, and the config line.
+    four = throughput.vmm_settings({"vmms": {"patched": "/opt/q"}}, throughput.WIRINGS, pairs=4)
+    assert four["vhost-net-irqfd"]["irq_lines"] == 9
+    assert four["vhost-net-irqfd-shared"]["irq_lines"] == 2
 
 
 def test_a_gicv3_board_has_no_msi_wiring():
@@ -233,3 +237,16 @@ def test_shared_mode_raises_one_line_for_every_queue_by_irqfd(data):
     assert throughput.wiring_problems("vhost-net-irqfd-shared", injected) == [
         "vhost-net-irqfd-shared: the VMM injected 2415 queue interrupts; irqfd should have "
         "raised them all"]
+
+
+def test_a_device_with_several_queues_must_show_a_line_for_each_in_per_vq_mode():
+    queues = virtio.blk_vq_names(2)
+    good = throughput.Wiring("per-vq", {"config": "GIC", "req.0": "GIC", "req.1": "GIC"},
+                             {"config": 0, "req.0": 5, "req.1": 7}, {})
+    assert throughput.wiring_problems("vhost-net-irqfd", good, queues) == []
+    one_short = throughput.Wiring("per-vq", {"config": "GIC", "req.0": "GIC"},
+                                  {"config": 0, "req.0": 5}, {})
+    assert throughput.wiring_problems("vhost-net-irqfd", one_short, queues) == [
+        "vhost-net-irqfd: lines ['config', 'req.0'], not ['config', 'req.0', 'req.1']"]
+    assert throughput.queue_lines("shared", queues) == ("queues",)
+    assert throughput.queue_lines("msi-x", queues) == ("req.0", "req.1")

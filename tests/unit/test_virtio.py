@@ -82,3 +82,11 @@ def test_a_queue_whose_completions_land_outside_its_blk_mq_cpus_is_a_problem():
     assert virtio.placement_problems(lines, {irq: (0, 12)}, {"input.1": frozenset({0, 1})}) == []
     assert virtio.placement_problems(lines, {irq: (3, 0)}, {"input.1": frozenset()}) == [
         "input.1 bound to no CPU fired elsewhere: per CPU [3, 0]"]
+
+
+def test_each_cpus_interrupts_of_a_devices_queue_lines_add_up():
+    lines = {"req.0": interrupts.IrqRow("40", (0, 0)), "req.1": interrupts.IrqRow("41", (0, 0)),
+             "config": interrupts.IrqRow("39", (0, 0))}
+    grown = {"40": (10, 1), "41": (0, 20), "39": (3, 3)}
+    assert virtio.per_cpu(lines, grown, virtio.blk_vq_names(2), 2) == [10, 21]
+    assert virtio.per_cpu(lines, grown, ["queues"], 2) == [0, 0]  # no such line: nothing

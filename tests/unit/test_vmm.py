@@ -85,7 +85,20 @@ def test_a_pinning_option_names_cpus_the_board_has():
     assert vmm.pin_problems({"vcpus": 2, "others": 0}, 2) == [
         "pin_vmm vcpus: 2 is no CPU of this board (0..1)"]
     assert vmm.pin_problems({"vcpus": 1}, 2) == [
-        "pin_vmm {'vcpus': 1}: write {vcpus: CPU, others: CPU} (board CPU numbers)"]
+        "pin_vmm {'vcpus': 1}: write {vcpus: CPU or [CPU, ...], others: CPU} "
+        "(board CPU numbers)"]
+    assert vmm.pin_problems({"vcpus": [0, 1, 2], "others": 3}, 4) == []
+    assert vmm.pin_problems({"vcpus": [0, 4], "others": 3}, 4) == [
+        "pin_vmm vcpus: 4 is no CPU of this board (0..3)"]
+    assert vmm.pinned_vcpus({"vcpus": [0, 1, 2], "others": 3}) == 3
+    assert vmm.pinned_vcpus({"vcpus": 0, "others": 1}) is None
+
+
+def test_pinning_vcpus_one_by_one_gives_each_its_cpu_and_fails_on_one_left_over():
+    script = vmm.pin_script(vcpus=[2, 3], others=0)
+    assert "'CPU 0/KVM') m=4;; 'CPU 1/KVM') m=8;;" in script
+    # A third vCPU has no CPU in the list: the run fails rather than leaving it anywhere.
+    assert "'CPU '*) echo \"no board CPU for" in script and "exit 1;; *) m=1;;" in script
 
 
 def test_the_guests_gic_follows_the_boards_declared_gic(tmp_path):

@@ -148,3 +148,35 @@ def test_ranking_groups_wirings_within_the_tie_of_the_best_of_their_group():
     data = {"transactions": {"a": {0: 100.0}, "b": {0: 98.5}, "c": {0: 97.0}, "d": {0: 90.0}}}
     assert wiringbench.ranking(data, "transactions") == "a ≈ b > c > d"
     assert wiringbench.ranking(data, "transactions", tie=0.0) == "a > b > c > d"
+
+
+def test_runs_of_each_guest_size_make_their_own_table_and_older_rows_count_as_one_vcpu():
+    one = rows(SESSION)  # recorded before there were sizes: no `vcpus`
+    four = [{**r, "vcpus": 4, "value": r["value"] * 3} for r in rows(SESSION)]
+    four += [{"name": "udp.received_per_s", "value": 250000.0 + i, "config": c, "iteration": i,
+              "vcpus": 4} for c in SESSION for i in range(3)]
+    assert wiringbench.sizes(one + four) == [1, 4]
+    small = wiringbench.samples(one + four, 1)
+    big = wiringbench.samples(one + four, 4)
+    assert small["transactions"]["vhost-net"] == {0: 7000, 1: 7100, 2: 7050}
+    assert big["transactions"]["vhost-net"] == {0: 21000, 1: 21300, 2: 21150}
+    assert wiringbench.UDP_RATE not in small
+    text = wiringbench.table(big, wiringbench.MQ_COLUMNS)
+    assert text.splitlines()[0].split()[:5] == ["wiring", "UDP", "64", "B", "kpackets/s"]
+    assert "250.0 (0.0%, n=3)" in text
+    assert wiringbench.table(small, wiringbench.MQ_COLUMNS) == ""
+    assert any(line.startswith(wiringbench.UDP_RATE) for line in wiringbench.ratio_lines(big))
+
+
+def test_each_cpus_share_of_the_queue_interrupts_is_shown_per_wiring_and_workload():
+    rows_ = [{"name": "udp.irqs_per_cpu", "value": [900, 100], "config": "vhost-net",
+              "vcpus": 2},
+             {"name": "udp.irqs_per_cpu", "value": [500, 500], "config": "vhost-net-irqfd",
+              "vcpus": 2},
+             {"name": "blk.irqs_per_cpu", "value": [0, 0], "config": "vhost-net", "vcpus": 2},
+             {"name": "udp.irqs_per_cpu", "value": [7], "config": "vhost-net", "vcpus": 1}]
+    head, *body = wiringbench.interrupts_per_cpu(rows_, 2).splitlines()
+    assert head.split() == ["wiring", "workload", "CPU0", "CPU1"]
+    assert [line.split() for line in body] == [["vhost-net", "udp", "90%", "10%"],
+                                               ["vhost-net-irqfd", "udp", "50%", "50%"]]
+    assert wiringbench.interrupts_per_cpu(rows_, 4) == ""

@@ -4,10 +4,10 @@ interrupt, where each queue's interrupts land, VMM CPU time per transaction.
 
 A benchmark (marker `bench`, run by `hil bench --wiring`): for each guest size the board
 declares (`bench_vcpus`, default [1]: n vCPUs, n virtio-net queue pairs, a virtio-blk with n
-queues), every wiring the board has, in interleaved iterations, each first proving it was wired
-as named. On a cost-model board (options.icount) every figure counts instructions and is
-recorded as such (`clock`). The board's thresholds on these figures decide pass or fail (they
-are taken at one vCPU); without any, nothing is gated.
+queues), every wiring the board has (or those of `bench_wirings`), in interleaved
+iterations, each first proving it was wired as named. On a cost-model board (options.icount)
+every figure counts instructions and is recorded as such (`clock`). The board's thresholds on
+these figures decide pass or fail (they are taken at one vCPU); without any, nothing is gated.
 """
 
 from dataclasses import asdict
@@ -48,7 +48,9 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
 
     board.check(f"dd if=/dev/zero of={DISK} bs=1M count={DISK_MB} 2>/dev/null")
     for n in board_options.get("bench_vcpus", [1]):
-        configs = throughput.vmm_settings(board_options, throughput.WIRINGS, pairs=n)
+        # `bench_wirings`: only these of the wirings the board has (default: all of them).
+        configs = throughput.vmm_settings(board_options, board_options.get(
+            "bench_wirings", throughput.WIRINGS), pairs=n)
 
         def sample(metric: str, config: str, value: float | None, n: int = n) -> None:
             if value is not None:
@@ -79,17 +81,18 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
                                     **it)
                 sample(throughput.THROUGHPUT, name, bulk.result.received_bps)
 
-            rr = probes.ping_pong_with_counters(board, guest, seconds=seconds,
-                                                board_cpu=servers_cpu)
-            rr_wiring = throughput.observe(net, rr.irq_before, rr.irq_after, rr.counters)
+            rr, counted = probes.ping_pong_with_counters(board, guest, seconds=seconds,
+                                                         board_cpu=servers_cpu)
+            rr_wiring = throughput.observe(net, counted.irq_before, counted.irq_after,
+                                           counted.counters)
             wrong = throughput.wiring_problems(name, rr_wiring, net_queues)
             assert not wrong, "request/response: " + "; ".join(wrong)
-            c = cost.of_run(mode, rr_wiring, rr.counters, transports, rr.vmm_before,
-                            rr.vmm_after, rr.result.received, procstat.USER_HZ, net_queues)
-            measurements.record("sockperf.transactions_per_s", rr.result.transactions_per_s,
-                                "1/s", **it)
-            measurements.record("sockperf.latency_us", rr.result.latency_us, "us", **it)
-            sample(throughput.TRANSACTIONS, name, rr.result.transactions_per_s)
+            c = cost.of_run(mode, rr_wiring, counted.counters, transports, counted.vmm_before,
+                            counted.vmm_after, rr.received, procstat.USER_HZ, net_queues)
+            measurements.record("sockperf.transactions_per_s", rr.transactions_per_s, "1/s",
+                                **it)
+            measurements.record("sockperf.latency_us", rr.latency_us, "us", **it)
+            sample(throughput.TRANSACTIONS, name, rr.transactions_per_s)
             measurements.record("cost.run", asdict(c), **it)
             for figure, value in c.figures().items():
                 measurements.record(f"cost.{figure}", value, **it)

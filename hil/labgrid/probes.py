@@ -119,18 +119,8 @@ def counted(board: Shell, guest: Shell, command: str, timeout: float) -> Counted
     return Counted(counters, before, after, vmm_before, vmm_after)
 
 
-@dataclass(frozen=True)
-class RequestResponseRun:
-    result: sockperf.PingPong
-    counters: kvm_trace.Counters
-    irq_before: list[interrupts.IrqRow]
-    irq_after: list[interrupts.IrqRow]
-    vmm_before: dict[int, procstat.Thread]
-    vmm_after: dict[int, procstat.Thread]
-
-
 def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3,
-                            board_cpu: int | None = None) -> RequestResponseRun:
+                            board_cpu: int | None = None) -> tuple[sockperf.PingPong, Counted]:
     """One sockperf TCP ping-pong from guest to board, with KVM counters, the VMM's thread
     times and guest interrupt counts (see counted); `board_cpu` pins the board's server."""
     report = "/tmp/hil-pp.txt"
@@ -141,8 +131,7 @@ def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3,
                 timeout=seconds * 10 + 60)
     out = guest.read(report)
     board.check(sockperf.stop_server_command())
-    return RequestResponseRun(sockperf.parse(out), c.counters, c.irq_before, c.irq_after,
-                              c.vmm_before, c.vmm_after)
+    return sockperf.parse(out), c
 
 
 def udp_to_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int, seconds: int = 1,

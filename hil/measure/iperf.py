@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,20 @@ def server_command(port: int = PORT, cpu: int | None = None) -> str:
             + (f" -A {cpu}" if cpu is not None else ""))
 
 
-def parse(text: str) -> IperfResult:
+def _end(text: str) -> dict[str, Any]:
+    """The `end` section of iperf3's JSON (it may follow other output)."""
     start = text.find("{")
     if start < 0:
         raise IperfError(f"iperf3 printed no JSON: {text[:200]!r}")
     data = json.loads(text[start:])
     if "error" in data:
         raise IperfError(f"iperf3: {data['error']}")
-    end = data["end"]
+    end: dict[str, Any] = data["end"]
+    return end
+
+
+def parse(text: str) -> IperfResult:
+    end = _end(text)
     sent, received = end["sum_sent"], end["sum_received"]
     return IperfResult(
         sent_bps=float(sent["bits_per_second"]),
@@ -104,17 +111,15 @@ def udp_receiver_command(server: str, seconds: int, length: int = 64, port: int 
 
 
 def parse_udp(text: str) -> UdpResult:
-    """The receiving side's count from a UDP run's JSON."""
-    start = text.find("{")
-    if start < 0:
-        raise IperfError(f"iperf3 printed no JSON: {text[:200]!r}")
-    data = json.loads(text[start:])
-    if "error" in data:
-        raise IperfError(f"iperf3: {data['error']}")
-    end = data["end"]
-    total = end.get("sum_received") or end.get("sum")
-    if not total or "packets" not in total:
-        raise IperfError(f"iperf3 printed no UDP datagram count: {sorted(end)}")
+    """The receiving side's count from the JSON of a UDP run's receiving client (-R).
+
+    iperf3 3.12 puts it in `end.sum` (`sender: false`); its `sum_received` there counts only
+    the datagrams of the last report interval, so it is not used."""
+    end = _end(text)
+    total = end.get("sum") or {}
+    if "packets" not in total or total.get("sender") is not False:
+        raise IperfError("iperf3 printed no receiver's UDP datagram count "
+                         f"(end.sum: {total!r}): run the client with -u -R")
     return UdpResult(int(total["packets"]), int(total["lost_packets"]), float(total["seconds"]))
 
 

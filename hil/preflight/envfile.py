@@ -40,6 +40,18 @@ def option_problems(options: dict[str, Any]) -> list[str]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             out.append(f"{key}: {value!r} is not a whole number of at least 1")
+    wirings = options.get("bench_wirings")
+    if wirings is not None and (not isinstance(wirings, list) or not wirings
+                                or not all(w in throughput.WIRINGS for w in wirings)):
+        out.append(f"bench_wirings: {wirings!r}: write a list of wirings to measure, from "
+                   f"{', '.join(throughput.WIRINGS)}")
+    elif wirings is not None and isinstance(options.get("thresholds"), dict):
+        # A threshold on a wiring the bench leaves out could never be evaluated.
+        for key in options["thresholds"]:
+            left_out = [c for c in throughput.named_configs(str(key)) or () if c not in wirings]
+            if left_out:
+                out.append(f"bench_wirings leaves out {', '.join(left_out)}, which threshold "
+                           f"{key!r} names: measure it or drop the threshold")
     sizes = options.get("bench_vcpus")
     if sizes is not None:
         if not isinstance(sizes, list) or not sizes or not all(

@@ -88,11 +88,11 @@ def test_board_that_hangs_or_panics_keeps_its_console_log(built_images, tmp_path
 def test_guest_that_never_reaches_its_prompt_is_named(built_images, tmp_path):
     def edit(d):
         driver(d, "GuestVMMDriver")["append"] = "console=ttyAMA0 rdinit=/bin/sh"
-        driver(d, "BoardGuestStrategy")["guest_timeout"] = 20
+        driver(d, "BoardGuestStrategy")["guest_timeout"] = 8
     results = tmp_path / "r"
     p = run_pytest(virtual_env(tmp_path, edit), results, "testcases/test_guest.py")
     # The board still answers: a guest that never comes up is the product's failure.
     assert p.returncode == 1
-    assert "guest did not reach its prompt within 20 s" in p.stdout, p.stdout[-3000:]
+    assert "guest did not reach its prompt within 8 s" in p.stdout, p.stdout[-3000:]
     assert set(_kinds(results)) == {"product"}
     assert (results / "console" / "console_main_guest-serial").stat().st_size > 0

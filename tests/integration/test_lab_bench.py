@@ -14,7 +14,7 @@ from .conftest import REPO
 def test_the_scheduler_bench_prints_both_clients_with_no_double_hold_and_no_leak(
         tmp_path: Path, record_property) -> None:
     r = subprocess.run([sys.executable, "-m", "hil.cli", "lab", "bench", "--places", "4",
-                        "--sessions", "3", "--seconds", "8", "--work", str(tmp_path)],
+                        "--sessions", "3", "--seconds", "5", "--work", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()

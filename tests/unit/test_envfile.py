@@ -25,9 +25,15 @@ def test_the_options_every_environment_file_declares_pass() -> None:
     ({"bench_seconds": "ten"}, "bench_seconds: 'ten' is not a whole number"),
     ({"throughput_seconds": True}, "throughput_seconds: True is not a whole number"),
     ({"bench_vcpus": 4}, "bench_vcpus: 4: write the guest sizes to measure as a list"),
+    ({"bench_wirings": ["vhost-net", "irqfd"]},
+     "bench_wirings: ['vhost-net', 'irqfd']: write a list of wirings to measure, from "
+     "virtio-net, vhost-net"),
     ({"bench_vcpus": [1, 0]}, "bench_vcpus: [1, 0]: write the guest sizes"),
     ({"bench_vcpus": [1, 4], "pin_vmm": {"vcpus": [0, 1], "others": 2}},
      "bench_vcpus: 4 vCPUs, but pin_vmm.vcpus places 2: give each vCPU its board CPU"),
+    ({"bench_wirings": ["vhost-net"], "thresholds": {"vhost-net_tps_over_virtio-net": 1}},
+     "bench_wirings leaves out virtio-net, which threshold 'vhost-net_tps_over_virtio-net' "
+     "names"),
     ({"bench_vcpus": [2, 4], "thresholds": {"vhost-net_min_tps": 1}},
      "the thresholds are taken with one vCPU; measure it too (add 1)"),
 ])

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from hil.firmware import images
@@ -75,10 +76,12 @@ def _vcpus(n: int) -> str:
     return f"{n} vCPU{'s' if n > 1 else ''}"
 
 
-def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
+def wiring(env_path: Path, sessions: int, results: Path | None,
+           pytest_args: Sequence[str] = ()) -> int:
     """Run the wiring benchmark (testcases/test_wiring_cost.py) in `sessions` separate
-    sessions (each powers the board on afresh) and print its table, the ratios of each
-    session and how the sessions agree."""
+    sessions (each powers the board on afresh) and print its tables, the ratios of each
+    session and how the sessions agree. `pytest_args` choose the board (e.g. `--hil-reserve
+    name=rpi4` with places/boards.yaml)."""
     from hil.measure import wiringbench
 
     base = results or Path("results") / time.strftime("bench-wiring-%Y%m%d-%H%M%S")
@@ -89,7 +92,8 @@ def wiring(env_path: Path, sessions: int, results: Path | None) -> int:
         t0 = time.monotonic()
         p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                             "--lg-env", str(env_path), "--hil-bench", "--hil-results",
-                            str(directory), str(repo / "testcases" / "test_wiring_cost.py")],
+                            str(directory), *pytest_args,
+                            str(repo / "testcases" / "test_wiring_cost.py")],
                            capture_output=True, text=True)
         wall = time.monotonic() - t0
         path = directory / "measurements.jsonl"

@@ -134,7 +134,7 @@ def _bench(args: argparse.Namespace) -> int:
         return bench.suite(Path(args.lg_env))
     if args.wiring:
         return bench.wiring(Path(args.lg_env), args.sessions,
-                            Path(args.results) if args.results else None)
+                            Path(args.results) if args.results else None, args.pytest_args)
     return bench.boots(Path(args.lg_env), args.runs)
 
 
@@ -381,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --wiring: separate sessions, each from a board powered on afresh")
     b.add_argument("--results", default=None, metavar="DIR",
                    help="with --wiring: where each session's results go (DIR/session-N)")
+    b.add_argument("pytest_args", nargs="*",
+                   help="with --wiring: more pytest arguments (after --), e.g. -- "
+                        "--hil-reserve name=rpi4 for a board of places/boards.yaml")
     b.set_defaults(func=_bench)
 
     rp = sub.add_parser("report", help="rebuild the HTML report and the KCIDB document of a "

@@ -36,3 +36,17 @@ def test_a_failed_session_passes_on_its_exit_code(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(subprocess, "run", failed)
     assert bench.wiring(Path("places/virtual-costmodel.yaml"), 1, tmp_path) == 2
     assert "no board reached" in capsys.readouterr().out
+
+
+def test_a_real_board_is_chosen_with_pytest_arguments_passed_through(tmp_path, monkeypatch):
+    calls = []
+
+    def session(cmd, **_kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", session)
+    bench.wiring(Path("places/boards.yaml"), 1, tmp_path, ["--hil-reserve", "name=rpi4"])
+    (cmd,) = calls
+    assert cmd[cmd.index("--hil-reserve") + 1] == "name=rpi4"
+    assert cmd[-1].endswith("testcases/test_wiring_cost.py")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hil.labgrid import vmm
 from hil.labgrid.shell import Shell
-from hil.measure import blkread, interrupts, iperf, kvm_trace, procstat, sockperf
+from hil.measure import blkread, interrupts, iperf, kvm_trace, netstat, procstat, sockperf
 
 BOARD_ADDR = "169.254.77.1"
 
@@ -134,20 +134,38 @@ def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3,
     return sockperf.parse(out), c
 
 
+@dataclass(frozen=True)
+class UdpRun:
+    result: iperf.UdpResult  # what the receiving programs say they read and missed
+    flood: netstat.Flood  # what the kernels counted: sent, taken in, delivered
+    counted: Counted
+
+
 def udp_to_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int, seconds: int = 1,
-                                  length: int = 64, board_cpu: int | None = None
-                                  ) -> tuple[iperf.UdpResult, Counted]:
+                                  length: int = 64, board_cpu: int | None = None) -> UdpRun:
     """Small UDP datagrams as fast as the board sends them, one flow to each guest CPU, each
     received by a client pinned there (so each flow comes in on that CPU's queue pair, see
-    iperf.udp_receiver_command), with the counters of `counted`."""
+    iperf.udp_receiver_command), with the counters of `counted` and the kernels' own packet
+    counts (hil/measure/netstat.py), read outside the counted window."""
     for cpu in range(cpus):
         board.check(iperf.server_command(iperf.PORT + cpu, board_cpu))
     clients = " ".join(
         f"{iperf.udp_receiver_command(BOARD_ADDR, seconds, length, iperf.PORT + cpu, cpu)}"
         f" >/tmp/udp-{cpu}.json 2>&1 &" for cpu in range(cpus))
+
+    def kernels() -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
+        return (netstat.parse_udp(board.check(netstat.UDP)),
+                netstat.parse_udp(guest.check(netstat.UDP)),
+                netstat.parse_softnet(guest.check(netstat.SOFTNET)))
+
+    before = kernels()
     c = counted(board, guest, f"{clients} wait", timeout=seconds * 20 + 60)
+    after = kernels()
     results = [iperf.parse_udp(guest.check(f"cat /tmp/udp-{cpu}.json")) for cpu in range(cpus)]
-    return iperf.combine_udp(results), c
+    result = iperf.combine_udp(results)
+    flood = netstat.flood((before[0], after[0]), (before[1], after[1]), (before[2], after[2]),
+                          result.seconds)
+    return UdpRun(result, flood, c)
 
 
 def blk_reads_with_counters(board: Shell, guest: Shell, device: str, cpus: int,

@@ -15,6 +15,7 @@ from typing import Any
 from hil.measure import throughput
 
 UDP_RATE = "udp_received_per_s"
+UDP_STACK = "udp_stack_per_s"
 BLK_IOPS = "blk_iops"
 # Per-iteration figure -> its metric; the tables' columns in this order. Request/response
 # (sockperf) is what `cost.*` counts; `udp.*` and `blk.*` count the small-datagram and the
@@ -29,6 +30,7 @@ SAMPLES = {
     "cost.vmm_us_per_transaction": "vmm_us_per_transaction",
     "udp.received_per_s": UDP_RATE,
     "udp.loss": "udp_loss",
+    "udp.stack_per_s": UDP_STACK,
     "udp.exits_per_interrupt": "udp_exits_per_interrupt",
     "udp.injections_per_interrupt": "udp_injections_per_interrupt",
     "blk.iops": BLK_IOPS,
@@ -45,6 +47,7 @@ COLUMNS = {
     "vmm_us_per_transaction": ("VMM us/transaction", 1.0, 1),
     UDP_RATE: ("UDP 64 B kpackets/s", 1e-3, 1),
     "udp_loss": ("UDP lost %", 100.0, 1),
+    UDP_STACK: ("UDP taken in kpackets/s", 1e-3, 1),
     "udp_exits_per_interrupt": ("UDP exits/irq", 1.0, 2),
     "udp_injections_per_interrupt": ("UDP injections/irq", 1.0, 2),
     BLK_IOPS: ("4K read IOPS", 1.0, 0),
@@ -56,7 +59,7 @@ COLUMNS = {
 RR_COLUMNS = tuple(COLUMNS)[:7]
 MQ_COLUMNS = tuple(COLUMNS)[7:]
 # The figures whose ratios the benchmark answers with (higher is better).
-RATES = (throughput.THROUGHPUT, throughput.TRANSACTIONS, UDP_RATE, BLK_IOPS)
+RATES = (throughput.THROUGHPUT, throughput.TRANSACTIONS, UDP_RATE, UDP_STACK, BLK_IOPS)
 # Ratios the issue asks about: (numerator, denominator), each side by side in one run.
 PAIRS = (
     ("vhost-net", "virtio-net"),

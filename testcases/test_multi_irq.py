@@ -383,9 +383,8 @@ def test_each_blk_mq_queue_completes_on_the_cpus_it_serves(board, boot_guest, bo
     ))
     blk = next(d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "blk")
     assert blk.irq_mode == "per-vq"
-    out = guest.check("for q in /sys/block/vda/mq/*; do echo \"${q##*/}:$(cat $q/cpu_list)\"; done")
-    cpus_of = {f"req.{q}": virtio.parse_cpu_list(cpus)
-               for q, _, cpus in (ln.partition(":") for ln in out.splitlines())}
+    out = guest.check(virtio.BLK_MQ_COMMAND)
+    cpus_of = virtio.parse_blk_mq(out)
     assert len(cpus_of) == 4, out
     idle = [q for q, cpus in cpus_of.items() if not cpus]
     assert not idle, f"queues {idle} serve no CPU: {out}"

@@ -120,11 +120,8 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
 
             reads, counted = probes.blk_reads_with_counters(board, guest, "/dev/vda", n,
                                                             seconds=seconds)
-            out = guest.check("for q in /sys/block/vda/mq/*; do "
-                              "echo \"${q##*/}:$(cat $q/cpu_list)\"; done")
             # Each blk-mq queue's completions on the CPUs it serves (the kernel series' K2).
-            served = {f"req.{q}": virtio.parse_cpu_list(cpus)
-                      for q, _, cpus in (ln.partition(":") for ln in out.splitlines())}
+            served = virtio.parse_blk_mq(guest.check(virtio.BLK_MQ_COMMAND))
             record_queue_run(measurements, "blk", name, mode, blk, virtio.blk_vq_names(n), n,
                              counted, transports, reads.reads, served, it)
             measurements.record("blk.iops", reads.iops, "1/s", **it)

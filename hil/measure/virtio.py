@@ -144,6 +144,16 @@ def net_vq_names(pairs: int) -> list[str]:
     return [f"{kind}.{i}" for i in range(pairs) for kind in ("input", "output")]
 
 
+# Each blk-mq hardware queue of /dev/vda and the CPUs it serves, "N:cpu_list" a line.
+BLK_MQ_COMMAND = "for q in /sys/block/vda/mq/*; do echo \"${q##*/}:$(cat $q/cpu_list)\"; done"
+
+
+def parse_blk_mq(text: str) -> dict[str, frozenset[int]]:
+    """BLK_MQ_COMMAND's output -> {"req.N": the CPUs that queue N serves}."""
+    return {f"req.{q}": parse_cpu_list(cpus)
+            for q, _, cpus in (ln.partition(":") for ln in text.splitlines() if ln.strip())}
+
+
 def blk_vq_names(queues: int) -> list[str]:
     """Names of virtio-blk's request queues (`num-queues`)."""
     return [f"req.{i}" for i in range(queues)]

@@ -90,3 +90,8 @@ def test_each_cpus_interrupts_of_a_devices_queue_lines_add_up():
     grown = {"40": (10, 1), "41": (0, 20), "39": (3, 3)}
     assert virtio.per_cpu(lines, grown, virtio.blk_vq_names(2), 2) == [10, 21]
     assert virtio.per_cpu(lines, grown, ["queues"], 2) == [0, 0]  # no such line: nothing
+
+
+def test_the_blk_mq_map_names_each_queue_and_its_cpus():
+    assert virtio.parse_blk_mq("0:0\n1:1\n2:2-3\n") == {
+        "req.0": frozenset({0}), "req.1": frozenset({1}), "req.2": frozenset({2, 3})}

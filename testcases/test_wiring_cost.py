@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hil.labgrid import probes, vmm
-from hil.measure import cost, costmodel, interrupts, procstat, throughput, virtio
+from hil.measure import cost, costmodel, interrupts, procstat, sockperf, throughput, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.bench]
 
@@ -81,22 +81,29 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
                                     **it)
                 sample(throughput.THROUGHPUT, name, bulk.result.received_bps)
 
-            rr, counted = probes.ping_pong_with_counters(board, guest, seconds=seconds,
-                                                         board_cpu=servers_cpu)
+            # One request/response flow from each guest CPU, on that CPU's queue pair.
+            flows, counted = probes.ping_pong_with_counters(board, guest, seconds=seconds,
+                                                            board_cpu=servers_cpu, flows=n)
             rr_wiring = throughput.observe(net, counted.irq_before, counted.irq_after,
                                            counted.counters)
             wrong = throughput.wiring_problems(name, rr_wiring, net_queues)
             assert not wrong, "request/response: " + "; ".join(wrong)
+            transactions = sum(f.received for f in flows)
             c = cost.of_run(mode, rr_wiring, counted.counters, transports, counted.vmm_before,
-                            counted.vmm_after, rr.received, procstat.USER_HZ, net_queues)
-            measurements.record("sockperf.transactions_per_s", rr.transactions_per_s, "1/s",
-                                **it)
-            measurements.record("sockperf.latency_us", rr.latency_us, "us", **it)
-            sample(throughput.TRANSACTIONS, name, rr.transactions_per_s)
+                            counted.vmm_after, transactions, procstat.USER_HZ, net_queues)
+            rate = sockperf.transactions_per_s(flows)
+            measurements.record("sockperf.transactions_per_s", rate, "1/s", **it)
+            measurements.record("sockperf.flows_per_s",
+                                [round(f.transactions_per_s, 1) for f in flows], **it)
+            measurements.record("sockperf.latency_us",
+                                sum(f.latency_us for f in flows) / len(flows), "us", **it)
+            sample(throughput.TRANSACTIONS, name, rate)
             measurements.record("cost.run", asdict(c), **it)
             for figure, value in c.figures().items():
                 measurements.record(f"cost.{figure}", value, **it)
                 sample(figure, name, value)
+            record_placement(measurements, "rr", mode, net, net_queues, n, counted,
+                             {f"input.{k}": frozenset({k}) for k in range(n)}, it)
 
             run = probes.udp_to_each_cpu_with_counters(board, guest, n, seconds=seconds,
                                                        board_cpu=servers_cpu)
@@ -158,6 +165,14 @@ def record_queue_run(measurements, workload: str, name: str, mode: str,
     measurements.record(f"{workload}.exits_per_interrupt", c.exits_per_interrupt, **it)
     measurements.record(f"{workload}.injections_per_interrupt", c.injections_per_interrupt,
                         **it)
+    record_placement(measurements, workload, mode, device, queues, n, counted, placement, it)
+
+
+def record_placement(measurements, workload: str, mode: str, device: virtio.VirtioDevice,
+                     queues: list[str], n: int, counted: probes.Counted,
+                     placement: dict[str, frozenset[int]], it: dict[str, Any]) -> None:
+    """Each CPU's share of the device's queue interrupts; with a line per queue, where they
+    landed."""
     lines = virtio.lines_of(counted.irq_after, device.name)
     grown = interrupts.delta(counted.irq_before, counted.irq_after)
     measurements.record(f"{workload}.irqs_per_cpu",

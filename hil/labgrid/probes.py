@@ -120,18 +120,25 @@ def counted(board: Shell, guest: Shell, command: str, timeout: float) -> Counted
 
 
 def ping_pong_with_counters(board: Shell, guest: Shell, seconds: int = 3,
-                            board_cpu: int | None = None) -> tuple[sockperf.PingPong, Counted]:
-    """One sockperf TCP ping-pong from guest to board, with KVM counters, the VMM's thread
-    times and guest interrupt counts (see counted); `board_cpu` pins the board's server."""
-    report = "/tmp/hil-pp.txt"
-    board.check(sockperf.stop_server_command())
+                            board_cpu: int | None = None,
+                            flows: int = 1) -> tuple[list[sockperf.PingPong], Counted]:
+    """sockperf TCP ping-pongs from guest to board, one flow from each of the first `flows`
+    guest CPUs, each client pinned there (so its flow rides that CPU's queue pair), all at
+    once, with KVM counters, the VMM's thread times and guest interrupt counts (see counted);
+    `board_cpu` pins the board's servers."""
+    ports = [sockperf.PORT + k for k in range(flows)]
     pin = f"taskset -c {board_cpu} " if board_cpu is not None else ""
-    board.check(pin + sockperf.server_command(BOARD_ADDR))
-    c = counted(board, guest, f"{sockperf.client_command(BOARD_ADDR, seconds)} >{report} 2>&1",
-                timeout=seconds * 10 + 60)
-    out = guest.read(report)
-    board.check(sockperf.stop_server_command())
-    return sockperf.parse(out), c
+    for port in ports:
+        board.check(sockperf.stop_server_command(port))
+        board.check(pin + sockperf.server_command(BOARD_ADDR, port))
+    clients = " ".join(
+        f"{sockperf.client_command(BOARD_ADDR, seconds, port, cpu=k)} >/tmp/hil-pp-{k}.txt 2>&1 &"
+        for k, port in enumerate(ports))
+    c = counted(board, guest, f"{clients} wait", timeout=seconds * 10 + 60)
+    results = [sockperf.parse(guest.read(f"/tmp/hil-pp-{k}.txt")) for k in range(flows)]
+    for port in ports:
+        board.check(sockperf.stop_server_command(port))
+    return results, c
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 PORT = 11111
 MESSAGE_BYTES = 64
-PIDFILE = "/run/hil-sockperf.pid"
 
 
 class SockperfError(ValueError):
@@ -32,20 +31,28 @@ class PingPong:
         return self.received / self.seconds if self.seconds else 0.0
 
 
+def pidfile(port: int = PORT) -> str:
+    return f"/run/hil-sockperf.{port}.pid"
+
+
 def server_command(addr: str, port: int = PORT) -> str:
     """The board's side, in the background; the client's run ends on its own timer."""
-    return (f"sockperf server --tcp -i {addr} -p {port} >/tmp/sockperf-server.log 2>&1 & "
-            f"echo $! >{PIDFILE}")
+    return (f"sockperf server --tcp -i {addr} -p {port} >/tmp/sockperf-server.{port}.log 2>&1 & "
+            f"echo $! >{pidfile(port)}")
 
 
-def stop_server_command() -> str:
-    return f"if [ -f {PIDFILE} ]; then kill $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE}; fi"
+def stop_server_command(port: int = PORT) -> str:
+    f = pidfile(port)
+    return f"if [ -f {f} ]; then kill $(cat {f}) 2>/dev/null; rm -f {f}; fi"
 
 
 def client_command(addr: str, seconds: int, port: int = PORT,
-                   message_bytes: int = MESSAGE_BYTES) -> str:
+                   message_bytes: int = MESSAGE_BYTES, cpu: int | None = None) -> str:
+    """`cpu` pins the client: its flow then leaves on that CPU's queue (XPS), and the board's
+    multiqueue tap sends the replies back on the same queue pair."""
     # --mps=max: send the next request as soon as the reply is in, not at a fixed rate.
-    return (f"sockperf ping-pong --tcp -i {addr} -p {port} -t {seconds} -m {message_bytes} "
+    return ((f"taskset -c {cpu} " if cpu is not None else "")
+            + f"sockperf ping-pong --tcp -i {addr} -p {port} -t {seconds} -m {message_bytes} "
             "--mps=max")
 
 
@@ -54,6 +61,11 @@ _VALID = re.compile(r"\[Valid Duration\]\s+RunTime=(?P<s>[\d.]+) sec;\s+"
 _AVG = re.compile(r"avg-latency=(?P<avg>[\d.]+)")
 _PCT = re.compile(r"---> (?:percentile (?P<p>[\d.]+)|<(?P<mm>MAX|MIN)> observation)\s*=\s*"
                   r"(?P<v>[\d.]+)")
+
+
+def transactions_per_s(flows: list[PingPong]) -> float:
+    """Of flows run at once: each one's rate, summed."""
+    return sum(f.transactions_per_s for f in flows)
 
 
 def parse(text: str) -> PingPong:

@@ -47,6 +47,11 @@ def test_hil_bench_wiring_measures_every_wiring_and_prints_one_table(built_image
     assert runs["vhost-net"]["injections"] > 0, runs["vhost-net"]
     assert all(r["clock"] == "wall" for r in rows if r["name"] == "sockperf.transactions_per_s")
     assert all(r["vcpus"] == 2 for r in rows if r["name"] == "sockperf.transactions_per_s")
+    # One request/response flow from each guest CPU, both measured, on both CPUs' queues.
+    flows = {r["config"]: r["value"] for r in rows if r["name"] == "sockperf.flows_per_s"}
+    assert set(flows) == wirings and all(len(f) == 2 and min(f) > 0 for f in flows.values())
+    rr_cpus = {r["config"]: r["value"] for r in rows if r["name"] == "rr.irqs_per_cpu"}
+    assert all(rr_cpus["vhost-net-irqfd"]) and 0 in rr_cpus["vhost-net"], rr_cpus
     # The several-queue workloads, each proved and counted in every wiring.
     for workload in ("udp", "blk"):
         done = {r["config"]: r["value"] for r in rows if r["name"] == f"{workload}.run"}

@@ -166,9 +166,11 @@ class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
     def __init__(self, name: str, on_update: Callable[[str | None], None],
+                 on_resource: Callable[[_Session, str, str], None],
                  follows: Callable[[], frozenset[str] | None], *args: Any, **kwargs: Any):
         self.hil_name = name
         self.hil_on_update = on_update
+        self.hil_on_resource = on_resource
         self.hil_follows = follows
         super().__init__(*args, **kwargs)
 
@@ -188,9 +190,10 @@ class _Session(ClientSession):  # type: ignore[misc]
     def getuser(self) -> str:
         return split_identity(self.hil_name)[1]
 
-    async def on_resource_changed(self, *args: Any) -> None:
-        await super().on_resource_changed(*args)
-        self.hil_on_update(None)
+    async def on_resource_changed(self, exporter: str, group_name: str, resource_name: str,
+                                  resource: Any) -> None:
+        await super().on_resource_changed(exporter, group_name, resource_name, resource)
+        self.hil_on_resource(self, exporter, group_name)
 
     def _ignores(self, name: str) -> bool:
         follows = self.hil_follows()
@@ -226,8 +229,8 @@ class Coordinator:
         self._session: _Session | None = None
         # Places whose updates wake whoever waits for a change (None: every place). labgrid's
         # stream has no subscription to one place: a session holding one still decodes every
-        # update, but its watch wakes only for its own place (and for resources and
-        # reconnections), not for each of the rack's other sessions.
+        # update, but its watch wakes only for its own place (its resources, reconnections),
+        # not for each of the rack's other sessions.
         self.interest: frozenset[str] | None = None
         # Places this client still keeps up to date (None: all); see follow_only().
         self._follows: frozenset[str] | None = None
@@ -247,14 +250,25 @@ class Coordinator:
         if name is None or interest is None or name in interest:
             self._updated()
 
+    def _resource_updated(self, session: _Session, exporter: str, group: str) -> None:
+        """Wake only if a place of interest could match the resource (in the loop's thread,
+        where the session's places may be read): every lock and release in the rack updates
+        that place's resources, and each client receives all of them."""
+        interest = self.interest
+        if interest is None or any(
+                fnmatch.fnmatchcase(exporter, m.exporter) and fnmatch.fnmatchcase(group, m.group)
+                for name in interest if (p := session.places.get(name)) is not None
+                for m in p.matches):
+            self._updated()
+
     def _updated(self) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
 
     async def _connect(self) -> _Session:
-        s = _Session(self.name, self._place_updated, lambda: self._follows, self.address,
-                     self._loop)
+        s = _Session(self.name, self._place_updated, self._resource_updated,
+                     lambda: self._follows, self.address, self._loop)
         try:
             await asyncio.wait_for(s.start(), self.connect_timeout)
         except BaseException:

@@ -275,6 +275,26 @@ def test_a_holders_client_wakes_for_its_own_place_not_for_every_other_session(la
         wait_for("its own place's update to wake it", lambda: watch.generation > before)
 
 
+def test_a_holders_client_does_not_wake_for_another_places_resources(lab) -> None:
+    """Locking a place makes its exporter update each of its resources, and labgrid's stream
+    sends those updates to every client: a holder's watch wakes for its own place's resources
+    only (it had woken for every resource update of the rack)."""
+    with Coordinator(lab.address, purpose="watch") as watch, \
+            Coordinator(lab.address, purpose="other") as other:
+        watch.interest = frozenset({"place-0"})
+        other.acquire("place-1")
+        wait_for("the lock to reach the watching client",
+                 lambda: watch.place("place-1").acquired == other.name)
+        before = watch.generation
+        other.release("place-1")  # a place update and, from the exporter, resource updates
+        wait_for("the release to reach the watching client",
+                 lambda: watch.place("place-1").acquired is None)
+        time.sleep(1.0)  # the exporter's resource updates follow the release within ms
+        assert watch.generation == before
+        other.acquire("place-0")
+        wait_for("its own place's update to wake it", lambda: watch.generation > before)
+
+
 def test_a_holders_client_keeps_only_its_own_place_and_says_so_for_another(lab) -> None:
     """A holder's client skips labgrid's copy-and-diff of every other place's updates (most of
     a holding session's CPU); its own place stays current, and asking for another is an

@@ -165,7 +165,7 @@ logging.getLogger().addFilter(_QuietReconnects())
 class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
-    def __init__(self, name: str, on_update: Callable[[str | None], None],
+    def __init__(self, name: str, on_update: Callable[[str], None],
                  on_resource: Callable[[_Session, str, str], None],
                  follows: Callable[[], frozenset[str] | None], *args: Any, **kwargs: Any):
         self.hil_name = name
@@ -225,6 +225,9 @@ class Coordinator:
         self.connect_timeout = connect_timeout
         self._cond = threading.Condition()
         self._generation = 0  # counts updates and reconnections
+        # Places updated since take_changes() last asked; everything, after a (re)connection.
+        self._changed: set[str] = set()
+        self._everything_changed = True
         self.connections = 0  # sessions started (1 + reconnections)
         self._session: _Session | None = None
         # Places whose updates wake whoever waits for a change (None: every place). labgrid's
@@ -245,9 +248,11 @@ class Coordinator:
 
     # --- the connection ---------------------------------------------------------------------
 
-    def _place_updated(self, name: str | None) -> None:
+    def _place_updated(self, name: str) -> None:
+        with self._cond:
+            self._changed.add(name)
         interest = self.interest
-        if name is None or interest is None or name in interest:
+        if interest is None or name in interest:
             self._updated()
 
     def _resource_updated(self, session: _Session, exporter: str, group: str) -> None:
@@ -293,6 +298,8 @@ class Coordinator:
             said = False
             self._session = session
             self.connections += 1
+            with self._cond:
+                self._everything_changed = True
             self._updated()
             await session.stopping.wait()  # the stream ended: coordinator gone or restarted
             self._session = None
@@ -330,6 +337,16 @@ class Coordinator:
         with self._cond:
             self._cond.wait_for(lambda: self._generation != generation or self._closed, timeout)
             return self._generation
+
+    def take_changes(self) -> tuple[bool, frozenset[str]]:
+        """The places updated (or deleted) since the last take, for a caller that keeps its
+        own view of them (the janitor); True first if anything may have changed (a new
+        connection, which starts from a fresh copy of every place)."""
+        with self._cond:
+            everything, changed = self._everything_changed, frozenset(self._changed)
+            self._everything_changed = False
+            self._changed.clear()
+        return everything, changed
 
     def poke(self) -> None:
         """Wake whoever waits for a change (to look at something other than the stream)."""

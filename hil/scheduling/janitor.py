@@ -24,7 +24,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,12 @@ class LeaseBook:
                         f"{', not held since a coordinator restart' if place.acquired is None else ''})")
         return None
 
+    def due(self, now: float) -> set[str]:
+        """The places whose lease or grace has run out by `now` (see expired())."""
+        return ({name for name, (value, since) in self.seen.items()
+                 if now - since > (lease_seconds(value) or 0.0)}
+                | {name for name, since in self.unleased.items() if now - since > self.grace})
+
     def forget(self, name: str) -> None:
         self.seen.pop(name, None)
         self.unleased.pop(name, None)
@@ -133,12 +139,26 @@ class Janitor:
         self.checks_from = 0.0  # monotonic: no health check starts before (see settled())
         self.metrics = metrics
         self.max_checks = max_checks
+        self.scans = 0  # rounds that read every place
+        self._next_scan = float("-inf")
+        self._checks_waiting = False
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
+        """Look at what changed since the last round and at the leases that fell due; at
+        every place only after a reconnection, every HEALTH_WAKE_S (health checks fall due
+        by the clock) and while checks wait for a slot. A rack's every lock and release
+        wakes the janitor, and reading all N places each time was most of its CPU."""
         now = time.time() if now is None else now
         mono = time.monotonic() if mono is None else mono
         self.rounds += 1
-        places = self.coordinator.places()
+        everything, changed = self.coordinator.take_changes()
+        self._checking = {p: t for p, t in self._checking.items() if t.is_alive()}
+        if everything or mono >= self._next_scan or self._checks_waiting:
+            places = self.coordinator.places()
+            self._next_scan = mono + HEALTH_WAKE_S
+            self.scans += 1
+        else:
+            places = self._look(changed | self.leases.due(mono))
         if self.metrics is not None:
             self.metrics.saw(places, now)
         for place in places:
@@ -147,19 +167,31 @@ class Janitor:
                 self._free(place, kick, now)
         # Each check in its own thread, one per place at a time (boards boot in parallel, as
         # sessions do): leases keep being watched meanwhile.
-        self._checking = {p: t for p, t in self._checking.items() if t.is_alive()}
+        self._checks_waiting = False
         for place in places:
             if self.stop.is_set():
                 return
-            if mono < self.checks_from:
-                return  # exporters are still coming back: a check now would fail on them
-            if len(self._checking) >= self.max_checks:
-                return  # the others when a check ends (run() looks every 5 s meanwhile)
-            if place.name not in self._checking and health.needs_check(place, now, self.interval):
-                t = threading.Thread(target=self._check, args=(place.name, now),
-                                     name=f"health-{place.name}", daemon=True)
-                self._checking[place.name] = t
-                t.start()
+            if place.name in self._checking or not health.needs_check(place, now,
+                                                                       self.interval):
+                continue
+            if mono < self.checks_from or len(self._checking) >= self.max_checks:
+                # Exporters still coming back (a check now would fail on them), or no slot
+                # free: the next rounds look at every place until this one has its check.
+                self._checks_waiting = True
+                return
+            t = threading.Thread(target=self._check, args=(place.name, now),
+                                 name=f"health-{place.name}", daemon=True)
+            self._checking[place.name] = t
+            t.start()
+
+    def _look(self, names: Iterable[str]) -> list[Place]:
+        places = []
+        for name in sorted(names):
+            try:
+                places.append(self.coordinator.place(name))
+            except CoordinatorError:
+                self.leases.forget(name)  # deleted, or the stream is being re-established
+        return places
 
     def _free(self, place: Place, kick: Kick, now: float) -> None:
         why = kick.message
@@ -221,8 +253,9 @@ class Janitor:
             wait = min(self.leases.next_due(now) + 0.05, HEALTH_WAKE_S)
             if now < self.checks_from:
                 wait = min(wait, self.checks_from - now + 0.05)
-            if self._checking:
+            if self._checking or self._checks_waiting:
                 wait = min(wait, 5.0)  # a check that ends frees its slot
+            wait = min(wait, max(0.0, self._next_scan - now))
             generation = self.coordinator.wait_for_change(generation, wait)
 
     def reconnected(self, mono: float) -> None:

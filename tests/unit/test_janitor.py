@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from hil.scheduling.coordinator import Place, Reservation
-from hil.scheduling.janitor import EXPORTERS_BACK_S, Janitor
+from hil.scheduling.health import CHECKED_TAG
+from hil.scheduling.janitor import EXPORTERS_BACK_S, HEALTH_WAKE_S, Janitor
 from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG
 
 
@@ -19,8 +20,20 @@ class ScriptedCoordinator:
         self._reservations = reservations
         self.calls: list[tuple[Any, ...]] = []
 
+        self.changed: set[str] = set()  # what the script updated since the janitor looked
+        self.reads = 0  # places read: all of them, or one
+
+    def take_changes(self) -> tuple[bool, frozenset[str]]:
+        changed, self.changed = frozenset(self.changed), set()
+        return False, changed
+
     def places(self) -> list[Place]:
+        self.reads += len(self._places)
         return self._places
+
+    def place(self, name: str) -> Place:
+        self.reads += 1
+        return next(p for p in self._places if p.name == name)
 
     def reservations(self) -> list[Reservation]:
         return self._reservations
@@ -117,3 +130,31 @@ def test_a_lab_of_many_unchecked_places_is_checked_a_few_at_a_time(tmp_path: Pat
     assert len(janitor._checking) == 3
     for t in list(janitor._checking.values()):
         t.join(5)
+
+
+def test_a_round_reads_only_the_places_that_changed_and_every_place_once_a_minute(
+        tmp_path: Path) -> None:
+    # In a rack every lock and release wakes the janitor: reading all N places each time was
+    # most of its CPU. Health checks fall due by the clock, so it still reads all of them
+    # every HEALTH_WAKE_S.
+    places = [Place(f"p{i}", {"health": "good", CHECKED_TAG: "1000"}) for i in range(50)]
+    coordinator = ScriptedCoordinator(places, [])
+    started: list[str] = []
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+                      out=lambda _: None, check=lambda _a, place, _e, _r: started.append(place),
+                      interval=3600.0)
+    janitor.round(now=1000.0, mono=0.0)
+    assert coordinator.reads == 50
+    janitor.round(now=1001.0, mono=1.0)  # nothing changed, nothing due
+    assert coordinator.reads == 50
+    # A session's place, kicked by hand and left unchecked, is checked from its update alone.
+    places[7] = Place("p7", {"health": "unknown"})
+    coordinator.changed.add("p7")
+    janitor.round(now=1002.0, mono=2.0)
+    for t in list(janitor._checking.values()):
+        t.join(5)
+    assert started == ["p7"]
+    assert coordinator.reads == 52  # p7 to look at it, and for the check's outcome
+    places[7] = Place("p7", {"health": "good", CHECKED_TAG: "1002"})  # what the check wrote
+    janitor.round(now=1000.0 + HEALTH_WAKE_S, mono=HEALTH_WAKE_S)
+    assert coordinator.reads == 102 and janitor.scans == 2

@@ -139,13 +139,15 @@ class Result:
                 str(double_holds(self.holds)), str(len(self.leaks)),
                 f"{self.cpu.get('janitor', 0) * per_min:.2f}",
                 f"{self.cpu.get('sessions', 0) * per_min:.2f}",
-                f"{self.cpu['watches'] * per_min:.2f}" if "watches" in self.cpu else "-",
+                (f"{self.cpu['watches'] * per_min:.2f} "
+                 f"({self.cpu.get('watch_threads', 0) * per_min:.2f})")
+                if "watches" in self.cpu else "-",
                 f"{self.cpu.get('coordinator', 0) * per_min:.2f}",
                 f"{self.rss_mb.get('bench', 0):.0f}/{self.rss_mb.get('coordinator', 0):.0f}"]
 
 
 HEADER = ["client", "N", "M", "holds", "grant p50 s", "p95 s", "p99 s", "idle board-s",
-          "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it watches",
+          "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it holding (watch threads)",
           "coordinator cpu-s/min",
           "RSS MB bench/coord"]
 
@@ -197,6 +199,7 @@ class _Run:
         self.waiting = 0
         self.session_cpu = 0.0
         self.watch_cpu = 0.0  # the part of session_cpu spent holding: stream and watch thread
+        self.watch_thread_cpu = 0.0  # of it, the watch threads alone
         self.stop_at = 0.0
 
     def _wait_begin(self) -> None:
@@ -235,6 +238,7 @@ class _Run:
                 self.holds.append(HoldRecord(i, hold.place, t0, granted, let_go))
                 self.session_cpu += r.coordinator.cpu_seconds() + r.watch_cpu_s
                 self.watch_cpu += held + r.watch_cpu_s
+                self.watch_thread_cpu += r.watch_cpu_s
 
     def labgrid_session(self, i: int) -> None:
         rng = random.Random(self.rng.random())
@@ -322,6 +326,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                       - coordinator_cpu0}
         if client == "hil":  # labgrid-client keeps no watch on what it holds
             result.cpu["watches"] = run.watch_cpu
+            result.cpu["watch_threads"] = run.watch_thread_cpu
         result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid)}
         janitor.stop.set()
         janitor_thread.join(10)

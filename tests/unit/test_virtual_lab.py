@@ -98,9 +98,15 @@ def test_preflight_names_every_missing_part_and_what_installs_it(monkeypatch) ->
 
 
 def _supervisor_lookalike(directory: Path) -> subprocess.Popen[bytes]:
-    """A process whose command line is that of `directory`'s supervisor."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+    """A process whose command line is that of `directory`'s supervisor (once up() can see
+    it so: on a loaded host this once took longer than the test waited, and up() went on)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                              "hil.virtual_lab.supervisor", "supervise", str(directory)])
+    deadline = time.monotonic() + 10
+    while not virtual_lab._is_supervisor(proc.pid, directory):
+        assert time.monotonic() < deadline, "the lookalike never showed its command line"
+        time.sleep(0.05)
+    return proc
 
 
 def _a_lab_dir(directory: Path) -> Path:
@@ -111,7 +117,14 @@ def _a_lab_dir(directory: Path) -> Path:
 def test_a_second_lab_in_the_same_directory_is_refused_before_anything_starts(
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(virtual_lab, "preflight", lambda boards, **kw: [])
+
+    def started(directory: Path) -> None:
+        # Past the refusal up() would start a real lab, which outlives the test and holds
+        # the boards' network for every later lab on the host.
+        raise AssertionError(f"up() went on to claim {directory} and start a lab")
+
     lab = _a_lab_dir(tmp_path / "lab")
+    monkeypatch.setattr(virtual_lab, "claim_lab_dir", started)
     sup = _supervisor_lookalike(lab)
     try:
         LabState("ready", pid=sup.pid).write(lab)

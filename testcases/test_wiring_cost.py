@@ -81,6 +81,10 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
                                     **it)
                 sample(throughput.THROUGHPUT, name, bulk.result.received_bps)
 
+            # Each flow on the queue pair of the CPU that runs it (request/response) or
+            # receives it (UDP), where there is a line per queue to show it: input.k's
+            # interrupts all on CPU k.
+            spread = {f"input.{k}": frozenset({k}) for k in range(n)}
             # One request/response flow from each guest CPU, on that CPU's queue pair.
             flows, counted = probes.ping_pong_with_counters(board, guest, seconds=seconds,
                                                             board_cpu=servers_cpu, flows=n)
@@ -102,15 +106,11 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
             for figure, value in c.figures().items():
                 measurements.record(f"cost.{figure}", value, **it)
                 sample(figure, name, value)
-            record_placement(measurements, "rr", mode, net, net_queues, n, counted,
-                             {f"input.{k}": frozenset({k}) for k in range(n)}, it)
+            record_placement(measurements, "rr", mode, net, net_queues, n, counted, spread, it)
 
             run = probes.udp_to_each_cpu_with_counters(board, guest, n, seconds=seconds,
                                                        board_cpu=servers_cpu)
             flood, counted = run.flood, run.counted
-            # Each flow on the queue pair of the CPU that receives it, where there is a line
-            # per queue to show it: input.k's interrupts all on CPU k.
-            spread = {f"input.{k}": frozenset({k}) for k in range(n)}
             record_queue_run(measurements, "udp", name, mode, net, net_queues, n, counted,
                              transports, flood.delivered, spread, it)
             # The kernels' counts (hil/measure/netstat.py), not the receivers' own.

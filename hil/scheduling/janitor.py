@@ -96,11 +96,16 @@ class LeaseBook:
                         f"{', not held since a coordinator restart' if place.acquired is None else ''})")
         return None
 
+    def _deadlines(self) -> dict[str, float]:
+        """Each place's end of lease, or of grace (expired() keeps a place in one book)."""
+        ends = {name: since + (lease_seconds(value) or 0.0)
+                for name, (value, since) in self.seen.items()}
+        ends.update({name: since + self.grace for name, since in self.unleased.items()})
+        return ends
+
     def due(self, now: float) -> set[str]:
         """The places whose lease or grace has run out by `now` (see expired())."""
-        return ({name for name, (value, since) in self.seen.items()
-                 if now - since > (lease_seconds(value) or 0.0)}
-                | {name for name, since in self.unleased.items() if now - since > self.grace})
+        return {name for name, end in self._deadlines().items() if now > end}
 
     def forget(self, name: str) -> None:
         self.seen.pop(name, None)
@@ -108,9 +113,8 @@ class LeaseBook:
 
     def next_due(self, now: float) -> float:
         """Seconds until the earliest lease or grace could run out."""
-        dues = [since + (lease_seconds(value) or 0.0) for value, since in self.seen.values()]
-        dues += [since + self.grace for since in self.unleased.values()]
-        return max(0.0, min(dues) - now) if dues else float("inf")
+        ends = self._deadlines().values()
+        return max(0.0, min(ends) - now) if ends else float("inf")
 
 
 # How long exporters take to come back after a coordinator restart: a restart by their

@@ -83,6 +83,24 @@ def authorized_keys_path(lab_directory: Path) -> Path:
     return DROPIN_DIR.parent / f"hil-lab-{lab_key(lab_directory)}.authorized_keys"
 
 
+def remove_others(lab_directory: Path) -> list[str]:
+    """Remove every other lab's drop-in and authorized keys; returns the labs they named. Only
+    for a lab that holds the host lock (`hostlock`): then no other lab runs here, and what is
+    left was left by labs killed outright, whose `Host` blocks would shadow this lab's."""
+    mine = {dropin_path(lab_directory), authorized_keys_path(lab_directory)}
+    named: list[str] = []
+    for path in sorted(DROPIN_DIR.glob("hil-lab-*.conf")) + sorted(
+            DROPIN_DIR.parent.glob("hil-lab-*.authorized_keys")):
+        if path in mine:
+            continue
+        if path.suffix == ".conf":
+            first = path.read_text(errors="replace").partition("\n")[0]
+            named.append(first.rsplit(" in ", 1)[-1].rstrip(";") if " in " in first
+                         else path.name)
+        path.unlink(missing_ok=True)
+    return named
+
+
 class LabSSHServer:
     """sshd on `address:port` for the current user, keys in `directory`."""
 

@@ -70,7 +70,7 @@ from hil.scheduling.coordinator import Coordinator
 from hil.scheduling.janitor import Janitor
 from hil.scheduling.metrics import LabMetrics
 from hil.scheduling.reservations import HEALTH_TAG
-from hil.virtual_lab import boardnet, ser2net_bind, sshd, tftpd_jail
+from hil.virtual_lab import boardnet, hostlock, ser2net_bind, sshd, tftpd_jail
 from hil.virtual_lab.cables import CableSet
 from hil.virtual_lab.labhost import lab as labhost_lab
 from hil.virtual_lab.power import relay
@@ -237,9 +237,13 @@ def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
         problems.append(why)
     elif not _bindable(listen):
         problems.append(f"--listen {listen} is not an address of this host (see `ip -4 addr`)")
-    if _bindable(boardnet.HOST_ADDRESS):
-        problems.append(f"another virtual lab runs on this host (its boards' network holds "
-                        f"{boardnet.HOST_ADDRESS}): `hil lab down --dir` it first")
+    if (other := hostlock.holder()) is not None:
+        problems.append(other.problem())
+    elif _bindable(boardnet.HOST_ADDRESS):
+        problems.append(f"the boards' network address {boardnet.HOST_ADDRESS} is taken on this "
+                        "host, though no lab holds the lab lock: what a lab killed outright "
+                        "left running holds it; `hil lab down --dir` that lab's directory "
+                        f"(its `{boardnet.HOLDER_NAME}` process names it)")
     if boards < 1:
         problems.append(f"--boards must be at least 1, got {boards}")
     if not gics or not set(gics) <= set(vmm.GIC_MACHINES):
@@ -330,6 +334,7 @@ class Supervisor:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.cables: CableSet | None = None
         self.ssh: sshd.LabSSHServer | None = None
+        self.hostlock = hostlock.HostLock()
         self.stop_requested = threading.Event()
         self.health_interval = health_interval
         self.janitor: Janitor | None = None
@@ -377,6 +382,11 @@ class Supervisor:
     def start(self) -> None:
         t0 = time.monotonic()
         self.logs.mkdir(parents=True, exist_ok=True)
+        # Before anything host-wide: `up`'s preflight and this lock can race with a second
+        # `up`; the lock decides.
+        self.hostlock.acquire(self.directory)
+        for other in sshd.remove_others(self.directory):
+            log.info("removed the ssh drop-in that a lab killed outright left: %s", other)
         plan = self.plan
         self.state.credentials = self._credentials_file()
         self.cables = CableSet(self.directory / "cables", cable_names(plan))
@@ -540,6 +550,7 @@ class Supervisor:
             self.ssh.stop()
         if self.cables is not None:
             self.cables.close()
+        self.hostlock.release()
 
     def _end_orphaned_ser2net(self) -> None:
         """ser2net of an exporter that was killed outright outlives it, holding the cables."""

@@ -319,3 +319,75 @@ def test_two_labs_of_one_name_in_different_folders_share_no_ssh_file(tmp_path: P
     assert sshd.authorized_keys_path(one) != sshd.authorized_keys_path(other)
     assert sshd.dropin_path(one) == sshd.dropin_path(tmp_path / "a" / ".." / "a" / "lab")
     assert sshd.dropin_path(one).name.startswith("hil-lab-lab-")
+
+
+def _holding(lock: Path, directory: Path) -> subprocess.Popen[str]:
+    """Another process that holds the host lock for `directory`, as a lab's supervisor does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from hil.virtual_lab import hostlock; "
+         "hostlock.HostLock(Path(sys.argv[1])).acquire(Path(sys.argv[2])); print('held', "
+         "flush=True); time.sleep(60)", str(lock), str(directory)],
+        stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_one_lab_per_host_and_a_killed_lab_leaves_no_lock(tmp_path: Path) -> None:
+    from hil.virtual_lab import hostlock
+
+    lock, first = tmp_path / "lab.lock", tmp_path / "first-lab"
+    assert hostlock.holder(lock) is None
+    proc = _holding(lock, first)
+    try:
+        assert hostlock.holder(lock) == hostlock.Holder(proc.pid, str(first))
+        with pytest.raises(virtual_lab.ConfigError,
+                           match=f"from {first} \\(pid {proc.pid}\\).*hil lab down --dir {first}"):
+            hostlock.HostLock(lock).acquire(tmp_path / "second-lab", wait=0.3)
+    finally:
+        proc.kill()  # as SIGKILL ends a supervisor: no handler, no clean-up
+        proc.wait()
+    assert hostlock.holder(lock) is None
+    second = hostlock.HostLock(lock)
+    second.acquire(tmp_path / "second-lab")
+    assert "second-lab" in hostlock.holder(lock).directory  # type: ignore[union-attr]
+    second.release()
+    assert hostlock.holder(lock) is None
+
+
+def test_preflight_names_the_lab_that_holds_the_host(tmp_path: Path, monkeypatch) -> None:
+    from hil.virtual_lab import hostlock
+
+    monkeypatch.setattr(hostlock, "LOCK_PATH", tmp_path / "lab.lock")
+    proc = _holding(tmp_path / "lab.lock", tmp_path / "theirs")
+    try:
+        problems = virtual_lab.preflight(2)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [p for p in problems if "another virtual lab" in p] == [
+        f"another virtual lab runs on this host, from {tmp_path / 'theirs'} (pid {proc.pid}); "
+        f"one host has one: `hil lab down --dir {tmp_path / 'theirs'}` first"]
+
+
+def test_the_ssh_drop_ins_of_killed_labs_go_and_this_labs_stay(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    # A killed lab's `Host 127.0.0.1` block came first in ssh's reading, so every later lab's
+    # ssh reached a dead port: CI's lab tests all failed at "ssh to the lab host not ready".
+    from hil.virtual_lab import sshd
+
+    monkeypatch.setattr(sshd, "DROPIN_DIR", tmp_path / "ssh" / "ssh_config.d")
+    sshd.DROPIN_DIR.mkdir(parents=True)
+    killed, mine = tmp_path / "killed" / "lab", tmp_path / "mine" / "lab"
+    for lab in (killed, mine):
+        sshd.dropin_path(lab).write_text(
+            sshd.client_dropin(lab / "ssh", "127.0.0.1", 2222, "root"))
+        sshd.authorized_keys_path(lab).write_text("ssh-ed25519 AAAA hil-lab\n")
+    unrelated = sshd.DROPIN_DIR / "20-systemd-ssh-proxy.conf"
+    unrelated.write_text("Host .host\n")
+
+    assert sshd.remove_others(mine) == [str(killed)]
+    assert sorted(p.name for p in sshd.DROPIN_DIR.iterdir()) == sorted(
+        [sshd.dropin_path(mine).name, unrelated.name])
+    assert not sshd.authorized_keys_path(killed).exists()
+    assert sshd.authorized_keys_path(mine).exists()

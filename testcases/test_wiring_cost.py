@@ -24,12 +24,12 @@ DISK = "/tmp/hil-bench.img"  # on the board's tmpfs: reads cost the board no dis
 DISK_MB = 64
 
 
-def blk_device(config: dict[str, Any], queues: int) -> tuple[str, ...]:
+def blk_device(config: dict[str, Any], queues: int, iothread: str = "") -> tuple[str, ...]:
     """The guest's virtio-blk, on the same transport as its virtio-net (PCI for MSI-X), its
     completions from an iothread (QEMU's dataplane: they reach KVM through irqfds where the
-    transport has them)."""
+    transport has them); `iothread` adds the board's properties for it (`bench_iothread`)."""
     transport = "pci" if config.get("net_device", "").endswith("-pci") else "device"
-    return ("-object", "iothread,id=io0",
+    return ("-object", ",".join(["iothread,id=io0", *([iothread] if iothread else [])]),
             "-drive", f"file={DISK},if=none,id=d0,format=raw",
             "-device", f"virtio-blk-{transport},drive=d0,num-queues={queues},iothread=io0")
 
@@ -59,7 +59,8 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
         for i, name in enumerate(throughput.interleave(list(configs), iterations)):
             it = {"config": name, "clock": clock, "iteration": i // len(configs), "vcpus": n}
             guest = boot_guest(**configs[name], cpus=n, queues=n,
-                               extra=blk_device(configs[name], n))
+                               extra=blk_device(configs[name], n,
+                                                board_options.get("bench_iothread", "")))
             if pin:
                 # Checked with the env file; each thread's allowed CPUs are recorded.
                 placed = board.check(vmm.pin_script(pin["vcpus"], pin["others"]))
@@ -108,8 +109,9 @@ def test_cost_of_each_interrupt_wiring_side_by_side(board, boot_guest, board_opt
                 sample(figure, name, value)
             record_placement(measurements, "rr", mode, net, net_queues, n, counted, spread, it)
 
-            run = probes.udp_to_each_cpu_with_counters(board, guest, n, seconds=seconds,
-                                                       board_cpu=servers_cpu)
+            run = probes.udp_to_each_cpu_with_counters(
+                board, guest, n, seconds=seconds, board_cpu=servers_cpu,
+                pps=int(board_options.get("bench_udp_pps", 0)))
             flood, counted = run.flood, run.counted
             record_queue_run(measurements, "udp", name, mode, net, net_queues, n, counted,
                              transports, flood.delivered, spread, it)

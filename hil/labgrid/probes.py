@@ -149,15 +149,17 @@ class UdpRun:
 
 
 def udp_to_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int, seconds: int = 1,
-                                  length: int = 64, board_cpu: int | None = None) -> UdpRun:
-    """Small UDP datagrams as fast as the board sends them, one flow to each guest CPU, each
+                                  length: int = 64, board_cpu: int | None = None,
+                                  pps: int = 0) -> UdpRun:
+    """Small UDP datagrams, `pps` a second in each flow or (0) as fast as the board sends
+    them, one flow to each guest CPU, each
     received by a client pinned there (so each flow comes in on that CPU's queue pair, see
     iperf.udp_receiver_command), with the counters of `counted` and the kernels' own packet
     counts (hil/measure/netstat.py), read outside the counted window."""
     for cpu in range(cpus):
         board.check(iperf.server_command(iperf.PORT + cpu, board_cpu))
     clients = " ".join(
-        f"{iperf.udp_receiver_command(BOARD_ADDR, seconds, length, iperf.PORT + cpu, cpu)}"
+        f"{iperf.udp_receiver_command(BOARD_ADDR, seconds, length, iperf.PORT + cpu, cpu, pps)}"
         f" >/tmp/udp-{cpu}.json 2>&1 &" for cpu in range(cpus))
 
     def kernels() -> tuple[dict[str, int], dict[str, int], dict[int, int]]:

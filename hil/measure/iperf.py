@@ -101,11 +101,12 @@ class UdpResult:
 
 
 def udp_receiver_command(server: str, seconds: int, length: int = 64, port: int = PORT,
-                         cpu: int | None = None) -> str:
-    """The client receives (-R) as fast as the server sends (-b 0) `length`-byte datagrams.
-    It sends first (iperf3's UDP handshake) from the CPU it is pinned to, so the board's
-    multiqueue tap learns the flow on that CPU's queue and sends it back on the same one."""
-    return (f"iperf3 -c {server} -u -R -l {length} -b 0 -t {seconds} -J"
+                         cpu: int | None = None, pps: int = 0) -> str:
+    """The client receives (-R) `length`-byte datagrams, `pps` a second (iperf3's -b counts
+    the payload's bits), or as fast as the server sends (0: -b 0). It sends first (iperf3's
+    UDP handshake) from the CPU it is pinned to, so the board's multiqueue tap learns the
+    flow on that CPU's queue and sends it back on the same one."""
+    return (f"iperf3 -c {server} -u -R -l {length} -b {pps * length * 8} -t {seconds} -J"
             + (f" -p {port}" if port != PORT else "")
             + (f" -A {cpu}" if cpu is not None else ""))
 

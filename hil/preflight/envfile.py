@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ def option_problems(options: dict[str, Any]) -> list[str]:
             if left_out:
                 out.append(f"bench_wirings leaves out {', '.join(left_out)}, which threshold "
                            f"{key!r} names: measure it or drop the threshold")
+    pps = options.get("bench_udp_pps")
+    if pps is not None and (isinstance(pps, bool) or not isinstance(pps, int) or pps < 0):
+        out.append(f"bench_udp_pps: {pps!r}: datagrams a second in each flow, a whole number "
+                   "(0: as fast as the board sends)")
+    iothread = options.get("bench_iothread")
+    if iothread is not None and not (isinstance(iothread, str) and all(
+            re.fullmatch(r"[a-z][a-z0-9-]*=[^,=\s]+", p) and not p.startswith("id=")
+            for p in iothread.split(","))):
+        out.append(f"bench_iothread: {iothread!r}: QEMU iothread properties, e.g. "
+                   "poll-max-ns=0 (comma-separated, no id=)")
     sizes = options.get("bench_vcpus")
     if sizes is not None:
         if not isinstance(sizes, list) or not sizes or not all(

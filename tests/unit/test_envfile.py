@@ -29,6 +29,9 @@ def test_the_options_every_environment_file_declares_pass() -> None:
      "bench_wirings: ['vhost-net', 'irqfd']: write a list of wirings to measure, from "
      "virtio-net, vhost-net"),
     ({"bench_vcpus": [1, 0]}, "bench_vcpus: [1, 0]: write the guest sizes"),
+    ({"bench_udp_pps": -1}, "bench_udp_pps: -1: datagrams a second in each flow"),
+    ({"bench_iothread": "id=io1"}, "bench_iothread: 'id=io1': QEMU iothread properties"),
+    ({"bench_iothread": "poll-max-ns"}, "bench_iothread: 'poll-max-ns': QEMU iothread"),
     ({"bench_vcpus": [1, 4], "pin_vmm": {"vcpus": [0, 1], "others": 2}},
      "bench_vcpus: 4 vCPUs, but pin_vmm.vcpus places 2: give each vCPU its board CPU"),
     ({"bench_wirings": ["vhost-net"], "thresholds": {"vhost-net_tps_over_virtio-net": 1}},

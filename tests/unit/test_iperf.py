@@ -60,3 +60,6 @@ def test_udp_receivers_at_once_add_up_and_lose_in_proportion():
     assert both.loss == pytest.approx(0.01)
     assert iperf.udp_receiver_command("169.254.77.1", 1, port=5202, cpu=1) == \
         "iperf3 -c 169.254.77.1 -u -R -l 64 -b 0 -t 1 -J -p 5202 -A 1"
+    # An offered rate instead of a flood: iperf3's -b counts the payload's bits.
+    assert iperf.udp_receiver_command("169.254.77.1", 1, cpu=0, pps=10000) == \
+        "iperf3 -c 169.254.77.1 -u -R -l 64 -b 5120000 -t 1 -J -A 0"

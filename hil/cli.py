@@ -464,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--sessions", type=int, nargs="+", default=[5, 20, 50], metavar="M")
     lb.add_argument("--seconds", type=float, default=60.0,
                     help="length of each configuration's run (default 60)")
-    lb.add_argument("--client", choices=("hil", "labgrid-client"), action="append",
-                    help="only this client (default: both)")
+    lb.add_argument("--client", choices=("hil", "hil-own-stream", "labgrid-client"),
+                    action="append",
+                    help="only this client (default: hil and labgrid-client; hil-own-stream: "
+                         "hil's holders each on its own stream, no janitor's place watch)")
     lb.add_argument("--work", default="/tmp/hil-lab-bench",
                     help="where the coordinators keep their state and logs")
     lb.add_argument("--no-initial-checks", action="store_true",

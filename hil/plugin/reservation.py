@@ -139,7 +139,7 @@ def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> N
         return
     reason = str(h.lost or why)
     try:
-        if h.reservation.coordinator.place(hold.place).acquired != h.reservation.holder:
+        if h.reservation.place_now(hold.place).acquired != h.reservation.holder:
             # Kicked or released by another client: the errors were its doing, not the lab's.
             return
         health.mark(h.reservation.coordinator, hold.place, "unknown",

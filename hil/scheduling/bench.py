@@ -291,9 +291,12 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                       tags={"health": "unknown", "health-checked": ""} if initial_checks else {},
                       hosts=min(hosts, places))
     lab.start()
+    # hil's holders follow their place through the janitor (hil.scheduling.placewatch);
+    # "hil-own-stream" is the same client with no such service, each holder on its own stream.
     janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
                       work / "health", interval=1e9, out=lambda _: None,
-                      check=stand_in_check)
+                      check=stand_in_check,
+                      watch_address="" if client == "hil-own-stream" else None)
     janitor_thread = threading.Thread(target=janitor.run, name="janitor", daemon=True)
     run = _Run(lab, sessions, seconds, seed)
     sampler = Coordinator(lab.address, purpose="bench-sampler")
@@ -305,7 +308,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         # labgrid-client's processes, reaped: their CPU is what the anchor's sessions cost.
         children0 = _children_cpu()
         run.stop_at = time.monotonic() + seconds
-        target = run.hil_session if client == "hil" else run.labgrid_session
+        target = run.labgrid_session if client == "labgrid-client" else run.hil_session
         workers = [threading.Thread(target=target, args=(i,), daemon=True)
                    for i in range(sessions)]
         for w in workers:
@@ -317,14 +320,15 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
             result.samples.append((time.monotonic(), free, run.waiting))
             time.sleep(SAMPLE_S)
         janitor_cpu = (procstat.cpu_seconds(f"/proc/self/task/{janitor_native}/stat")
-                       + janitor.coordinator.cpu_seconds())
+                       + janitor.coordinator.cpu_seconds()
+                       + (janitor.watch.cpu_seconds() if janitor.watch else 0.0))
         for w in workers:
             w.join(120)
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,
                       "coordinator": procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
                       - coordinator_cpu0}
-        if client == "hil":  # labgrid-client keeps no watch on what it holds
+        if client != "labgrid-client":  # which keeps no watch on what it holds
             result.cpu["watches"] = run.watch_cpu
             result.cpu["watch_threads"] = run.watch_thread_cpu
         result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid)}

@@ -27,11 +27,11 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc  # type: ignore[import-untyped]
 from labgrid.remote.client import ClientSession
@@ -141,6 +141,37 @@ def _candidates(lg_place: Any, resources: Mapping[str, Any]) -> Iterator[tuple[s
                     yield exporter, group, name, entry
 
 
+def place_matches(lg_place: Any, exporter: str, group: str) -> bool:
+    """Whether labgrid's place (a client session's copy) could match a resource of
+    `exporter`/`group`."""
+    return any(fnmatch.fnmatchcase(exporter, m.exporter) and fnmatch.fnmatchcase(group, m.group)
+               for m in lg_place.matches)
+
+
+class ChangeListener(Protocol):
+    """Told of updates in the client's event loop: must not block."""
+
+    def watched(self) -> Collection[str]:
+        """The places whose resources' updates it wants (matching every resource update
+        against every place would cost N per update)."""
+
+    def changed(self, names: Iterable[str] | None) -> None:
+        """These places changed; None: any may have (a new connection, or none)."""
+
+
+class _Unary:
+    """A channel for the coordinator's unary calls alone, without the stream (see
+    Coordinator.detach). Made in the client's event loop."""
+
+    def __init__(self, address: str):
+        self.channel = grpc.aio.insecure_channel(
+            target=address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+        self.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(self.channel)
+
+    async def sync_with_coordinator(self) -> bool:
+        return True  # no stream, no copy of the places to bring up to date
+
+
 def reservation_from_pb(r: Any) -> Reservation:
     res = LgReservation.from_pb2(r)
     allocation = next((places[0] for places in res.allocations.values() if places), None)
@@ -239,6 +270,11 @@ class Coordinator:
         self._follows: frozenset[str] | None = None
         self._closed = False
         self._final_cpu: float | None = None
+        self._listeners: list[ChangeListener] = []
+        # Detached: no stream, unary calls over a channel of their own (see detach()).
+        self._detached = False
+        self._unary: _Unary | None = None
+        self._attach_wanted: asyncio.Event | None = None  # made in the loop
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hil-coordinator",
                                         daemon=True)
@@ -251,6 +287,8 @@ class Coordinator:
     def _place_updated(self, name: str) -> None:
         with self._cond:
             self._changed.add(name)
+        for listener in self._listeners:
+            listener.changed((name,))
         interest = self.interest
         if interest is None or name in interest:
             self._updated()
@@ -259,12 +297,31 @@ class Coordinator:
         """Wake only if a place of interest could match the resource (in the loop's thread,
         where the session's places may be read): every lock and release in the rack updates
         that place's resources, and each client receives all of them."""
+        for listener in self._listeners:
+            names = [n for n in listener.watched()
+                     if (p := session.places.get(n)) is not None
+                     and place_matches(p, exporter, group)]
+            if names:
+                listener.changed(names)
         interest = self.interest
         if interest is None or any(
-                fnmatch.fnmatchcase(exporter, m.exporter) and fnmatch.fnmatchcase(group, m.group)
-                for name in interest if (p := session.places.get(name)) is not None
-                for m in p.matches):
+                place_matches(p, exporter, group)
+                for name in interest if (p := session.places.get(name)) is not None):
             self._updated()
+
+    def _everything_updated(self) -> None:
+        with self._cond:
+            self._everything_changed = True
+        for listener in self._listeners:
+            listener.changed(None)
+        self._updated()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     def _updated(self) -> None:
         with self._cond:
@@ -285,7 +342,12 @@ class Coordinator:
 
     async def _stay_connected(self) -> None:
         said = False
+        self._attach_wanted = asyncio.Event()
         while not self._closed:
+            if self._detached:
+                await self._attach_wanted.wait()  # reattach() or close()
+                self._attach_wanted.clear()
+                continue
             try:
                 session = await self._connect()
             except Exception as e:  # refused, timed out: the coordinator is not there (yet)
@@ -298,16 +360,14 @@ class Coordinator:
             said = False
             self._session = session
             self.connections += 1
-            with self._cond:
-                self._everything_changed = True
-            self._updated()
+            self._everything_updated()
             await session.stopping.wait()  # the stream ended: coordinator gone or restarted
             self._session = None
-            self._updated()
+            self._everything_updated()
             with contextlib.suppress(Exception):
                 await session.stop()
                 await session.close()
-            if not self._closed:
+            if not self._closed and not self._detached:
                 log.info("coordinator %s: stream ended, reconnecting as %s", self.address,
                          self.name)
                 await asyncio.sleep(0.2)
@@ -327,6 +387,36 @@ class Coordinator:
     @property
     def connected(self) -> bool:
         return self._session is not None
+
+    @property
+    def detached(self) -> bool:
+        return self._detached
+
+    def detach(self) -> None:
+        """Stop receiving the coordinator's stream: from now on this client only writes and
+        asks about reservations (unary calls, over a channel of their own), and reads no
+        place. For a holder whose watch follows its place elsewhere (hil.scheduling.placewatch):
+        labgrid's coordinator sends every client every update of the rack. The coordinator
+        keeps the lock (it forgets a client's session when its stream ends, not its places)."""
+        async def go() -> None:
+            if self._unary is None:
+                self._unary = _Unary(self.address)
+            self._detached = True
+            if self._session is not None:
+                await self._session.stop()  # _stay_connected sees the stream end and waits
+
+        asyncio.run_coroutine_threadsafe(go(), self._loop).result(CALL_TIMEOUT_S)
+
+    def reattach(self, timeout: float) -> bool:
+        """Take the stream again (after detach()); True once connected within `timeout`."""
+        async def go() -> None:
+            self._detached = False
+            if self._attach_wanted is not None:
+                self._attach_wanted.set()
+
+        if self._detached:
+            asyncio.run_coroutine_threadsafe(go(), self._loop).result(CALL_TIMEOUT_S)
+        return self.wait_connected(timeout)
 
     @property
     def generation(self) -> int:
@@ -377,6 +467,9 @@ class Coordinator:
                 with contextlib.suppress(Exception):
                     await s.stop()
                     await s.close()
+            if self._unary is not None:
+                with contextlib.suppress(Exception):
+                    await self._unary.channel.close()
             self._supervisor.cancel()
 
         with contextlib.suppress(Exception):
@@ -394,7 +487,9 @@ class Coordinator:
 
     def _run(self, make: Callable[[_Session], Awaitable[T]], what: str,
              timeout: float = CALL_TIMEOUT_S) -> T:
-        session = self._session
+        session: Any = self._session
+        if session is None and self._detached:
+            session = self._unary  # unary calls only: see _read()
         if session is None:
             raise CoordinatorUnreachable(f"{what}: no stream to the coordinator at "
                                          f"{self.address} (restarting?)")
@@ -433,12 +528,20 @@ class Coordinator:
         another is an error rather than a stale answer."""
         self._follows = frozenset({place})
 
+    def _read(self, what: str) -> None:
+        if self._detached:
+            raise CoordinatorError(f"{what}: this client has detached from the coordinator's "
+                                   "stream (a holder's, whose watch follows its place through "
+                                   "the janitor) and keeps no copy of the places")
+
     def _followed(self, name: str) -> None:
+        self._read(f"place {name}")
         if self._follows is not None and name not in self._follows:
             raise CoordinatorError(f"this client follows only {', '.join(sorted(self._follows))}"
                                    f" (a holder's): place {name} is not kept up to date")
 
     def places(self) -> list[Place]:
+        self._read("places")
         follows = self._follows
 
         async def snapshot(s: _Session) -> list[Place]:
@@ -462,6 +565,7 @@ class Coordinator:
 
     def resource_paths(self) -> set[str]:
         """exporter/group/cls/name of every resource exported now."""
+        self._read("resources")
         async def paths(s: _Session) -> set[str]:
             return {f"{e}/{g}/{entry.data['cls']}/{n}" for e, groups in s.resources.items()
                     for g, entries in groups.items() for n, entry in entries.items()

@@ -31,6 +31,7 @@ from pathlib import Path
 from hil.scheduling import health
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
 from hil.scheduling.metrics import LabMetrics, health_of
+from hil.scheduling.placewatch import WATCH_TAG, PlaceWatchServer
 from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, lease_seconds
 
 log = logging.getLogger("hil.janitor")
@@ -127,10 +128,16 @@ class Janitor:
                  interval: float = 86400.0, grace: float = GRACE_S,
                  out: Callable[[str], None] = log.info,
                  check: Callable[[str, str, Path, Path], object] | None = None,
-                 metrics: LabMetrics | None = None, max_checks: int = MAX_CHECKS):
+                 metrics: LabMetrics | None = None, max_checks: int = MAX_CHECKS,
+                 watch_address: str | None = ""):
         """`check(address, place, env_file, results)`: a health check (default: the board
-        cases, hil.scheduling.health.run_check). `metrics`: what it counts, for Prometheus."""
+        cases, hil.scheduling.health.run_check). `metrics`: what it counts, for Prometheus.
+        `watch_address`: where to serve holders the place they hold (hil.scheduling.placewatch;
+        None: the coordinator's host; "": nowhere)."""
         self.coordinator = coordinator
+        if watch_address is None:
+            watch_address = coordinator.address.rsplit(":", 1)[0].strip("[]")
+        self.watch = PlaceWatchServer(coordinator, watch_address) if watch_address else None
         self.env_file = env_file
         self.results = results
         self.interval = interval
@@ -165,6 +172,10 @@ class Janitor:
             places = self._look(changed | self.leases.due(mono))
         if self.metrics is not None:
             self.metrics.saw(places, now)
+        if self.watch is not None:
+            for place in places:
+                if place.tags.get(WATCH_TAG) != self.watch.url:  # holders find it here
+                    self.coordinator.set_tags(place.name, {WATCH_TAG: self.watch.url})
         for place in places:
             kick = self.leases.expired(place, mono)
             if kick is not None:
@@ -272,4 +283,6 @@ class Janitor:
         self.stop.set()
         if self.metrics is not None:
             self.metrics.close()
+        if self.watch is not None:
+            self.watch.close()
         self.coordinator.close()

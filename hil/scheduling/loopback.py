@@ -57,6 +57,7 @@ class LoopbackLab:
         self.address = ""
         self.coordinator: subprocess.Popen[bytes] | None = None
         self.exporters: list[subprocess.Popen[bytes]] = []
+        self._exporter_commands: list[list[str]] = []
 
     @property
     def exporter(self) -> subprocess.Popen[bytes] | None:
@@ -103,8 +104,8 @@ class LoopbackLab:
                 hostname = self.rack.host_address(i) if self.rack else "127.0.0.1"
                 cmd = [_tool("labgrid-exporter"), "-c", self.address, "--name", exporter,
                        "--hostname", hostname, str(config)]
-                self.exporters.append(self._spawn(
-                    exporter, self.rack.enter(i, cmd) if self.rack else cmd))
+                self._exporter_commands.append(self.rack.enter(i, cmd) if self.rack else cmd)
+                self.exporters.append(self._spawn(exporter, self._exporter_commands[-1]))
             deadline = Timeout(float(timeout))
             generation = c.generation
             while not all(p.resources and all(p.resources.values()) for p in c.places()):
@@ -124,6 +125,17 @@ class LoopbackLab:
         self.coordinator.wait(30)
         time.sleep(down_s)
         self.start_coordinator()
+
+    def restart_exporters(self, timeout: float = 30.0) -> None:
+        """Start again the exporters that ended, as a lab host's service manager does (labgrid's
+        exporter ends when it loses the coordinator)."""
+        deadline = Timeout(timeout)
+        for i, proc in enumerate(self.exporters):
+            while proc.poll() is None and not deadline.expired:
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                self.exporters[i] = self._spawn(self.exporter_names()[i],
+                                                self._exporter_commands[i])
 
     def stop_exporter(self, host: int) -> None:
         """An exporter host goes away (killed outright, as a host that loses power)."""

@@ -37,6 +37,7 @@ from enum import StrEnum
 
 from hil.errors import InfrastructureError
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, CoordinatorUnreachable, Place, identity
+from hil.scheduling.placewatch import WATCH_TAG, RelayGone, RelayView
 
 LEASE_TAG = "hil-lease"
 HOLDER_TAG = "hil-holder"
@@ -229,6 +230,10 @@ class PlaceReservation:
         self.watch_cpu_s = 0.0  # CPU the watch thread spent, once it has ended
         self.restarts = 0  # coordinator restarts the watch saw while the place was held
         self._connections_seen = 0
+        # The janitor's watch on the held place, while this client has left the stream (see
+        # hil.scheduling.placewatch); None: the client's own stream.
+        self._relay: RelayView | None = None
+        self.relayed = False  # the watch followed the place through the janitor at some point
 
     def __enter__(self) -> Hold:
         return self.acquire()
@@ -248,9 +253,10 @@ class PlaceReservation:
             self.coordinator.acquire(place)
             self.hold = Hold(place, self._token or "")
             self._renew()
-        self._connections_seen = self.coordinator.connections
         self.coordinator.interest = frozenset({place})  # the watch wakes for its place only
         self.coordinator.follow_only(place)  # and this client keeps no other place
+        self._follow_through_janitor(place)
+        self._connections_seen = self._view().connections
         self.timings["reserve_and_lock_s"] = time.monotonic() - t0
         self.progress(f"reservation: holding {place} as {self.holder} (waited "
                       f"{self.timings['reserve_wait_s']:.1f} s, lease {self.lease:.0f} s)")
@@ -313,6 +319,44 @@ class PlaceReservation:
         return (f"reservation: waiting for {self._want(filters)} ({waited:.0f} s, {ahead} "
                 "waiting ahead)")
 
+    # --- where the watch reads the place --------------------------------------------------
+
+    def _view(self) -> RelayView | Coordinator:
+        return self._relay or self.coordinator
+
+    def _follow_through_janitor(self, place: str, catch_up: float = 5.0,
+                                quiet: bool = False) -> None:
+        """Follow the held place through the janitor's watch and leave the stream, if the lab
+        offers one (the place's hil-watch tag) and this reservation owns its client."""
+        c = self.coordinator
+        if not self._owned or c.detached:
+            return
+        try:
+            url = c.place(place).tags.get(WATCH_TAG)
+            if not url:
+                return
+            relay = RelayView(url, place)
+            # The janitor's copy must show our lock before the watch judges by it.
+            deadline = time.monotonic() + catch_up
+            while relay.place(place).acquired != self.holder:
+                if time.monotonic() > deadline:
+                    return
+                relay.wait_for_change(relay.generation, deadline - time.monotonic())
+        except (RelayGone, CoordinatorError) as e:
+            if not quiet:
+                self.progress(f"reservation: following {place} on this client's own stream "
+                              f"({e})")
+            return
+        c.detach()
+        self._relay = relay
+        self.relayed = True
+
+    def _leave_janitor(self, timeout: float) -> bool:
+        """Back to this client's own stream (the relay is gone, or the place must be taken
+        back after a coordinator restart); False if it does not connect within `timeout`."""
+        self._relay = None
+        return self.coordinator.reattach(timeout)
+
     def _renew(self) -> None:
         assert self.hold is not None
         self.coordinator.set_tags(self.hold.place, {
@@ -328,14 +372,14 @@ class PlaceReservation:
 
     def _watch_loop(self) -> None:
         assert self.hold is not None
-        c = self.coordinator
+        v = self._view()
         renewed = time.monotonic()
         switch_checked = 0.0
         switch: bool | None = None
         url: str | None = None
         looked = False  # the first look is at once: it learns whether there is a switch
-        generation = c.generation
-        connections = c.connections
+        generation: object = v.generation
+        connections = v.connections
         while not self._stop.is_set():
             now = time.monotonic()
             next_renewal = renewed + self.lease / 3
@@ -344,21 +388,34 @@ class PlaceReservation:
                 due = now
             elif url:  # a place without a power switch has nothing to ask between updates
                 due = min(due, switch_checked + SWITCH_CHECK_S)
-            generation = c.wait_for_change(generation, max(0.05, due - now))
+            try:
+                generation = v.wait_for_change(generation, max(0.05, due - now))  # type: ignore[arg-type]
+            except RelayGone as e:
+                if self._stop.is_set():
+                    return
+                self.progress(f"reservation: {e}; following {self.hold.place} on this "
+                              "client's own stream")
+                self._leave_janitor(max(1.0, renewed + self.lease - time.monotonic()))
+                v = self._view()
+                generation, connections = v.generation, v.connections
+                self._connections_seen = connections
+                continue
             if self._stop.is_set():
                 return
             now = time.monotonic()
             why: Lost | None
             try:
-                if not c.connected or c.connections != connections:
+                if not v.connected or v.connections != connections:
                     self.restarts += 1
                     why = self._come_back(renewed + self.lease)
-                    connections = self._connections_seen = c.connections
+                    v = self._view()
+                    generation = v.generation
+                    connections = self._connections_seen = v.connections
                     if why is None:
                         renewed = time.monotonic()
                         continue
                 else:
-                    place = c.place(self.hold.place)
+                    place = v.place(self.hold.place)
                     url = url or switch_url(place)
                     looked = True
                     if url and now - switch_checked >= SWITCH_CHECK_S:
@@ -372,8 +429,17 @@ class PlaceReservation:
                             if self.hold is not None:
                                 self._renew()
                         renewed = now
+                        if self.relayed and self._relay is None:
+                            # Back to the janitor's watch once it answers again.
+                            self._follow_through_janitor(self.hold.place, quiet=True)
+                            if self._relay is not None:
+                                v = self._view()
+                                generation = v.generation
+                                connections = self._connections_seen = v.connections
             except CoordinatorError:
                 continue  # the stream is being re-established: judged on the next wake
+            except RelayGone:
+                continue  # the next wait notices and goes back to the stream
             if why is not None and not self._stop.is_set():
                 if why.reason is Loss.RELEASED:
                     # Released under us (a kick by hand): our lease must not keep the free
@@ -391,8 +457,20 @@ class PlaceReservation:
         c, name = self.coordinator, self.hold.place
         gone = Lost(Loss.COORDINATOR_GONE, f"place {name}: the coordinator at {c.address} was "
                                            "not back within the lease")
+        # Taking the place back needs this client's own session at the coordinator.
+        relayed = self._relay is not None
+        if relayed:
+            self._leave_janitor(0.0)
         if not c.wait_connected(max(0.0, deadline - time.monotonic())):
             return gone
+        why = self._take_back(deadline, gone)
+        if why is None and relayed:
+            self._follow_through_janitor(name)  # or at a later renewal
+        return why
+
+    def _take_back(self, deadline: float, gone: Lost) -> Lost | None:
+        assert self.hold is not None
+        c, name = self.coordinator, self.hold.place
         while time.monotonic() < deadline and not self._stop.is_set():
             try:
                 place = c.place(name)
@@ -420,7 +498,7 @@ class PlaceReservation:
 
     def _clear_our_lease(self, name: str) -> None:
         with contextlib.suppress(CoordinatorError):
-            place = self.coordinator.place(name)
+            place = self.place_now(name)
             if place.acquired is None and place.tags.get(HOLDER_TAG) == holder_tag(self.holder):
                 self.coordinator.set_tags(name, {LEASE_TAG: "", HOLDER_TAG: ""})
 
@@ -429,10 +507,11 @@ class PlaceReservation:
         if self.hold is None:
             return None
         c = self.coordinator
-        restarted = bool(self.restarts) or not c.connected or \
-            c.connections != self._connections_seen
+        v = self._view()
+        restarted = bool(self.restarts) or not v.connected or \
+            v.connections != self._connections_seen
         try:
-            place = c.place(self.hold.place)
+            place = self.place_now(self.hold.place)
             url = switch_url(place)
             why = self._settled(loss(place, self.holder, answers(url) if url else None,
                                      self._expected))
@@ -452,14 +531,14 @@ class PlaceReservation:
         """`why`, unless resources that went away turn out to be a release in progress."""
         if why is None or why.reason is not Loss.RESOURCES_GONE or self.hold is None:
             return why
-        c = self.coordinator
+        v = self._view()
         deadline = time.monotonic() + SETTLE_S
-        generation = c.generation
+        generation: object = v.generation
         while (left := deadline - time.monotonic()) > 0:
-            generation = c.wait_for_change(generation, left)
             try:
-                place = c.place(self.hold.place)
-            except CoordinatorError:
+                generation = v.wait_for_change(generation, left)  # type: ignore[arg-type]
+                place = v.place(self.hold.place)
+            except (CoordinatorError, RelayGone):
                 return why
             if place.acquired != self.holder:
                 return loss(place, self.holder, None)
@@ -467,9 +546,22 @@ class PlaceReservation:
         # comes back with them, but what the session had through them is gone).
         return why
 
+    def place_now(self, name: str) -> Place:
+        """The place as it is now: from the janitor's copy when the watch follows it there
+        (asked afresh: the last answer may be older than the watch's last wake)."""
+        if self._relay is not None:
+            try:
+                self._relay.refresh()
+                return self._relay.place(name)
+            except RelayGone:
+                self._leave_janitor(5.0)
+        return self.coordinator.place(name)
+
     def stop_watching(self) -> None:
         self._stop.set()
         self.coordinator.poke()
+        if self._relay is not None:
+            self._relay.abort()
         if self._watch is not None and self._watch is not threading.current_thread():
             self._watch.join(15)
 
@@ -488,7 +580,8 @@ class PlaceReservation:
                                                if token and p.reservation == token]
             for name in names:
                 with contextlib.suppress(InfrastructureError):
-                    place = c.place(name)
+                    # The janitor's copy as it is now, or our own stream's if it is gone.
+                    place = self.place_now(name)
                     ours = place.tags.get(HOLDER_TAG) == holder_tag(self.holder)
                     if place.acquired == self.holder or (ours and place.acquired is None):
                         # Also after a kick: our lease must not linger on the free place.
@@ -501,5 +594,6 @@ class PlaceReservation:
         except InfrastructureError:
             pass
         finally:
+            self._relay = None
             if self._owned:
                 c.close()

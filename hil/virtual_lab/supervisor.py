@@ -484,7 +484,8 @@ class Supervisor:
         metrics = LabMetrics(janitor.places, janitor.reservations)
         self.state.metrics = f"http://{plan.address}:{metrics.serve(plan.address, 0)}/metrics"
         self.janitor = Janitor(janitor, LAB_ENV, self.directory / "health",
-                               interval=self.health_interval, metrics=metrics)
+                               interval=self.health_interval, metrics=metrics,
+                               watch_address=plan.address)
         self.state.timings["up_s"] = round(time.monotonic() - t0, 2)
         self.state.status = "ready"
         self.state.write(self.directory)

@@ -290,8 +290,12 @@ def _lab_janitor(args: argparse.Namespace) -> int:
         metrics = LabMetrics(coordinator.places, coordinator.reservations)
         logging.info("janitor: metrics on http://%s:%d/metrics", address,
                      metrics.serve(address, port))
-    Janitor(coordinator, Path(args.lg_env), Path(args.results), interval=args.interval,
-            grace=args.grace, metrics=metrics, max_checks=args.max_checks).run()
+    janitor = Janitor(coordinator, Path(args.lg_env), Path(args.results),
+                      interval=args.interval, grace=args.grace, metrics=metrics,
+                      max_checks=args.max_checks, watch_address=args.watch)
+    if janitor.watch is not None:
+        logging.info("janitor: holders follow their places at %s", janitor.watch.url)
+    janitor.run()
     return 0
 
 
@@ -445,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="health checks at once (default 4): each holds a place and boots it")
     lj.add_argument("--metrics", default=None, metavar="ADDR:PORT", type=_metrics_address,
                     help="serve Prometheus metrics on ADDR:PORT (for example 127.0.0.1:9464)")
+    lj.add_argument("--watch", default=None, metavar="ADDR",
+                    help="serve holders the place they hold on ADDR, so that they leave the "
+                         "coordinator's stream (default: the coordinator's host; '' for none)")
     for p in (lh, lj):
         p.add_argument("--lg-env", default=str(REPO / "places" / "virtual-lab.yaml"),
                        help="environment whose RemotePlace is LG_PLACE (default: "

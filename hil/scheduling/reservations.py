@@ -512,6 +512,9 @@ class PlaceReservation:
             v.connections != self._connections_seen
         try:
             place = self.place_now(self.hold.place)
+            if v is self._relay:  # just asked afresh
+                restarted = restarted or not v.connected or \
+                    v.connections != self._connections_seen
             url = switch_url(place)
             why = self._settled(loss(place, self.holder, answers(url) if url else None,
                                      self._expected))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 from hil.scheduling.coordinator import Place, Reservation
+from hil.scheduling.placewatch import WATCH_TAG
 from hil.scheduling.reservations import HEALTH_TAG, HOLDER_TAG, LEASE_TAG, lease_seconds
 
-HIDDEN = {HEALTH_TAG, LEASE_TAG, HOLDER_TAG, "health-checked"}
+HIDDEN = {HEALTH_TAG, LEASE_TAG, HOLDER_TAG, "health-checked", WATCH_TAG}
 
 
 def lines(places: list[Place], reservations: list[Reservation], now: float) -> list[str]:

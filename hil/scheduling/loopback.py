@@ -52,7 +52,7 @@ class LoopbackLab:
                      "health-checked": f"{time.time():.0f}", **(tags or {})}
         self.exporter_name = exporter
         self.rack = racknet.Rack(directory, hosts) if hosts > 1 else None
-        self.listen = self.rack.coordinator_address if self.rack else "127.0.0.1"
+        self.listen = "127.0.0.1"  # or, once started, the rack's own link
         self.port = 0
         self.address = ""
         self.coordinator: subprocess.Popen[bytes] | None = None
@@ -88,6 +88,7 @@ class LoopbackLab:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.rack is not None:
             self.rack.start()
+            self.listen = self.rack.coordinator_address
         self.port = free_port(self.listen)
         self.address = f"{self.listen}:{self.port}"
         self.start_coordinator()

@@ -2,7 +2,7 @@
 host by a veth pair, so that every exporter has its own address and reaches the coordinator
 over its own link, as the lab hosts of a rack do.
 
-    this host  10.231.70.(4i+1)/30  <-veth->  eth0 10.231.70.(4i+2)/30  exporter host i
+    this host  10.231.N.(4i+1)/30  <-veth->  eth0 10.231.N.(4i+2)/30  exporter host i
 
 The coordinator listens on host 0's link address (this host's end of the first pair); the
 others reach it through their default route, since a host answers on any of its addresses.
@@ -12,7 +12,9 @@ exporter in it end, the kernel removes the namespace and both ends of its veth.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +24,11 @@ from labgrid.util import Timeout
 from hil import netns
 from hil.errors import InfrastructureError
 
-NETWORK = "10.231.70"  # beside the virtual lab's boards' network (10.231.69.0/30)
+# Beside the virtual lab's boards' network (10.231.69.0/30). Each rack takes the first /24 no
+# other rack of this machine holds (a flock each, which the kernel drops however its holder
+# ends): two test runs, or a bench beside a test, each get their own.
+NETWORKS = tuple(f"10.231.{n}" for n in range(70, 80))
+LOCK_DIR = Path("/run")
 MAX_HOSTS = 64  # /30s in a /24
 HOLDER_NAME = "hil-rackhost"
 
@@ -34,17 +40,32 @@ class Rack:
         self.directory = directory
         self.hosts = hosts
         self.holders: list[subprocess.Popen[bytes]] = []
+        self.network = ""
+        self._lock: int | None = None
+
+    def _take_network(self) -> None:
+        for network in NETWORKS:
+            fd = os.open(LOCK_DIR / f"hil-rack-{network}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._lock, self.network = fd, network
+            return
+        raise InfrastructureError(f"rack network: every one of {NETWORKS[0]}-{NETWORKS[-1]}.0/24 "
+                                  "is held by another rack on this machine")
 
     @property
     def coordinator_address(self) -> str:
         return self.link_address(0)
 
     def link_address(self, host: int) -> str:
-        """This host's end of exporter host `host`'s link."""
-        return f"{NETWORK}.{4 * host + 1}"
+        """This host's end of exporter host `host`'s link (once started)."""
+        return f"{self.network}.{4 * host + 1}"
 
     def host_address(self, host: int) -> str:
-        return f"{NETWORK}.{4 * host + 2}"
+        return f"{self.network}.{4 * host + 2}"
 
     def veth(self, host: int) -> str:
         digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:8]
@@ -54,6 +75,7 @@ class Rack:
         return netns.enter(self.holders[host].pid, argv)
 
     def start(self) -> None:
+        self._take_network()
         for host in range(self.hosts):
             holder = subprocess.Popen(netns.holder_command(HOLDER_NAME, self.directory),
                                       stdin=subprocess.DEVNULL)
@@ -75,3 +97,6 @@ class Rack:
         for host in range(len(self.holders)):
             subprocess.run(["ip", "link", "delete", self.veth(host)], capture_output=True)
         self.holders = []
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None

@@ -5,6 +5,7 @@ calls."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -230,7 +231,7 @@ def test_a_rack_of_two_exporter_hosts_serves_every_place_and_a_host_that_goes_ta
     lab hosts of a rack: sessions by tag hold every place of both, and when one host goes
     away its places lose their resources while the other's stay."""
     with LoopbackLab(tmp_path / "rack", places=4, hosts=2) as lab:
-        assert lab.address.startswith("10.231.70.1:")  # not loopback: the hosts' own link
+        assert re.match(r"10\.231\.7\d\.1:", lab.address)  # not loopback: the hosts' own link
         with Coordinator(lab.address, purpose="test") as c:
             by_host = {p.name: {path.split("/")[0] for path in p.resources} for p in c.places()}
         assert by_host == {"place-0": {"loopback-0"}, "place-1": {"loopback-1"},

@@ -105,6 +105,7 @@ def test_each_exporter_host_of_a_rack_has_its_own_link_and_reaches_the_coordinat
     from hil.scheduling.racknet import Rack
 
     rack = Rack(Path("/tmp/pytest-of-root/pytest-3/rack"), 3)
+    rack.network = "10.231.70"  # what start() takes when no other rack holds it
     assert rack.coordinator_address == "10.231.70.1"
     assert [rack.host_address(i) for i in range(3)] == ["10.231.70.2", "10.231.70.6",
                                                         "10.231.70.10"]
@@ -116,3 +117,25 @@ def test_each_exporter_host_of_a_rack_has_its_own_link_and_reaches_the_coordinat
     assert cmds[-1] == netns.enter(7, ["ip", "route", "add", "default", "via", "10.231.70.9"])
     with pytest.raises(ValueError, match="1 to 64"):
         Rack(Path("/tmp/r"), 0)
+
+
+def test_two_racks_on_one_machine_take_two_networks_and_a_stopped_one_frees_its_own(
+        tmp_path: Path, monkeypatch) -> None:
+    # Two test runs on one machine had both taken 10.231.70.0/24: one rack's exporters
+    # could not reach its coordinator.
+    from hil.errors import InfrastructureError
+    from hil.scheduling import racknet
+
+    monkeypatch.setattr(racknet, "LOCK_DIR", tmp_path)
+    monkeypatch.setattr(racknet, "NETWORKS", ("10.231.70", "10.231.71"))
+    first, second, third = (racknet.Rack(tmp_path / n, 2) for n in ("a", "b", "c"))
+    first._take_network()
+    second._take_network()
+    assert (first.network, second.network) == ("10.231.70", "10.231.71")
+    with pytest.raises(InfrastructureError, match="held by another rack"):
+        third._take_network()
+    first.stop()
+    third._take_network()
+    assert third.coordinator_address == "10.231.70.1"
+    second.stop()
+    third.stop()

@@ -142,13 +142,14 @@ class Result:
                 (f"{self.cpu['watches'] * per_min:.2f} "
                  f"({self.cpu.get('watch_threads', 0) * per_min:.2f})")
                 if "watches" in self.cpu else "-",
+                f"{self.cpu.get('process', 0) * per_min:.2f}",
                 f"{self.cpu.get('coordinator', 0) * per_min:.2f}",
                 f"{self.rss_mb.get('bench', 0):.0f}/{self.rss_mb.get('coordinator', 0):.0f}"]
 
 
 HEADER = ["client", "N", "M", "holds", "grant p50 s", "p95 s", "p99 s", "idle board-s",
           "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it holding (watch threads)",
-          "coordinator cpu-s/min",
+          "bench process cpu-s/min", "coordinator cpu-s/min",
           "RSS MB bench/coord"]
 
 
@@ -174,6 +175,13 @@ def _rss_mb(pid: int | str = "self") -> float:
 
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _own_cpu() -> float:
+    """Every thread of this process: the sessions, the janitor and its place watch, the
+    sampler, and gRPC's own threads, which no per-client figure counts."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
@@ -307,6 +315,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         coordinator_cpu0 = procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
         # labgrid-client's processes, reaped: their CPU is what the anchor's sessions cost.
         children0 = _children_cpu()
+        own0 = _own_cpu()
         run.stop_at = time.monotonic() + seconds
         target = run.labgrid_session if client == "labgrid-client" else run.hil_session
         workers = [threading.Thread(target=target, args=(i,), daemon=True)
@@ -326,6 +335,7 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
             w.join(120)
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,
+                      "process": _own_cpu() - own0,
                       "coordinator": procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
                       - coordinator_cpu0}
         if client != "labgrid-client":  # which keeps no watch on what it holds

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ NETWORKS = tuple(f"10.231.{n}" for n in range(70, 80))
 LOCK_DIR = Path("/run")
 MAX_HOSTS = 64  # /30s in a /24
 HOLDER_NAME = "hil-rackhost"
+
+
+def _in_use(address: str) -> bool:
+    """Whether `address` is already one of this host's (bindable only then)."""
+    with socket.socket() as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 class Rack:
@@ -51,10 +62,16 @@ class Rack:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            if _in_use(f"{network}.1"):
+                # A rack whose owner was killed outright: its namespaces' holders keep the
+                # links (and their addresses) until they are ended.
+                os.close(fd)
+                continue
             self._lock, self.network = fd, network
             return
         raise InfrastructureError(f"rack network: every one of {NETWORKS[0]}-{NETWORKS[-1]}.0/24 "
-                                  "is held by another rack on this machine")
+                                  "is held by another rack on this machine (or left by a killed "
+                                  f"one: `pkill -f {HOLDER_NAME}` ends those)")
 
     @property
     def coordinator_address(self) -> str:

@@ -199,6 +199,9 @@ class RelayView:
                                                        timeout=wait + self.timeout)
         try:
             conn.request("GET", path)
+            if self._aborted and wait > 0:
+                # abort() came while this poll connected: it could not shut a socket yet.
+                raise RelayGone("the watch was stopped")
             r = conn.getresponse()
             if r.status != 200:
                 raise ValueError(f"HTTP {r.status}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from labgrid.util import Timeout
 
 from hil import netns
 from hil.errors import InfrastructureError
+from hil.ports import is_local_address
 
 # Beside the virtual lab's boards' network (10.231.69.0/30). Each rack takes the first /24 no
 # other rack of this machine holds (a flock each, which the kernel drops however its holder
@@ -32,16 +32,6 @@ NETWORKS = tuple(f"10.231.{n}" for n in range(70, 80))
 LOCK_DIR = Path("/run")
 MAX_HOSTS = 64  # /30s in a /24
 HOLDER_NAME = "hil-rackhost"
-
-
-def _in_use(address: str) -> bool:
-    """Whether `address` is already one of this host's (bindable only then)."""
-    with socket.socket() as s:
-        try:
-            s.bind((address, 0))
-        except OSError:
-            return False
-    return True
 
 
 class Rack:
@@ -62,7 +52,7 @@ class Rack:
             except BlockingIOError:
                 os.close(fd)
                 continue
-            if _in_use(f"{network}.1"):
+            if is_local_address(f"{network}.1"):
                 # A rack whose owner was killed outright: its namespaces' holders keep the
                 # links (and their addresses) until they are ended.
                 os.close(fd)

@@ -65,7 +65,7 @@ from hil import netns
 from hil.errors import ConfigError, InfrastructureError
 from hil.firmware.cache import default_images, default_root
 from hil.labgrid import vmm
-from hil.ports import free_port
+from hil.ports import free_port, is_local_address
 from hil.scheduling.coordinator import Coordinator
 from hil.scheduling.janitor import Janitor
 from hil.scheduling.metrics import LabMetrics
@@ -220,26 +220,17 @@ def listen_problem(listen: str, lab_host: str = "local") -> str | None:
     return None
 
 
-def _bindable(address: str) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((address, 0))
-        except OSError:
-            return False
-    return True
-
-
 def preflight(boards: int, euid: int | None = None, lab_host: str = "local",
               gics: Sequence[int] = GICS, listen: str = LOOPBACK) -> list[str]:
     """What keeps the lab from starting here, each with what to do; [] when nothing does."""
     problems = []
     if (why := listen_problem(listen, lab_host)) is not None:
         problems.append(why)
-    elif not _bindable(listen):
+    elif not is_local_address(listen):
         problems.append(f"--listen {listen} is not an address of this host (see `ip -4 addr`)")
     if (other := hostlock.holder()) is not None:
         problems.append(other.problem())
-    elif _bindable(boardnet.HOST_ADDRESS):
+    elif is_local_address(boardnet.HOST_ADDRESS):
         problems.append(f"the boards' network address {boardnet.HOST_ADDRESS} is taken on this "
                         "host, though no lab holds the lab lock: what a lab killed outright "
                         "left running holds it; `hil lab down --dir` that lab's directory "

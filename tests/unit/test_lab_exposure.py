@@ -140,7 +140,7 @@ def test_two_racks_on_one_machine_take_two_networks_and_a_stopped_one_frees_its_
     second.stop()
     third.stop()
     # A killed rack's links outlive it (their holders do): their network is passed over.
-    monkeypatch.setattr(racknet, "_in_use", lambda address: address == "10.231.70.1")
+    monkeypatch.setattr(racknet, "is_local_address", lambda address: address == "10.231.70.1")
     fourth = racknet.Rack(tmp_path / "d", 2)
     fourth._take_network()
     assert fourth.network == "10.231.71"

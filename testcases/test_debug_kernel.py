@@ -16,7 +16,6 @@ from hil.measure import interrupts, kmemleak, virtio
 pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]
 
-BOARD_ADDR = probes.BOARD_ADDR
 # Re-address the interface a re-probed virtio-net creates (the guest's init did it once).
 READDRESS = (". /etc/hil/network; for d in /sys/class/net/eth*; do n=${d##*/}; "
              "ip addr add $GUEST_ADDR/24 dev $n 2>/dev/null; ip link set $n up; done")
@@ -58,7 +57,7 @@ def test_each_mode_runs_clean_under_lockdep_and_kmemleak(boot_guest, board_optio
     rows = interrupts.parse(guest.read("/proc/interrupts"))
     assert set(virtio.lines_of(rows, net.name)) == \
         virtio.expected_line_names(mode, virtio.net_vq_names(pairs))
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     assert_no_leaks(guest, measurements)
 
 
@@ -69,15 +68,15 @@ def test_unbinding_and_binding_the_transport_gives_back_and_retakes_every_line(
     net = net_device(guest)
     device = guest.check(f"basename $(readlink -f /sys/bus/virtio/devices/{net.name}/..)")
     driver = "/sys/bus/platform/drivers/virtio-mmio"
-    before = guest.check("dmesg").count("using 3 interrupt lines (per-vq)")
+    before = len(probes.kernel_lines(guest, "using 3 interrupt lines (per-vq)"))
     guest.check(f"for i in $(seq {cycles}); do echo {device} > {driver}/unbind && "
                 f"echo {device} > {driver}/bind || exit 1; done", timeout=60 + 10 * cycles)
-    after = guest.check("dmesg").count("using 3 interrupt lines (per-vq)")
+    after = len(probes.kernel_lines(guest, "using 3 interrupt lines (per-vq)"))
     measurements.record("debug.unbind_bind.cycles", cycles, "count")
     assert after - before == cycles, f"{after - before} per-vq probes for {cycles} binds"
     assert net_device(guest).irq_mode == "per-vq"
     guest.check(READDRESS)
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     assert_no_leaks(guest, measurements)
 
 
@@ -90,9 +89,9 @@ def test_suspend_and_resume_restore_the_lines(boot_guest, board_options, measure
                 "echo devices > /sys/power/pm_test")
     guest.check(f"for i in $(seq {cycles}); do echo freeze > /sys/power/state || exit 1; done",
                 timeout=60 + 10 * cycles)
-    resumed = guest.check("dmesg").count("PM: suspend exit")
+    resumed = len(probes.kernel_lines(guest, "PM: suspend exit"))
     measurements.record("debug.pm_test.cycles", cycles, "count")
     assert resumed >= cycles, f"{resumed} resumes for {cycles} suspends"
     assert net_device(guest).irq_mode == "per-vq"
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     assert_no_leaks(guest, measurements)

@@ -69,7 +69,7 @@ def test_a_guest_migrated_with_traffic_resumes_on_the_same_lines_and_is_refused_
         measurements.record("migration.iperf3_bytes_per_interval", per_second, "byte")
         assert len(per_second) >= SECONDS - 1 and all(per_second[-5:]), per_second
         assert net_mode(guest) == "per-vq"
-        guest.check(f"ping -c 3 -W 5 {probes.BOARD_ADDR}")
+        probes.ping_board(guest)
     finally:
         board.check(f"rm -f {STATE}")
         # The next case gets a guest booted afresh.

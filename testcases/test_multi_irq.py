@@ -14,7 +14,6 @@ pytestmark = [pytest.mark.guest, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]
 
 NET_VQS = ["input.0", "output.0"]
-BOARD_ADDR = probes.BOARD_ADDR
 
 
 def boot(boot_guest, board_options, guest_kernel="patched", vmm="patched", lines=1, **more):
@@ -50,9 +49,10 @@ def test_lines_match_the_device_tree_and_their_names_show_the_mode(boot_guest, b
     # Every line is its own GIC SPI.
     spis = [interrupts.gic_spi(r) for r in found.values()]
     assert None not in spis and len(set(spis)) == lines
-    assert f"using {lines} interrupt lines ({mode})" in guest.check("dmesg")
+    said = probes.kernel_lines(guest, "interrupt lines")
+    assert f"using {lines} interrupt lines ({mode})" in "\n".join(said), said
     measurements.record(f"layout.{mode}.spis", sorted(spis))
-    guest.check(f"ping -c 2 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest, 2)
 
 
 MATRIX = [pytest.param(c.guest, c.vmm, c.lines, c.pairs, c.mode, id=c.id)
@@ -63,7 +63,7 @@ MATRIX = [pytest.param(c.guest, c.vmm, c.lines, c.pairs, c.mode, id=c.id)
 def test_every_guest_and_vmm_combination_boots_passes_traffic_in_the_documented_mode(
         boot_guest, board_options, guest_kernel, vmm, lines, pairs, mode, measurements):
     guest = boot(boot_guest, board_options, guest_kernel, vmm, lines, queues=pairs, cpus=pairs)
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     net = net_device(guest)
     vq_names = virtio.net_vq_names(pairs)
     rows = interrupts.parse(guest.read("/proc/interrupts"))
@@ -97,7 +97,7 @@ def test_a_link_change_from_the_vmm_arrives_on_the_config_line(boot_guest, board
     up = config_count()
     measurements.record("config_line.interrupts", [before, down, up])
     assert before < down < up, "each link change must raise the config line"
-    guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest, 1)
 
 
 def test_line_0_signals_only_the_queues_without_a_line_of_their_own(boot_guest, board_options,
@@ -113,7 +113,7 @@ def test_line_0_signals_only_the_queues_without_a_line_of_their_own(boot_guest, 
     iface = guest.check(f"ls /sys/bus/virtio/devices/{net.name}/net").strip()
     # Control-queue commands (receive modes); QEMU signals the first completion of a queue.
     guest.check(f"ip link set {iface} promisc on && ip link set {iface} promisc off")
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     signals = vring_trace.parse(guest.check(vring_trace.READ))
     lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
     irq = {name: int(row.irq) for name, row in lines.items()}
@@ -222,14 +222,14 @@ def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, b
     board.write_bytes("/tmp/hil-guest-claimed.dtb", tree.to_bytes())
 
     guest = boot(boot_guest, board_options, lines=3, extra=(*rng, "-dtb", "/tmp/hil-guest-claimed.dtb"))
-    log = guest.check("dmesg")
+    log = "\n".join(probes.kernel_lines(guest, "interrupts failed", "interrupt lines"))
     assert "per-vq interrupts failed (-16)" in log or "per-vq interrupts failed (-EBUSY)" in log
     assert "using 2 interrupt lines (shared)" in log
     found = {d.kind: d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND))}
     assert found["net"].irq_mode == "shared" and found["rng"].irq_mode == "per-vq"
     rows = interrupts.parse(guest.read("/proc/interrupts"))
     assert set(virtio.lines_of(rows, found["net"].name)) == {"config", "queues"}
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
     measurements.record("fallback.request_irq_busy.mode", found["net"].irq_mode)
 
@@ -251,12 +251,12 @@ def test_queue_lines_described_as_level_triggered_make_the_driver_fall_back(
     board.write_bytes("/tmp/hil-guest-level.dtb", tree.to_bytes())
 
     guest = boot(boot_guest, board_options, lines=3, extra=("-dtb", "/tmp/hil-guest-level.dtb"))
-    log = guest.check("dmesg")
+    log = "\n".join(probes.kernel_lines(guest, "edge triggered", "interrupt lines"))
     assert "is not edge triggered" in log
     assert "using 1 interrupt lines (single)" in log
     net = net_device(guest)
     assert net.irq_mode == "single"
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     measurements.record("fallback.level_queue_lines.mode", net.irq_mode)
 
 
@@ -291,14 +291,14 @@ def test_a_queue_line_whose_controller_never_probes_leaves_the_device_on_the_lin
     transport = "/sys/bus/platform/devices/a003e00.virtio_mmio"
     bound = guest.run(f"test -e {transport}/driver").ok
     kinds = {d.kind: d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND))}
-    said = [ln for ln in guest.check("dmesg").splitlines() if "a003e00.virtio_mmio" in ln]
+    said = probes.kernel_lines(guest, "a003e00.virtio_mmio")
     measurements.record("fallback.deferred_line", {
         "bound": bound, "net_mode": kinds["net"].irq_mode if "net" in kinds else None})
     assert bound and "net" in kinds, \
         "the transport stays unbound for a queue line that never comes: " + "; ".join(said)
     assert kinds["net"].irq_mode == "single", "; ".join(said)
     assert any("interrupt line 1 is not available" in ln for ln in said), "; ".join(said)
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
     assert kinds["rng"].irq_mode == "per-vq"
     assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
 
@@ -338,7 +338,7 @@ def test_a_device_that_refuses_a_mode_is_offered_the_next_one_down(
                  extra=("-global", f"virtio-mmio.x-irq-modes={accepted}"))
     net = net_device(guest)
     base = probes.virtio_transports(guest)[net.name]
-    log = [ln for ln in guest.check("dmesg").splitlines() if f"{base:x}.virtio_mmio" in ln]
+    log = probes.kernel_lines(guest, f"{base:x}.virtio_mmio")
     said = [ln.split("device refused interrupt mode ")[1] for ln in log
             if "device refused interrupt mode " in ln]
     measurements.record("fallback.refused_modes", {"accepted": accepted, "mode": net.irq_mode})
@@ -346,7 +346,7 @@ def test_a_device_that_refuses_a_mode_is_offered_the_next_one_down(
     assert net.irq_mode == mode
     rows = interrupts.parse(guest.read("/proc/interrupts"))
     assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, NET_VQS)
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
 
 
 def test_the_mode_message_is_not_repeated_on_resume(boot_guest, board_options, measurements):
@@ -354,18 +354,18 @@ def test_the_mode_message_is_not_repeated_on_resume(boot_guest, board_options, m
     not say it again."""
     guest = boot(boot_guest, board_options, lines=3)
     message = "using 3 interrupt lines (per-vq)"
-    before = guest.check("dmesg").count(message)
+    before = len(probes.kernel_lines(guest, message))
     guest.check("echo 0 > /sys/module/suspend/parameters/pm_test_delay && "
                 "echo devices > /sys/power/pm_test")
     guest.check("for i in 1 2 3; do echo freeze > /sys/power/state || exit 1; done",
                 timeout=90)
-    log = guest.check("dmesg")
+    log = "\n".join(probes.kernel_lines(guest, message, "PM: suspend exit"))
     measurements.record("resume.mode_messages", [before, log.count(message)])
     assert log.count("PM: suspend exit") >= 3
     assert before == 1 and log.count(message) == 1, \
         f"{log.count(message) - before} more mode messages after 3 resumes"
     assert net_device(guest).irq_mode == "per-vq"
-    guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest, 1)
 
 
 def test_each_blk_mq_queue_completes_on_the_cpus_it_serves(board, boot_guest, board_options,

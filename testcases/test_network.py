@@ -2,15 +2,16 @@
 
 import pytest
 
+from hil.labgrid import probes
 from hil.measure import iperf
 
 pytestmark = [pytest.mark.guest, pytest.mark.throughput]
 
-BOARD_ADDR = "169.254.77.1"
+BOARD_ADDR = probes.BOARD_ADDR
 
 
 def test_guest_reaches_the_board(guest):
-    guest.check(f"ping -c 3 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest)
 
 
 def test_iperf3_between_guest_and_board_returns_parsed_json(guest, board, measurements):

@@ -2,11 +2,11 @@
 
 import pytest
 
+from hil.labgrid import probes
 from hil.measure import interrupts, virtio
 
 pytestmark = pytest.mark.guest
 
-BOARD_ADDR = "169.254.77.1"
 DISK = "/tmp/hil-disk.img"
 
 
@@ -27,8 +27,9 @@ def test_patched_guest_uses_single_mode_and_networks_on_a_single_line_vmm(guest)
     assert [d.kind for d in found] == ["net"]
     assert found[0].irq_mode is not None, "guest kernel lacks the multi-line driver (irq_mode)"
     assert_single_mode(guest, found)
-    assert "using 1 interrupt lines (single)" in guest.check("dmesg")
-    guest.check(f"ping -c 2 -W 5 {BOARD_ADDR}")
+    said = probes.kernel_lines(guest, "interrupt lines")
+    assert "using 1 interrupt lines (single)" in "\n".join(said), said
+    probes.ping_board(guest, 2)
 
 
 def test_blk_rng_and_console_work_beside_net_on_the_same_transport(board, boot_guest):
@@ -48,4 +49,4 @@ def test_blk_rng_and_console_work_beside_net_on_the_same_transport(board, boot_g
     assert guest.check("dd if=/dev/hwrng bs=32 count=1 2>/dev/null | wc -c").strip() == "32"
     guest.check("echo hello-from-hvc0 > /dev/hvc0")
     assert "hello-from-hvc0" in board.check("cat /tmp/hil-vc0.out")
-    guest.check(f"ping -c 1 -W 5 {BOARD_ADDR}")
+    probes.ping_board(guest, 1)

@@ -12,6 +12,22 @@ from hil.measure import blkread, interrupts, iperf, kvm_trace, netstat, procstat
 BOARD_ADDR = "169.254.77.1"
 
 
+def ping_board(guest: Shell, count: int = 3) -> str:
+    """`count` echo requests from the guest to the board, each sent as soon as the last was
+    answered (busybox's -A): the same packets and interrupts as at one a second, without the
+    two idle seconds a default `ping -c 3` spends in every case that checks the link."""
+    return guest.check(f"ping -c {count} -A -W 5 {BOARD_ADDR}")
+
+
+def kernel_lines(shell: Shell, *texts: str) -> list[str]:
+    """The kernel messages that contain any of `texts` (fixed strings), filtered where they
+    are: a guest's console carries about a kilobyte a second, so its whole log would cost a
+    case several seconds."""
+    pattern = " ".join(f"-e {shlex.quote(t)}" for t in texts)
+    # grep's 1 is "no line matched"; anything else (or dmesg failing) is a failed command.
+    return shell.check(f"dmesg | grep -F {pattern} || [ $? -eq 1 ]").splitlines()
+
+
 def arm_kvm_counters(board: Shell) -> None:
     for cmd in kvm_trace.arm_commands():
         board.check(cmd)

@@ -15,9 +15,10 @@ What it prints, per client:
 - board-seconds idle while someone waited (free places x time, while a session waited);
 - double holds (two sessions' holds of one place overlapping: must be 0) and leaks at the
   end (places still acquired, lease tags, reservations: must be 0);
-- CPU seconds per minute of the janitor, of the sessions' clients (and apart, the part spent
-  watching a held place: the client's stream and the watch thread while holding), and of the
-  coordinator process; memory (RSS) of the bench process and of the coordinator.
+- CPU seconds per minute of the janitor (a process of its own, as in a lab:
+  hil.scheduling.bench_janitor), of the sessions' clients (and apart, the part spent watching
+  a held place: the client's stream and the watch thread while holding), and of the
+  coordinator process; memory (RSS) of the bench process, the janitor and the coordinator.
 
 The statistics are pure functions (`percentile`, `blocked_time`, `double_holds`) tested on
 their own.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import os
 import random
 import resource
@@ -42,9 +44,7 @@ from pathlib import Path
 from labgrid.util import Timeout
 
 from hil.measure import procstat
-from hil.scheduling import health
 from hil.scheduling.coordinator import Coordinator
-from hil.scheduling.janitor import Janitor
 from hil.scheduling.loopback import LoopbackLab
 from hil.scheduling.placewatch import WATCH_TAG
 from hil.scheduling.reservations import HOLDER_TAG, LEASE_TAG, PlaceReservation, ReservationTimeout
@@ -147,13 +147,14 @@ class Result:
                 if "watches" in self.cpu else "-",
                 f"{self.cpu.get('process', 0) * per_min:.2f}",
                 f"{self.cpu.get('coordinator', 0) * per_min:.2f}",
-                f"{self.rss_mb.get('bench', 0):.0f}/{self.rss_mb.get('coordinator', 0):.0f}"]
+                f"{self.rss_mb.get('bench', 0):.0f}/{self.rss_mb.get('janitor', 0):.0f}/"
+                f"{self.rss_mb.get('coordinator', 0):.0f}"]
 
 
 HEADER = ["client", "N", "M", "holds", "grant p50 s", "p95 s", "p99 s", "idle board-s",
           "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it holding (watch threads)",
           "bench process cpu-s/min", "coordinator cpu-s/min",
-          "RSS MB bench/coord"]
+          "RSS MB bench/janitor/coord"]
 
 
 def table(results: Sequence[Result]) -> str:
@@ -182,20 +183,10 @@ def _children_cpu() -> float:
 
 
 def _own_cpu() -> float:
-    """Every thread of this process: the sessions, the janitor and its place watch, the
-    sampler, and gRPC's own threads, which no per-client figure counts."""
+    """Every thread of this process: the sessions, the sampler, and gRPC's own threads,
+    which no per-client figure counts (the janitor runs in a process of its own)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def stand_in_check(address: str, place: str, env_file: Path, results: Path) -> None:
-    """A health check that costs what scheduling costs and nothing else."""
-    with PlaceReservation(address, {"name": place}, prio=health.CHECK_PRIO, timeout=120,
-                          lease=60, healthy_only=False, progress=lambda _: None,
-                          purpose=f"health-{place}") as _:
-        time.sleep(0.2)
-        with Coordinator(address, purpose="health-mark") as c:
-            health.mark(c, place, "good", "stand-in check")
 
 
 class _Run:
@@ -304,24 +295,28 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
     lab.start()
     # hil's holders follow their place through the janitor (hil.scheduling.placewatch);
     # "hil-own-stream" is the same client with no such service, each holder on its own stream.
-    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
-                      work / "health", interval=1e9, out=lambda _: None,
-                      check=stand_in_check,
-                      watch_address="" if client == "hil-own-stream" else None)
-    janitor_thread = threading.Thread(target=janitor.run, name="janitor", daemon=True)
+    janitor = subprocess.Popen(
+        [sys.executable, "-m", "hil.scheduling.bench_janitor", lab.address,
+         str(work / "health"), "own-stream" if client == "hil-own-stream" else "watch"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])})
     run = _Run(lab, sessions, seconds, seed)
     sampler = Coordinator(lab.address, purpose="bench-sampler")
     try:
-        janitor_thread.start()
-        if janitor.watch is not None:
+        assert janitor.stdout is not None and janitor.stdin is not None
+        started = janitor.stdout.readline()
+        if not started:
+            raise RuntimeError(f"the bench's janitor ended at its start (exit {janitor.wait()}):"
+                               " its error is above")
+        watch_url = json.loads(started)["watch"]
+        if watch_url:
             # As in a lab whose janitor ran before anyone came: every place names its watch.
             deadline = Timeout(60.0)
-            while not all(p.tags.get(WATCH_TAG) == janitor.watch.url
+            while not all(p.tags.get(WATCH_TAG) == watch_url
                           for p in sampler.places()) and not deadline.expired:
                 time.sleep(0.2)
-        janitor_cpu0 = (procstat.cpu_seconds(f"/proc/self/task/{janitor_thread.native_id}/stat")
-                        + janitor.coordinator.cpu_seconds()
-                        + (janitor.watch.cpu_seconds() if janitor.watch else 0.0))
+        janitor_cpu0 = procstat.cpu_seconds(f"/proc/{janitor.pid}/stat")
         coordinator_pid = lab.pids()["coordinator"]
         coordinator_cpu0 = procstat.cpu_seconds(f"/proc/{coordinator_pid}/stat")
         # labgrid-client's processes, reaped: their CPU is what the anchor's sessions cost.
@@ -333,15 +328,13 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                    for i in range(sessions)]
         for w in workers:
             w.start()
-        janitor_native = janitor_thread.native_id
         while time.monotonic() < run.stop_at:
             free = sum(1 for p in sampler.places()
                        if p.acquired is None and p.tags.get("health") == "good")
             result.samples.append((time.monotonic(), free, run.waiting))
             time.sleep(SAMPLE_S)
-        janitor_cpu = (procstat.cpu_seconds(f"/proc/self/task/{janitor_native}/stat")
-                       + janitor.coordinator.cpu_seconds()
-                       + (janitor.watch.cpu_seconds() if janitor.watch else 0.0))
+        janitor_cpu = procstat.cpu_seconds(f"/proc/{janitor.pid}/stat")
+        janitor_rss = _rss_mb(janitor.pid)
         for w in workers:
             w.join(120)
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
@@ -352,9 +345,10 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         if client != "labgrid-client":  # which keeps no watch on what it holds
             result.cpu["watches"] = run.watch_cpu
             result.cpu["watch_threads"] = run.watch_thread_cpu
-        result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid)}
-        janitor.stop.set()
-        janitor_thread.join(10)
+        result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid),
+                         "janitor": janitor_rss}
+        janitor.stdin.close()
+        janitor.wait(15)
         time.sleep(0.5)
         for p in sampler.places():
             if p.acquired is not None:
@@ -366,7 +360,9 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                          if r.state in ("waiting", "allocated", "acquired")]
     finally:
         sampler.close()
-        janitor.close()
+        if janitor.poll() is None:
+            janitor.kill()
+            janitor.wait()
         lab.stop()
     result.holds = run.holds
     result.failures = run.failures

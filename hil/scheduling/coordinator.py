@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -151,9 +151,8 @@ def place_matches(lg_place: Any, exporter: str, group: str) -> bool:
 class ChangeListener(Protocol):
     """Told of updates in the client's event loop: must not block."""
 
-    def watched(self) -> Collection[str]:
-        """The places whose resources' updates it wants (matching every resource update
-        against every place would cost N per update)."""
+    def watches(self, name: str) -> bool:
+        """Whether it wants the updates of this place's resources."""
 
     def changed(self, names: Iterable[str] | None) -> None:
         """These places changed; None: any may have (a new connection, or none)."""
@@ -196,7 +195,8 @@ logging.getLogger().addFilter(_QuietReconnects())
 class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
-    def __init__(self, name: str, on_update: Callable[[str], None],
+    def __init__(self, name: str,
+                 on_update: Callable[[str, tuple[tuple[str, str], ...] | None], None],
                  on_resource: Callable[[_Session, str, str], None],
                  follows: Callable[[], frozenset[str] | None], *args: Any, **kwargs: Any):
         self.hil_name = name
@@ -237,13 +237,15 @@ class _Session(ClientSession):  # type: ignore[misc]
         if self._ignores(place_pb2.name):
             return
         await super().on_place_changed(place_pb2)
-        self.hil_on_update(place_pb2.name)
+        place = self.places.get(place_pb2.name)
+        self.hil_on_update(place_pb2.name, None if place is None else
+                           tuple((m.exporter, m.group) for m in place.matches))
 
     async def on_place_deleted(self, name: str) -> None:
         if self._ignores(name) or name not in self.places:
             return
         await super().on_place_deleted(name)
-        self.hil_on_update(name)
+        self.hil_on_update(name, None)
 
 
 class Coordinator:
@@ -271,6 +273,9 @@ class Coordinator:
         self._closed = False
         self._final_cpu: float | None = None
         self._listeners: list[ChangeListener] = []
+        # For listeners (in the loop's thread): which places a resource could match.
+        self._place_matches: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._matches_of: dict[tuple[str, str], list[str]] = {}
         # Detached: no stream, unary calls over a channel of their own (see detach()).
         self._detached = False
         self._unary: _Unary | None = None
@@ -284,7 +289,14 @@ class Coordinator:
 
     # --- the connection ---------------------------------------------------------------------
 
-    def _place_updated(self, name: str) -> None:
+    def _place_updated(self, name: str, matches: tuple[tuple[str, str], ...] | None) -> None:
+        """`matches`: the place's (exporter, group) patterns now; None: it was deleted."""
+        if self._place_matches.get(name) != matches:
+            self._matches_of.clear()
+            if matches is None:
+                self._place_matches.pop(name, None)
+            else:
+                self._place_matches[name] = matches
         with self._cond:
             self._changed.add(name)
         for listener in self._listeners:
@@ -293,16 +305,27 @@ class Coordinator:
         if interest is None or name in interest:
             self._updated()
 
+    def _matching(self, session: _Session, exporter: str, group: str) -> list[str]:
+        """The places that could match a resource of `exporter`/`group`, remembered until a
+        place's matches change: every lock and release in the rack updates resources, and
+        matching each against every place cost N per update."""
+        key = (exporter, group)
+        names = self._matches_of.get(key)
+        if names is None:
+            names = self._matches_of[key] = [n for n, p in session.places.items()
+                                             if place_matches(p, exporter, group)]
+        return names
+
     def _resource_updated(self, session: _Session, exporter: str, group: str) -> None:
         """Wake only if a place of interest could match the resource (in the loop's thread,
         where the session's places may be read): every lock and release in the rack updates
         that place's resources, and each client receives all of them."""
-        for listener in self._listeners:
-            names = [n for n in listener.watched()
-                     if (p := session.places.get(n)) is not None
-                     and place_matches(p, exporter, group)]
-            if names:
-                listener.changed(names)
+        if self._listeners:
+            matching = self._matching(session, exporter, group)
+            for listener in self._listeners:
+                names = [n for n in matching if listener.watches(n)]
+                if names:
+                    listener.changed(names)
         interest = self.interest
         if interest is None or any(
                 place_matches(p, exporter, group)
@@ -310,6 +333,8 @@ class Coordinator:
             self._updated()
 
     def _everything_updated(self) -> None:
+        self._place_matches.clear()  # a new session: its copy of the places is new
+        self._matches_of.clear()
         with self._cond:
             self._everything_changed = True
         for listener in self._listeners:

@@ -33,7 +33,6 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hil.measure import procstat
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
 
 WATCH_TAG = "hil-watch"
@@ -54,11 +53,20 @@ class PlaceWatchServer:
         self._epoch = 0
         self._asked: dict[str, float] = {}  # place -> monotonic time it was last asked about
         self.requests = 0
+        self.connections_opened = 0
         self._closed = False
-        self._handler_cpu = 0.0  # CPU of the request threads that have ended
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Persistent connections: a holder polls again at once after every answer, and a
+            # new connection (and thread) for each poll was most of the janitor's cost.
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections_opened += 1
+
             def do_GET(self) -> None:
                 try:
                     code, body = server.answer(self.path)
@@ -69,10 +77,7 @@ class PlaceWatchServer:
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # a holder that let go meanwhile (RelayView.abort)
-                finally:
-                    with server._lock:
-                        server._handler_cpu += time.thread_time()
+                    self.close_connection = True  # a holder that let go (RelayView.abort)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -87,10 +92,9 @@ class PlaceWatchServer:
 
     # --- told by the coordinator's client (in its event loop) ------------------------------
 
-    def watched(self) -> list[str]:
-        now = time.monotonic()
-        with self._lock:
-            return [n for n, t in self._asked.items() if now - t < FORGET_S]
+    def watches(self, name: str) -> bool:
+        t = self._asked.get(name)  # one dict read: safe without the lock
+        return t is not None and time.monotonic() - t < FORGET_S
 
     def changed(self, names: Iterable[str] | None) -> None:
         """`names` changed; None: everything may have (a new connection, or none)."""
@@ -147,12 +151,6 @@ class PlaceWatchServer:
         name = urllib.parse.unquote(url.path[len(PATH):])
         return 200, self.wait(name, query.get("after", [""])[0], wait)
 
-    def cpu_seconds(self) -> float:
-        """The server's thread and its request threads that have ended (for the bench)."""
-        with self._lock:
-            ended = self._handler_cpu
-        return ended + procstat.cpu_seconds(f"/proc/self/task/{self._thread.native_id}/stat")
-
     def close(self) -> None:
         if self._closed:
             return
@@ -195,25 +193,53 @@ class RelayView:
             raise RelayGone("the watch was stopped")
         query = urllib.parse.urlencode({"after": after, "wait": f"{wait:.3f}"})
         path = f"{PATH}{urllib.parse.quote(self.name, safe='')}?{query}"
-        conn = self._conn = http.client.HTTPConnection(self._host, self._port,
-                                                       timeout=wait + self.timeout)
         try:
-            conn.request("GET", path)
-            if self._aborted and wait > 0:
-                # abort() came while this poll connected: it could not shut a socket yet.
-                raise RelayGone("the watch was stopped")
-            r = conn.getresponse()
-            if r.status != 200:
-                raise ValueError(f"HTTP {r.status}")
-            body = json.loads(r.read())
+            try:
+                body = self._get(path, wait, reused=self._conn is not None)
+            except (http.client.RemoteDisconnected, ConnectionError) as e:
+                if not getattr(e, "hil_reused", False) or (self._aborted and wait > 0):
+                    raise
+                body = self._get(path, wait, reused=False)  # a kept connection had ended
             place = body["place"]
             self._place = None if place is None else Place(**place)
             self.connected = bool(body["connected"])
             self.connections = int(body["connections"])
             self.token = str(body["token"])
         except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as e:
+            self.close()
             raise RelayGone(f"the janitor's place watch at {self.url}: {e}") from e
-        finally:
+
+    def _get(self, path: str, wait: float, reused: bool) -> Any:
+        """One request on the kept connection (a new one if there is none)."""
+        if self._conn is None or not reused:
+            self.close()
+            self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                    timeout=self.timeout)
+        conn = self._conn
+        try:
+            if conn.sock is None:
+                conn.connect()
+            assert conn.sock is not None
+            conn.sock.settimeout(wait + self.timeout)
+            conn.request("GET", path)
+            if self._aborted and wait > 0:
+                # abort() came while this poll connected: it could not shut a socket yet.
+                self.close()
+                raise RelayGone("the watch was stopped")
+            r = conn.getresponse()
+            data = r.read()
+        except (http.client.RemoteDisconnected, ConnectionError) as e:
+            e.hil_reused = reused  # type: ignore[attr-defined]
+            self.close()
+            raise
+        if r.status != 200:
+            raise ValueError(f"HTTP {r.status}")
+        return json.loads(data)
+
+    def close(self) -> None:
+        """Let go of the kept connection (its thread in the janitor ends with it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
             conn.close()
 
     def abort(self) -> None:

@@ -340,6 +340,7 @@ class PlaceReservation:
             deadline = time.monotonic() + catch_up
             while relay.place(place).acquired != self.holder:
                 if time.monotonic() > deadline:
+                    relay.close()
                     return
                 relay.wait_for_change(relay.generation, deadline - time.monotonic())
         except (RelayGone, CoordinatorError) as e:
@@ -354,8 +355,13 @@ class PlaceReservation:
     def _leave_janitor(self, timeout: float) -> bool:
         """Back to this client's own stream (the relay is gone, or the place must be taken
         back after a coordinator restart); False if it does not connect within `timeout`."""
-        self._relay = None
+        self._drop_relay()
         return self.coordinator.reattach(timeout)
+
+    def _drop_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
 
     def _renew(self) -> None:
         assert self.hold is not None
@@ -597,6 +603,6 @@ class PlaceReservation:
         except InfrastructureError:
             pass
         finally:
-            self._relay = None
+            self._drop_relay()
             if self._owned:
                 c.close()

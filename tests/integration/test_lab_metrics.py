@@ -19,7 +19,7 @@ import pytest
 
 from hil.ports import free_port
 from hil.scheduling import metrics
-from hil.scheduling.bench import stand_in_check
+from hil.scheduling.bench_janitor import stand_in_check
 from hil.scheduling.coordinator import Coordinator
 from hil.scheduling.janitor import Janitor
 from hil.scheduling.loopback import LoopbackLab

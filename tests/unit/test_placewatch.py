@@ -56,7 +56,7 @@ def test_a_long_poll_is_answered_by_its_own_places_change_not_by_anothers(served
     assert view.wait_for_change(token, 5.0) != token
     assert 0.5 < time.monotonic() - t0 < 3.0
     assert view.place("p0").acquired is None
-    assert server.watched() == ["p0"]
+    assert server.watches("p0") and not server.watches("p1")
 
 
 def test_a_quiet_place_answers_when_the_wait_is_over_and_a_new_connection_wakes_everyone(
@@ -85,6 +85,23 @@ def test_a_holder_that_lets_go_ends_its_poll_and_a_missing_server_is_relay_gone(
         RelayView(url, "p0")
     with pytest.raises(RelayGone, match="is not http://HOST:PORT"):
         RelayView("file:///etc/passwd", "p0")
+
+
+def test_a_holder_polls_on_one_kept_connection_and_looks_again_after_letting_go(
+        served) -> None:
+    _, server = served
+    view = RelayView(server.url, "p0")
+    for _ in range(3):
+        later(0.1, lambda: server.changed(["p0"]))
+        view.wait_for_change(view.generation, 5.0)
+    assert (server.requests, server.connections_opened) == (4, 1)
+    later(0.2, view.abort)
+    with pytest.raises(RelayGone):
+        view.wait_for_change(view.generation, 10.0)
+    view.refresh()  # a release's last look, on a new connection
+    assert view.place("p0").acquired == "h/u"
+    assert (server.requests, server.connections_opened) == (6, 2)
+    view.close()
 
 
 def test_an_unknown_place_and_a_wrong_path_are_said_so(served) -> None:

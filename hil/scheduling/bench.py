@@ -92,6 +92,7 @@ class HoldRecord:
     requested: float
     granted: float
     released: float  # when the holder let go (before its release call)
+    relayed: bool = False  # its watch followed the place through the janitor's place watch
 
 
 def double_holds(holds: Sequence[HoldRecord]) -> int:
@@ -136,7 +137,9 @@ class Result:
     def row(self) -> list[str]:
         lat = self.latencies()
         per_min = 60.0 / self.seconds
-        return [self.client, str(self.places), str(self.sessions), str(len(self.holds)),
+        relayed = sum(h.relayed for h in self.holds)
+        return [self.client, str(self.places), str(self.sessions),
+                f"{len(self.holds)}/{relayed}",
                 f"{percentile(lat, 50):.3f}", f"{percentile(lat, 95):.3f}",
                 f"{percentile(lat, 99):.3f}", f"{self.idle_while_waiting():.1f}",
                 str(double_holds(self.holds)), str(len(self.leaks)),
@@ -151,7 +154,7 @@ class Result:
                 f"{self.rss_mb.get('coordinator', 0):.0f}"]
 
 
-HEADER = ["client", "N", "M", "holds", "grant p50 s", "p95 s", "p99 s", "idle board-s",
+HEADER = ["client", "N", "M", "holds/relayed", "grant p50 s", "p95 s", "p99 s", "idle board-s",
           "double", "leaks", "janitor cpu-s/min", "sessions cpu-s/min", "of it holding (watch threads)",
           "bench process cpu-s/min", "coordinator cpu-s/min",
           "RSS MB bench/janitor/coord"]
@@ -237,7 +240,7 @@ class _Run:
             held = r.coordinator.cpu_seconds() - held_from
             r.release()
             with self.lock:
-                self.holds.append(HoldRecord(i, hold.place, t0, granted, let_go))
+                self.holds.append(HoldRecord(i, hold.place, t0, granted, let_go, r.relayed))
                 self.session_cpu += r.coordinator.cpu_seconds() + r.watch_cpu_s
                 self.watch_cpu += held + r.watch_cpu_s
                 self.watch_thread_cpu += r.watch_cpu_s

@@ -148,6 +148,48 @@ def place_matches(lg_place: Any, exporter: str, group: str) -> bool:
                for m in lg_place.matches)
 
 
+def match_patterns(lg_place: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((m.exporter, m.group) for m in lg_place.matches)
+
+
+class MatchIndex:
+    """Which places could match a resource of an exporter and group, kept as places change:
+    every lock and release in a rack updates resources, each client receives all of them, and
+    testing each against every place cost N per update."""
+
+    def __init__(self) -> None:
+        self._patterns: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._exact: dict[tuple[str, str], set[str]] = {}
+        self._globbed: dict[str, tuple[tuple[str, str], ...]] = {}  # with a wildcard
+
+    def put(self, name: str, patterns: tuple[tuple[str, str], ...] | None) -> None:
+        """`patterns`: the place's (exporter, group) matches now; None: it was deleted."""
+        old = self._patterns.get(name)
+        if old == patterns:
+            return
+        for key in old or ():
+            if (names := self._exact.get(key)) is not None:
+                names.discard(name)
+        self._globbed.pop(name, None)
+        if patterns is None:
+            self._patterns.pop(name, None)
+            return
+        self._patterns[name] = patterns
+        for exporter, group in patterns:
+            if glob.has_magic(exporter) or glob.has_magic(group):
+                self._globbed[name] = patterns
+            else:
+                self._exact.setdefault((exporter, group), set()).add(name)
+
+    def matching(self, exporter: str, group: str) -> set[str]:
+        names = set(self._exact.get((exporter, group), ()))
+        for name, patterns in self._globbed.items():
+            if any(fnmatch.fnmatchcase(exporter, e) and fnmatch.fnmatchcase(group, g)
+                   for e, g in patterns):
+                names.add(name)
+        return names
+
+
 class ChangeListener(Protocol):
     """Told of updates in the client's event loop: must not block."""
 
@@ -238,8 +280,7 @@ class _Session(ClientSession):  # type: ignore[misc]
             return
         await super().on_place_changed(place_pb2)
         place = self.places.get(place_pb2.name)
-        self.hil_on_update(place_pb2.name, None if place is None else
-                           tuple((m.exporter, m.group) for m in place.matches))
+        self.hil_on_update(place_pb2.name, None if place is None else match_patterns(place))
 
     async def on_place_deleted(self, name: str) -> None:
         if self._ignores(name) or name not in self.places:
@@ -273,9 +314,15 @@ class Coordinator:
         self._closed = False
         self._final_cpu: float | None = None
         self._listeners: list[ChangeListener] = []
-        # For listeners (in the loop's thread): which places a resource could match.
-        self._place_matches: dict[str, tuple[tuple[str, str], ...]] = {}
-        self._matches_of: dict[tuple[str, str], list[str]] = {}
+        # In the loop's thread: which places a resource could match.
+        self._index = MatchIndex()
+        # place() answers from here while the place and its resources are unchanged: each
+        # read in the loop's thread is a hand-over between threads, and the janitor and its
+        # place watch read a place on every update. Versions change in the loop's thread
+        # only; the epoch with every new session.
+        self._versions: dict[str, int] = {}
+        self._epoch = 0
+        self._place_cache: dict[str, tuple[tuple[int, int], Place]] = {}
         # Detached: no stream, unary calls over a channel of their own (see detach()).
         self._detached = False
         self._unary: _Unary | None = None
@@ -291,12 +338,8 @@ class Coordinator:
 
     def _place_updated(self, name: str, matches: tuple[tuple[str, str], ...] | None) -> None:
         """`matches`: the place's (exporter, group) patterns now; None: it was deleted."""
-        if self._place_matches.get(name) != matches:
-            self._matches_of.clear()
-            if matches is None:
-                self._place_matches.pop(name, None)
-            else:
-                self._place_matches[name] = matches
+        self._index.put(name, matches)
+        self._versions[name] = self._versions.get(name, 0) + 1
         with self._cond:
             self._changed.add(name)
         for listener in self._listeners:
@@ -305,23 +348,14 @@ class Coordinator:
         if interest is None or name in interest:
             self._updated()
 
-    def _matching(self, session: _Session, exporter: str, group: str) -> list[str]:
-        """The places that could match a resource of `exporter`/`group`, remembered until a
-        place's matches change: every lock and release in the rack updates resources, and
-        matching each against every place cost N per update."""
-        key = (exporter, group)
-        names = self._matches_of.get(key)
-        if names is None:
-            names = self._matches_of[key] = [n for n, p in session.places.items()
-                                             if place_matches(p, exporter, group)]
-        return names
-
     def _resource_updated(self, session: _Session, exporter: str, group: str) -> None:
         """Wake only if a place of interest could match the resource (in the loop's thread,
         where the session's places may be read): every lock and release in the rack updates
         that place's resources, and each client receives all of them."""
+        matching = self._index.matching(exporter, group)
+        for name in matching:
+            self._versions[name] = self._versions.get(name, 0) + 1
         if self._listeners:
-            matching = self._matching(session, exporter, group)
             for listener in self._listeners:
                 names = [n for n in matching if listener.watches(n)]
                 if names:
@@ -333,8 +367,14 @@ class Coordinator:
             self._updated()
 
     def _everything_updated(self) -> None:
-        self._place_matches.clear()  # a new session: its copy of the places is new
-        self._matches_of.clear()
+        # A new session (or none): its copy of the places came before this call.
+        session = self._session
+        self._index = MatchIndex()
+        if session is not None:
+            for name, p in session.places.items():
+                self._index.put(name, match_patterns(p))
+        self._epoch += 1
+        self._place_cache.clear()
         with self._cond:
             self._everything_changed = True
         for listener in self._listeners:
@@ -577,6 +617,11 @@ class Coordinator:
 
     def place(self, name: str) -> Place:
         self._followed(name)
+        # Read before the copy: a change meanwhile leaves an entry that the next read misses.
+        version = (self._epoch, self._versions.get(name, 0))
+        cached = self._place_cache.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]
 
         async def one(s: _Session) -> Place | None:  # the one place: not every place's copy
             p = s.places.get(name)
@@ -586,6 +631,7 @@ class Coordinator:
         if found is None:
             raise CoordinatorError(f"place {name} does not exist at the coordinator "
                                    f"{self.address}")
+        self._place_cache[name] = (version, found)
         return found
 
     def resource_paths(self) -> set[str]:

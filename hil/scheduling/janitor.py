@@ -40,6 +40,10 @@ HEALTH_WAKE_S = 60.0  # health checks fall due by the wall clock: look this ofte
 # Checks at once: each holds a place and boots a board, and a lab brought up with 50
 # unchecked places saturated its coordinator when all 50 started together.
 MAX_CHECKS = 4
+# Updates come in bursts (a lock is one place update and one per resource, and a busy rack
+# sends a hundred a second): a round at most this often takes a burst at once. Leases are
+# judged in seconds.
+ROUND_GAP_S = 0.1
 
 
 class KickReason(enum.Enum):
@@ -264,7 +268,7 @@ class Janitor:
                 self.round()
             except (CoordinatorError, OSError) as e:
                 self.out(f"janitor: {e}")
-            now = time.monotonic()
+            now = last = time.monotonic()
             wait = min(self.leases.next_due(now) + 0.05, HEALTH_WAKE_S)
             if now < self.checks_from:
                 wait = min(wait, self.checks_from - now + 0.05)
@@ -272,6 +276,8 @@ class Janitor:
                 wait = min(wait, 5.0)  # a check that ends frees its slot
             wait = min(wait, max(0.0, self._next_scan - now))
             generation = self.coordinator.wait_for_change(generation, wait)
+            if (rest := last + ROUND_GAP_S - time.monotonic()) > 0:
+                self.stop.wait(rest)
 
     def reconnected(self, mono: float) -> None:
         """After a coordinator restart, labgrid's exporters end and come back (a lab host's

@@ -384,6 +384,7 @@ class PlaceReservation:
         switch: bool | None = None
         url: str | None = None
         looked = False  # the first look is at once: it learns whether there is a switch
+        first = True
         generation: object = v.generation
         connections = v.connections
         while not self._stop.is_set():
@@ -395,7 +396,10 @@ class PlaceReservation:
             elif url:  # a place without a power switch has nothing to ask between updates
                 due = min(due, switch_checked + SWITCH_CHECK_S)
             try:
-                generation = v.wait_for_change(generation, max(0.05, due - now))  # type: ignore[arg-type]
+                if first:  # the first look is at the place as the view has it already
+                    first = False
+                else:
+                    generation = v.wait_for_change(generation, max(0.05, due - now))  # type: ignore[arg-type]
             except RelayGone as e:
                 if self._stop.is_set():
                     return

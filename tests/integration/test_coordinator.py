@@ -315,6 +315,33 @@ def test_a_holders_client_does_not_wake_for_another_places_resources(lab) -> Non
         wait_for("its own place's update to wake it", lambda: watch.generation > before)
 
 
+def test_an_unchanged_place_is_read_from_the_clients_copy_without_a_call_and_a_change_is_seen(
+        lab) -> None:
+    """The janitor and its place watch read a place on every update of the rack; each read
+    was a hand-over to the client's event loop. An unchanged place is answered as it was."""
+    class Counting(Coordinator):
+        reads = 0
+
+        def _run(self, make, what, timeout=30.0):  # type: ignore[no-untyped-def]
+            if what == "places":
+                type(self).reads += 1
+            return super()._run(make, what, timeout)
+
+    with Counting(lab.address, purpose="reader") as reader, \
+            Coordinator(lab.address, purpose="other") as other:
+        first = reader.place("place-0")
+        reads = Counting.reads
+        assert reader.place("place-0") is first and Counting.reads == reads
+        other.acquire("place-0")
+        wait_for("the lock to reach the reading client",
+                 lambda: reader.place("place-0").acquired == other.name)
+        assert Counting.reads > reads
+        other.set_tags("place-0", {"note": "changed"})
+        wait_for("the tag", lambda: reader.place("place-0").tags.get("note") == "changed")
+        other.release("place-0")
+        wait_for("the release", lambda: reader.place("place-0").acquired is None)
+
+
 def test_a_holders_client_keeps_only_its_own_place_and_says_so_for_another(lab) -> None:
     """A holder's client skips labgrid's copy-and-diff of every other place's updates (most of
     a holding session's CPU); its own place stays current, and asking for another is an

@@ -283,7 +283,7 @@ def _lab_janitor(args: argparse.Namespace) -> int:
     from hil.scheduling.metrics import LabMetrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    coordinator = Coordinator(_coordinator(args), purpose="janitor")
+    coordinator = Coordinator(_coordinator(args), purpose="janitor", eager=True)
     metrics = None
     if args.metrics:
         address, port = args.metrics

@@ -121,6 +121,7 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)  # what -> CPU s over the run
     rss_mb: dict[str, float] = field(default_factory=dict)
     leaks: list[str] = field(default_factory=list)
+    watch_served: dict[str, int] = field(default_factory=dict)  # the janitor's place watch
 
     def latencies(self) -> list[float]:
         free = [(t, n) for t, n, _ in self.samples]
@@ -351,7 +352,10 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         result.rss_mb = {"bench": _rss_mb(), "coordinator": _rss_mb(coordinator_pid),
                          "janitor": janitor_rss}
         janitor.stdin.close()
+        served = janitor.stdout.readline()
         janitor.wait(15)
+        if served:
+            result.watch_served = json.loads(served)
         time.sleep(0.5)
         for p in sampler.places():
             if p.acquired is not None:
@@ -386,6 +390,10 @@ def main(places: Sequence[int], sessions: Sequence[int], seconds: float, work: P
                             hosts=hosts)
                 results.append(r)
                 out(table([r]).splitlines()[1])
+                if r.watch_served.get("requests") and r.holds:
+                    out(f"  place watch: {r.watch_served['requests']} polls on "
+                        f"{r.watch_served['connections']} connections, "
+                        f"{r.watch_served['requests'] / len(r.holds):.1f} polls a hold")
                 for f in r.failures[:3]:
                     out(f"  failure: {f}")
                 for leak in r.leaks[:3]:

@@ -5,7 +5,8 @@ place watch's included, and the bench's M sessions in one process cannot blur it
     python -m hil.scheduling.bench_janitor ADDRESS HEALTH_DIR watch|own-stream
 
 It prints one JSON line when it runs ({"watch": URL or null}) and ends when its standard input
-closes, so that a bench that is killed takes it along.
+closes, so that a bench that is killed takes it along, printing what its place watch served
+({"requests": ..., "connections": ...}).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def stand_in_check(address: str, place: str, env_file: Path, results: Path) -> N
 
 
 def main(address: str, health_dir: Path, watch: bool) -> int:
-    janitor = Janitor(Coordinator(address, purpose="janitor"), Path("unused.yaml"), health_dir,
+    janitor = Janitor(Coordinator(address, purpose="janitor", eager=True), Path("unused.yaml"), health_dir,
                       interval=1e9, out=lambda _: None, check=stand_in_check,
                       watch_address=None if watch else "")
     thread = threading.Thread(target=janitor.run, name="janitor", daemon=True)
@@ -42,7 +43,10 @@ def main(address: str, health_dir: Path, watch: bool) -> int:
     sys.stdin.read()
     janitor.stop.set()
     thread.join(10)
+    server = janitor.watch
     janitor.close()
+    print(json.dumps({"requests": server.requests if server else 0,
+                      "connections": server.connections_opened if server else 0}), flush=True)
     return 0
 
 

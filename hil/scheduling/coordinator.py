@@ -238,7 +238,7 @@ class _Session(ClientSession):  # type: ignore[misc]
     """labgrid's client session under a name of hil's, telling us of every update."""
 
     def __init__(self, name: str,
-                 on_update: Callable[[str, tuple[tuple[str, str], ...] | None], None],
+                 on_update: Callable[[_Session, str, tuple[tuple[str, str], ...] | None], None],
                  on_resource: Callable[[_Session, str, str], None],
                  follows: Callable[[], frozenset[str] | None], *args: Any, **kwargs: Any):
         self.hil_name = name
@@ -280,21 +280,26 @@ class _Session(ClientSession):  # type: ignore[misc]
             return
         await super().on_place_changed(place_pb2)
         place = self.places.get(place_pb2.name)
-        self.hil_on_update(place_pb2.name, None if place is None else match_patterns(place))
+        self.hil_on_update(self, place_pb2.name,
+                           None if place is None else match_patterns(place))
 
     async def on_place_deleted(self, name: str) -> None:
         if self._ignores(name) or name not in self.places:
             return
         await super().on_place_deleted(name)
-        self.hil_on_update(name, None)
+        self.hil_on_update(self, name, None)
 
 
 class Coordinator:
     """One client of the coordinator at `address` (HOST:PORT), named `name`."""
 
     def __init__(self, address: str, name: str | None = None, *, purpose: str = "hil",
-                 connect_timeout: float = 10.0):
+                 connect_timeout: float = 10.0, eager: bool = False):
+        """`eager`: convert each place as it changes, in the client's event loop, so that
+        reading it costs no hand-over to the loop: for the janitor, which reads every place
+        that changes, and its place watch."""
         self.address = address
+        self.eager = eager
         self.name = name or identity(purpose)
         self.connect_timeout = connect_timeout
         self._cond = threading.Condition()
@@ -336,10 +341,18 @@ class Coordinator:
 
     # --- the connection ---------------------------------------------------------------------
 
-    def _place_updated(self, name: str, matches: tuple[tuple[str, str], ...] | None) -> None:
+    def _bump(self, session: _Session, name: str) -> None:
+        """`name` changed (in the loop's thread): older copies are not answered again."""
+        version = self._versions[name] = self._versions.get(name, 0) + 1
+        if self.eager and (p := session.places.get(name)) is not None:
+            self._place_cache[name] = ((self._epoch, version),
+                                       place_from_session(p, session.resources))
+
+    def _place_updated(self, session: _Session, name: str,
+                       matches: tuple[tuple[str, str], ...] | None) -> None:
         """`matches`: the place's (exporter, group) patterns now; None: it was deleted."""
         self._index.put(name, matches)
-        self._versions[name] = self._versions.get(name, 0) + 1
+        self._bump(session, name)
         with self._cond:
             self._changed.add(name)
         for listener in self._listeners:
@@ -354,7 +367,7 @@ class Coordinator:
         that place's resources, and each client receives all of them."""
         matching = self._index.matching(exporter, group)
         for name in matching:
-            self._versions[name] = self._versions.get(name, 0) + 1
+            self._bump(session, name)
         if self._listeners:
             for listener in self._listeners:
                 names = [n for n in matching if listener.watches(n)]

@@ -21,6 +21,7 @@ janitor's client (re)connects, or after SECONDS (at most MAX_WAIT_S).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -30,7 +31,6 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
@@ -42,58 +42,45 @@ FORGET_S = 90.0
 PATH = "/v1/place/"
 
 
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
+
+
 class PlaceWatchServer:
-    """Serves the places of `coordinator` (the janitor's client, which follows every place)."""
+    """Serves the places of `coordinator` (the janitor's client, which follows every place).
+
+    On an event loop of its own: a holder keeps one connection and always has a poll
+    waiting, so a thread per connection (http.server's) was a thread per holder, and each
+    connection's start and each request's parsing were most of the janitor's cost."""
 
     def __init__(self, coordinator: Coordinator, address: str = "127.0.0.1", port: int = 0):
         self.coordinator = coordinator
-        self._lock = threading.Lock()
-        self._conds: dict[str, threading.Condition] = {}
+        self._lock = threading.Lock()  # _gen and _epoch, changed in the coordinator's loop
         self._gen: dict[str, int] = {}
         self._epoch = 0
+        # In this server's loop only (watches() peeks from the coordinator's):
         self._asked: dict[str, float] = {}  # place -> monotonic time it was last asked about
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.connections_opened = 0
         self._closed = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # Persistent connections: a holder polls again at once after every answer, and a
-            # new connection (and thread) for each poll was most of the janitor's cost.
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                with server._lock:
-                    server.connections_opened += 1
-
-            def do_GET(self) -> None:
-                try:
-                    code, body = server.answer(self.path)
-                    data = json.dumps(body).encode()
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # a holder that let go (RelayView.abort)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer((address, port), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{address}:{self.httpd.server_address[1]}"
-        coordinator.add_listener(self)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hil-placewatch",
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hil-placewatch",
                                         daemon=True)
         self._thread.start()
+        try:
+            self._server = asyncio.run_coroutine_threadsafe(
+                asyncio.start_server(self._serve, address, port), self._loop).result(10)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
+        self.url = f"http://{address}:{self._server.sockets[0].getsockname()[1]}"
+        coordinator.add_listener(self)
 
     # --- told by the coordinator's client (in its event loop) ------------------------------
 
     def watches(self, name: str) -> bool:
-        t = self._asked.get(name)  # one dict read: safe without the lock
+        t = self._asked.get(name)  # one dict read: safe across threads
         return t is not None and time.monotonic() - t < FORGET_S
 
     def changed(self, names: Iterable[str] | None) -> None:
@@ -101,36 +88,52 @@ class PlaceWatchServer:
         with self._lock:
             if names is None:
                 self._epoch += 1
-                conds = list(self._conds.values())
             else:
-                conds = []
+                names = list(names)
                 for n in names:
                     self._gen[n] = self._gen.get(n, 0) + 1
-                    if (c := self._conds.get(n)) is not None:
-                        conds.append(c)
-            for c in conds:
-                c.notify_all()
+        # A poll registers before it compares tokens, and the token moved before this look:
+        # either the poll sees the new token or this sees the poll.
+        if not self._closed and (names is None or any(n in self._waiting for n in names)):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self._loop.call_soon_threadsafe(self._wake, names)
+
+    def _wake(self, names: list[str] | None) -> None:
+        for n in (list(self._waiting) if names is None else names):
+            for f in self._waiting.get(n, ()):
+                if not f.done():
+                    f.set_result(None)
 
     # --- the long poll ----------------------------------------------------------------------
 
     def _token(self, name: str) -> str:
-        return f"{self._epoch}.{self._gen.get(name, 0)}"
-
-    def wait(self, name: str, after: str, wait: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT_S))
         with self._lock:
-            self.requests += 1
-            now = time.monotonic()
+            return f"{self._epoch}.{self._gen.get(name, 0)}"
+
+    async def _wait(self, name: str, after: str, wait: float) -> dict[str, Any]:
+        self.requests += 1
+        now = time.monotonic()
+        if len(self._asked) > 64:  # forget, now and then, the places nobody asks about
             for n in [n for n, t in self._asked.items() if now - t > FORGET_S]:
                 del self._asked[n]
-                self._conds.pop(n, None)
-            self._asked[name] = now
-            cond = self._conds.setdefault(name, threading.Condition(self._lock))
-            while self._token(name) == after and (left := deadline - time.monotonic()) > 0:
-                cond.wait(left)
-            token = self._token(name)
-            self._asked[name] = time.monotonic()
-        # Read after the token: a change in between is answered again on the next poll.
+        self._asked[name] = now
+        wait = max(0.0, min(wait, MAX_WAIT_S))
+        if wait > 0:
+            f: asyncio.Future[None] = self._loop.create_future()
+            waiting = self._waiting.setdefault(name, set())
+            waiting.add(f)
+            try:
+                if self._token(name) == after:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(f, wait)
+            finally:
+                waiting.discard(f)
+                if not waiting:
+                    self._waiting.pop(name, None)
+        token = self._token(name)
+        self._asked[name] = time.monotonic()
+        # Read after the token: a change in between is answered again on the next poll. The
+        # janitor's client keeps each place converted as it changes (Coordinator eager).
         c = self.coordinator
         try:
             place: dict[str, Any] | None = asdict(c.place(name))
@@ -139,8 +142,8 @@ class PlaceWatchServer:
         return {"token": token, "connected": c.connected, "connections": c.connections,
                 "place": place}
 
-    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
-        url = urllib.parse.urlsplit(path)
+    async def answer(self, target: str) -> tuple[int, dict[str, Any]]:
+        url = urllib.parse.urlsplit(target)
         if not url.path.startswith(PATH) or len(url.path) == len(PATH):
             return 404, {"error": f"ask {PATH}PLACE?after=TOKEN&wait=SECONDS"}
         query = urllib.parse.parse_qs(url.query)
@@ -149,19 +152,65 @@ class PlaceWatchServer:
         except ValueError:
             return 400, {"error": "wait: seconds"}
         name = urllib.parse.unquote(url.path[len(PATH):])
-        return 200, self.wait(name, query.get("after", [""])[0], wait)
+        return 200, await self._wait(name, query.get("after", [""])[0], wait)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 GETs, one after another on a kept connection."""
+        self.connections_opened += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while not self._closed:
+                request = await reader.readline()
+                if not request:
+                    return
+                close = False
+                while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.partition(b":")
+                    if name.strip().lower() == b"connection" and b"close" in value.lower():
+                        close = True
+                parts = request.split()
+                if len(parts) != 3:
+                    code, body = 400, {"error": "not an HTTP request"}
+                    close = True
+                elif parts[0] != b"GET":
+                    code, body = 405, {"error": "GET only"}
+                else:
+                    code, body = await self.answer(parts[1].decode("latin-1"))
+                data = json.dumps(body).encode()
+                writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n%s\r\n"
+                             % (code, _REASONS[code], len(data),
+                                b"Connection: close\r\n" if close else b"") + data)
+                await writer.drain()
+                if close:
+                    return
+        except (ConnectionError, OSError, ValueError):
+            pass  # a holder that let go (RelayView.abort), or garbage
+        finally:
+            self._tasks.discard(task)
+            writer.close()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.coordinator.remove_listener(self)
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        with self._lock:
-            self._epoch += 1
-            for c in self._conds.values():
-                c.notify_all()
+
+        async def shut() -> None:
+            self._server.close()
+            tasks = list(self._tasks)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 class RelayGone(Exception):

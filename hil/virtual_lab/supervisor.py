@@ -471,7 +471,7 @@ class Supervisor:
             raise
         self.state.places = [b.name for b in plan.all_boards()]
         # The janitor's health checks power the boards as any client does: through the relay.
-        janitor = Coordinator(plan.coordinator, purpose="janitor")
+        janitor = Coordinator(plan.coordinator, purpose="janitor", eager=True)
         metrics = LabMetrics(janitor.places, janitor.reservations)
         self.state.metrics = f"http://{plan.address}:{metrics.serve(plan.address, 0)}/metrics"
         self.janitor = Janitor(janitor, LAB_ENV, self.directory / "health",

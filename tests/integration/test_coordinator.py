@@ -101,7 +101,7 @@ def test_a_session_notices_a_kick_even_when_a_session_of_the_same_user_takes_the
 def test_a_place_acquired_without_a_lease_is_kicked_after_the_grace(lab, tmp_path) -> None:
     """A session killed between its lock and its lease, or a lock taken by hand."""
     said: list[str] = []
-    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+    janitor = Janitor(Coordinator(lab.address, purpose="janitor", eager=True), Path("unused.yaml"),
                       tmp_path / "health", interval=1e9, grace=2.0, out=said.append)
     janitor_thread = threading.Thread(target=janitor.run, daemon=True)
     janitor_thread.start()
@@ -131,7 +131,7 @@ def test_a_lease_is_judged_on_the_janitors_clock_not_the_holders(lab, tmp_path,
     written = reservations.lease_value
     monkeypatch.setattr(reservations, "lease_value", lambda now, s: written(now - 3600, s))
     said: list[str] = []
-    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+    janitor = Janitor(Coordinator(lab.address, purpose="janitor", eager=True), Path("unused.yaml"),
                       tmp_path / "health", interval=1e9, grace=2.0, out=said.append)
     threading.Thread(target=janitor.run, daemon=True).start()
     r = session(lab, lease=10)
@@ -166,7 +166,7 @@ def test_a_coordinator_restart_does_not_end_the_session_nor_let_another_take_the
         lab, tmp_path) -> None:
     """The holder follows its place through the janitor (hil.scheduling.placewatch): it takes
     its own stream again to take the place back, and returns to the janitor afterwards."""
-    janitor = Janitor(Coordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+    janitor = Janitor(Coordinator(lab.address, purpose="janitor", eager=True), Path("unused.yaml"),
                       tmp_path / "health", interval=1e9, out=lambda _: None,
                       watch_address="127.0.0.1")
     threading.Thread(target=janitor.run, daemon=True).start()
@@ -207,7 +207,7 @@ def test_a_coordinator_restart_does_not_end_the_session_nor_let_another_take_the
 
 def test_an_idle_janitor_makes_no_calls_to_the_coordinator(lab, tmp_path) -> None:
     CountingCoordinator.calls = 0
-    janitor = Janitor(CountingCoordinator(lab.address, purpose="janitor"), Path("unused.yaml"),
+    janitor = Janitor(CountingCoordinator(lab.address, purpose="janitor", eager=True), Path("unused.yaml"),
                       tmp_path / "health", interval=1e9, out=lambda _: None)
     janitor.round()
     before = CountingCoordinator.calls
@@ -340,6 +340,17 @@ def test_an_unchanged_place_is_read_from_the_clients_copy_without_a_call_and_a_c
         wait_for("the tag", lambda: reader.place("place-0").tags.get("note") == "changed")
         other.release("place-0")
         wait_for("the release", lambda: reader.place("place-0").acquired is None)
+
+    # The janitor's client converts each place as it changes: its reads never wait.
+    with Counting(lab.address, purpose="janitor", eager=True) as janitor, \
+            Coordinator(lab.address, purpose="other") as other:
+        janitor.place("place-1")
+        other.acquire("place-1")
+        reads = Counting.reads
+        wait_for("the lock", lambda: janitor.place("place-1").acquired == other.name)
+        other.release("place-1")
+        wait_for("the release", lambda: janitor.place("place-1").acquired is None)
+        assert Counting.reads == reads
 
 
 def test_a_holders_client_keeps_only_its_own_place_and_says_so_for_another(lab) -> None:

@@ -49,7 +49,7 @@ def query(server: str, expr: str) -> float | None:
 def test_prometheus_scrapes_the_janitors_figures_and_status_shows_the_same(tmp_path: Path):
     assert shutil.which(PROMETHEUS), "prometheus missing: run `hil firmware build` as root"
     with LoopbackLab(tmp_path / "lab", places=2) as lab:
-        coordinator = Coordinator(lab.address, purpose="janitor")
+        coordinator = Coordinator(lab.address, purpose="janitor", eager=True)
         lab_metrics = metrics.LabMetrics(coordinator.places, coordinator.reservations)
         port = lab_metrics.serve("127.0.0.1", 0)
         url = f"http://127.0.0.1:{port}/metrics"

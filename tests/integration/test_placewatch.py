@@ -38,7 +38,7 @@ class _Lab:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[_Lab]:
     with LoopbackLab(tmp_path / "lab", places=2) as loop:
-        janitor = Janitor(Coordinator(loop.address, purpose="janitor"), Path("unused.yaml"),
+        janitor = Janitor(Coordinator(loop.address, purpose="janitor", eager=True), Path("unused.yaml"),
                           tmp_path / "health", interval=1e9, out=lambda _: None,
                           watch_address="127.0.0.1")
         threading.Thread(target=janitor.run, daemon=True).start()

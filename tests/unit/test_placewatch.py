@@ -3,6 +3,7 @@ by the rack's; and its client, the holder's view."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -109,5 +110,5 @@ def test_an_unknown_place_and_a_wrong_path_are_said_so(served) -> None:
     view = RelayView(server.url, "nope")
     with pytest.raises(CoordinatorError, match="not known to the janitor"):
         view.place("nope")
-    assert server.answer("/metrics")[0] == 404
-    assert server.answer("/v1/place/p0?wait=soon")[0] == 400
+    assert asyncio.run(server.answer("/metrics"))[0] == 404
+    assert asyncio.run(server.answer("/v1/place/p0?wait=soon"))[0] == 400

@@ -122,6 +122,7 @@ class Result:
     rss_mb: dict[str, float] = field(default_factory=dict)
     leaks: list[str] = field(default_factory=list)
     watch_served: dict[str, int] = field(default_factory=dict)  # the janitor's place watch
+    lone: dict[str, float] = field(default_factory=dict)  # the session in its own process
 
     def latencies(self) -> list[float]:
         free = [(t, n) for t, n, _ in self.samples]
@@ -171,6 +172,12 @@ def table(results: Sequence[Result]) -> str:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def _module_env() -> dict[str, str]:
+    """For `python -m hil.scheduling...`: this checkout first."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+
+
 def _rss_mb(pid: int | str = "self") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -193,9 +200,11 @@ def _own_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-class _Run:
-    def __init__(self, lab: LoopbackLab, sessions: int, seconds: float, seed: int):
-        self.lab = lab
+class Workload:
+    """The sessions' loop: reserve, hold 1-5 s, release, until `stop_at`."""
+
+    def __init__(self, address: str, sessions: int, seconds: float, seed: int):
+        self.address = address
         self.sessions = sessions
         self.seconds = seconds
         self.rng = random.Random(seed)
@@ -220,7 +229,7 @@ class _Run:
         rng = random.Random(self.rng.random())
         while time.monotonic() < self.stop_at:
             prio = rng.choice(PRIOS)
-            r = PlaceReservation(self.lab.address, {"board": "loop"}, prio=prio,
+            r = PlaceReservation(self.address, {"board": "loop"}, prio=prio,
                                  timeout=max(1.0, self.stop_at - time.monotonic() + 5),
                                  lease=60, progress=lambda _: None, purpose=f"bench-{i}")
             t0 = time.monotonic()
@@ -250,7 +259,7 @@ class _Run:
         rng = random.Random(self.rng.random())
         client = str(Path(sys.executable).parent / "labgrid-client")
         env = {**os.environ, "LG_USERNAME": f"anchor{i}"}
-        base = [client, "-x", self.lab.address]
+        base = [client, "-x", self.address]
         while time.monotonic() < self.stop_at:
             prio = rng.choice(PRIOS)
             t0 = time.monotonic()
@@ -302,10 +311,9 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
     janitor = subprocess.Popen(
         [sys.executable, "-m", "hil.scheduling.bench_janitor", lab.address,
          str(work / "health"), "own-stream" if client == "hil-own-stream" else "watch"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])})
-    run = _Run(lab, sessions, seconds, seed)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_module_env())
+    lone: subprocess.Popen[str] | None = None
+    run = Workload(lab.address, sessions, seconds, seed)
     sampler = Coordinator(lab.address, purpose="bench-sampler")
     try:
         assert janitor.stdout is not None and janitor.stdin is not None
@@ -328,8 +336,14 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         own0 = _own_cpu()
         run.stop_at = time.monotonic() + seconds
         target = run.labgrid_session if client == "labgrid-client" else run.hil_session
+        if client != "labgrid-client" and sessions >= 2:
+            # One of the M in a process of its own, as a pytest run: what a session costs.
+            lone = subprocess.Popen(
+                [sys.executable, "-m", "hil.scheduling.bench_session", lab.address,
+                 repr(run.stop_at), str(seed + 1000)],
+                stdout=subprocess.PIPE, text=True, env=_module_env())
         workers = [threading.Thread(target=target, args=(i,), daemon=True)
-                   for i in range(sessions)]
+                   for i in range(sessions - (lone is not None))]
         for w in workers:
             w.start()
         while time.monotonic() < run.stop_at:
@@ -341,6 +355,14 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         janitor_rss = _rss_mb(janitor.pid)
         for w in workers:
             w.join(120)
+        if lone is not None:
+            said = json.loads((lone.communicate(timeout=120)[0] or "{}").splitlines()[-1])
+            run.holds += [HoldRecord(**{**h, "session": sessions - 1}) for h in said["holds"]]
+            run.failures += said["failures"]
+            result.lone = {k: said[k] for k in ("process_cpu", "holding_cpu",
+                                                 "watch_thread_cpu")}
+            result.lone["holds"] = len(said["holds"])
+        # The lone session's process, reaped, is in the children's CPU.
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,
                       "process": _own_cpu() - own0,
@@ -367,6 +389,9 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                          if r.state in ("waiting", "allocated", "acquired")]
     finally:
         sampler.close()
+        if lone is not None and lone.poll() is None:
+            lone.kill()
+            lone.wait()
         if janitor.poll() is None:
             janitor.kill()
             janitor.wait()
@@ -390,6 +415,11 @@ def main(places: Sequence[int], sessions: Sequence[int], seconds: float, work: P
                             hosts=hosts)
                 results.append(r)
                 out(table([r]).splitlines()[1])
+                if held := r.lone.get("holds"):
+                    out(f"  a session in a process of its own: {held:.0f} holds, "
+                        f"{r.lone['process_cpu'] / held * 1e3:.1f} ms of CPU a hold, "
+                        f"{r.lone['holding_cpu'] / held * 1e3:.1f} of it holding "
+                        f"({r.lone['watch_thread_cpu'] / held * 1e3:.1f} in its watch thread)")
                 if r.watch_served.get("requests") and r.holds:
                     out(f"  place watch: {r.watch_served['requests']} polls on "
                         f"{r.watch_served['connections']} connections, "

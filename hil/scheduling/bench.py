@@ -356,12 +356,18 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
         for w in workers:
             w.join(120)
         if lone is not None:
-            said = json.loads((lone.communicate(timeout=120)[0] or "{}").splitlines()[-1])
-            run.holds += [HoldRecord(**{**h, "session": sessions - 1}) for h in said["holds"]]
-            run.failures += said["failures"]
-            result.lone = {k: said[k] for k in ("process_cpu", "holding_cpu",
-                                                 "watch_thread_cpu")}
-            result.lone["holds"] = len(said["holds"])
+            printed = (lone.communicate(timeout=120)[0] or "").strip().splitlines()
+            if not printed:
+                run.failures.append(f"the session in a process of its own ended with exit "
+                                    f"{lone.returncode} and no figures: its error is above")
+            else:
+                said = json.loads(printed[-1])
+                run.holds += [HoldRecord(**{**h, "session": sessions - 1})
+                              for h in said["holds"]]
+                run.failures += said["failures"]
+                result.lone = {k: said[k] for k in ("process_cpu", "holding_cpu",
+                                                     "watch_thread_cpu")}
+                result.lone["holds"] = len(said["holds"])
         # The lone session's process, reaped, is in the children's CPU.
         sessions_cpu = run.session_cpu + (_children_cpu() - children0)
         result.cpu = {"janitor": janitor_cpu - janitor_cpu0, "sessions": sessions_cpu,

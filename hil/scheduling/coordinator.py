@@ -141,13 +141,6 @@ def _candidates(lg_place: Any, resources: Mapping[str, Any]) -> Iterator[tuple[s
                     yield exporter, group, name, entry
 
 
-def place_matches(lg_place: Any, exporter: str, group: str) -> bool:
-    """Whether labgrid's place (a client session's copy) could match a resource of
-    `exporter`/`group`."""
-    return any(fnmatch.fnmatchcase(exporter, m.exporter) and fnmatch.fnmatchcase(group, m.group)
-               for m in lg_place.matches)
-
-
 def match_patterns(lg_place: Any) -> tuple[tuple[str, str], ...]:
     return tuple((m.exporter, m.group) for m in lg_place.matches)
 
@@ -368,15 +361,12 @@ class Coordinator:
         matching = self._index.matching(exporter, group)
         for name in matching:
             self._bump(session, name)
-        if self._listeners:
-            for listener in self._listeners:
-                names = [n for n in matching if listener.watches(n)]
-                if names:
-                    listener.changed(names)
+        for listener in self._listeners:
+            names = [n for n in matching if listener.watches(n)]
+            if names:
+                listener.changed(names)
         interest = self.interest
-        if interest is None or any(
-                place_matches(p, exporter, group)
-                for name in interest if (p := session.places.get(name)) is not None):
+        if interest is None or not interest.isdisjoint(matching):
             self._updated()
 
     def _everything_updated(self) -> None:

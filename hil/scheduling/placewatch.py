@@ -242,13 +242,14 @@ class RelayView:
             raise RelayGone("the watch was stopped")
         query = urllib.parse.urlencode({"after": after, "wait": f"{wait:.3f}"})
         path = f"{PATH}{urllib.parse.quote(self.name, safe='')}?{query}"
+        reused = self._conn is not None
         try:
             try:
-                body = self._get(path, wait, reused=self._conn is not None)
-            except (http.client.RemoteDisconnected, ConnectionError) as e:
-                if not getattr(e, "hil_reused", False) or (self._aborted and wait > 0):
+                body = self._get(path, wait)
+            except (http.client.RemoteDisconnected, ConnectionError):
+                if not reused or (self._aborted and wait > 0):
                     raise
-                body = self._get(path, wait, reused=False)  # a kept connection had ended
+                body = self._get(path, wait)  # the kept connection had ended: a new one
             place = body["place"]
             self._place = None if place is None else Place(**place)
             self.connected = bool(body["connected"])
@@ -258,10 +259,9 @@ class RelayView:
             self.close()
             raise RelayGone(f"the janitor's place watch at {self.url}: {e}") from e
 
-    def _get(self, path: str, wait: float, reused: bool) -> Any:
+    def _get(self, path: str, wait: float) -> Any:
         """One request on the kept connection (a new one if there is none)."""
-        if self._conn is None or not reused:
-            self.close()
+        if self._conn is None:
             self._conn = http.client.HTTPConnection(self._host, self._port,
                                                     timeout=self.timeout)
         conn = self._conn
@@ -277,8 +277,7 @@ class RelayView:
                 raise RelayGone("the watch was stopped")
             r = conn.getresponse()
             data = r.read()
-        except (http.client.RemoteDisconnected, ConnectionError) as e:
-            e.hil_reused = reused  # type: ignore[attr-defined]
+        except (http.client.RemoteDisconnected, ConnectionError):
             self.close()
             raise
         if r.status != 200:
@@ -286,7 +285,7 @@ class RelayView:
         return json.loads(data)
 
     def close(self) -> None:
-        """Let go of the kept connection (its thread in the janitor ends with it)."""
+        """Let go of the kept connection."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -430,6 +430,12 @@ def main(places: Sequence[int], sessions: Sequence[int], seconds: float, work: P
                     out(f"  place watch: {r.watch_served['requests']} polls on "
                         f"{r.watch_served['connections']} connections, "
                         f"{r.watch_served['requests'] / len(r.holds):.1f} polls a hold")
+                if r.holds and "place updates" in r.watch_served:
+                    per = len(r.holds)
+                    out(f"  the janitor's stream: {r.watch_served['place updates'] / per:.1f} "
+                        f"place and {r.watch_served['resource updates'] / per:.1f} resource "
+                        f"updates a hold, {r.cpu.get('janitor', 0) / per * 1e3:.2f} ms of its "
+                        "CPU a hold")
                 for f in r.failures[:3]:
                     out(f"  failure: {f}")
                 for leak in r.leaks[:3]:

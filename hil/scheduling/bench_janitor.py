@@ -44,9 +44,12 @@ def main(address: str, health_dir: Path, watch: bool) -> int:
     janitor.stop.set()
     thread.join(10)
     server = janitor.watch
+    updates = dict(janitor.coordinator.updates)
     janitor.close()
     print(json.dumps({"requests": server.requests if server else 0,
-                      "connections": server.connections_opened if server else 0}), flush=True)
+                      "connections": server.connections_opened if server else 0,
+                      "place updates": updates["place"],
+                      "resource updates": updates["resource"]}), flush=True)
     return 0
 
 

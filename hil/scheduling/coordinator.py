@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc  # type: ignore[import-untyped]
 from labgrid.remote.client import ClientSession
+from labgrid.remote.common import Place as LgPlace
 from labgrid.remote.common import Reservation as LgReservation
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
@@ -271,7 +272,13 @@ class _Session(ClientSession):  # type: ignore[misc]
         # subscription to one place), which was most of a holding session's CPU.
         if self._ignores(place_pb2.name):
             return
-        await super().on_place_changed(place_pb2)
+        if self.monitor or place_pb2.name not in self.places:
+            await super().on_place_changed(place_pb2)
+        else:
+            # labgrid's own conversion, without the two copies it diffs for `labgrid-client
+            # monitor` alone (and its update in place, which converts twice): in a rack
+            # every client receives every lock and release. Nobody keeps labgrid's object.
+            self.places[place_pb2.name] = LgPlace.from_pb2(place_pb2)
         place = self.places.get(place_pb2.name)
         self.hil_on_update(self, place_pb2.name,
                            None if place is None else match_patterns(place))
@@ -301,6 +308,8 @@ class Coordinator:
         self._changed: set[str] = set()
         self._everything_changed = True
         self.connections = 0  # sessions started (1 + reconnections)
+        # Updates received from the stream (of places this client follows), for the bench.
+        self.updates = {"place": 0, "resource": 0}
         self._session: _Session | None = None
         # Places whose updates wake whoever waits for a change (None: every place). labgrid's
         # stream has no subscription to one place: a session holding one still decodes every
@@ -344,6 +353,7 @@ class Coordinator:
     def _place_updated(self, session: _Session, name: str,
                        matches: tuple[tuple[str, str], ...] | None) -> None:
         """`matches`: the place's (exporter, group) patterns now; None: it was deleted."""
+        self.updates["place"] += 1
         self._index.put(name, matches)
         self._bump(session, name)
         with self._cond:
@@ -358,6 +368,7 @@ class Coordinator:
         """Wake only if a place of interest could match the resource (in the loop's thread,
         where the session's places may be read): every lock and release in the rack updates
         that place's resources, and each client receives all of them."""
+        self.updates["resource"] += 1
         matching = self._index.matching(exporter, group)
         for name in matching:
             self._bump(session, name)
@@ -455,6 +466,11 @@ class Coordinator:
     @property
     def connected(self) -> bool:
         return self._session is not None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The client's event loop, where listeners are told of changes (and may serve)."""
+        return self._loop
 
     @property
     def detached(self) -> bool:
@@ -626,11 +642,21 @@ class Coordinator:
         if cached is not None and cached[0] == version:
             return cached[1]
 
-        async def one(s: _Session) -> Place | None:  # the one place: not every place's copy
+        def one(s: _Session) -> Place | None:  # the one place: not every place's copy
             p = s.places.get(name)
             return None if p is None else place_from_session(p, s.resources)
 
-        found = self._run(one, "places")
+        async def in_loop(s: _Session) -> Place | None:
+            return one(s)
+
+        if threading.get_ident() == self._thread.ident:  # a listener, serving in the loop
+            session = self._session
+            if session is None:
+                raise CoordinatorUnreachable(f"place {name}: no stream to the coordinator at "
+                                             f"{self.address} (restarting?)")
+            found = one(session)
+        else:
+            found = self._run(in_loop, "places")
         if found is None:
             raise CoordinatorError(f"place {name} does not exist at the coordinator "
                                    f"{self.address}")

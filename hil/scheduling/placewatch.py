@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, Place
@@ -40,109 +38,205 @@ MAX_WAIT_S = 25.0
 # A place nobody has asked about for this long is no longer matched against resource updates.
 FORGET_S = 90.0
 PATH = "/v1/place/"
+_PLACE_FIELDS = tuple(f.name for f in fields(Place))
 
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
+MAX_REQUEST = 8192  # a GET of this protocol is a few hundred bytes
+
+
+def _fields(place: Place) -> dict[str, Any]:
+    """Place as JSON's objects: its fields are strings, dicts of them and of bools (not
+    dataclasses.asdict, whose deep copy was most of an answer's cost)."""
+    return {f: getattr(place, f) for f in _PLACE_FIELDS}
+
+
+@dataclass
+class _Wait:
+    """A poll that waits for its place's next change."""
+    name: str
+    after: str
+    seconds: float
+
+
+class _Connection(asyncio.Protocol):
+    """One holder's kept connection: HTTP/1.1 GETs, one after another.
+
+    A request that arrives while a poll waits answers that poll at once, and so does the
+    end of the holder's sending side (`RelayView.abort` shuts it): a holder that lets go
+    gets the place as it is now, as the last look of its release, on the same connection."""
+
+    def __init__(self, server: PlaceWatchServer):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.waiting: _Wait | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.close_after = False  # the waiting poll said Connection: close
+        self.ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.connections_opened += 1
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiting is not None:
+            self.answer_now()  # then the new request, below
+        self.next_request()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        if self.waiting is not None:
+            self.answer_now()
+        if self.transport is not None:
+            self.transport.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.stop_waiting()
+        self.server.connections.discard(self)
+
+    def next_request(self) -> None:
+        while self.waiting is None and self.transport is not None \
+                and not self.transport.is_closing():
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_REQUEST:
+                    self.respond(400, {"error": "request too long"}, close=True)
+                return
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            lines = head.split(b"\r\n")
+            close = any(n.strip().lower() == b"connection" and b"close" in v.lower()
+                        for n, _, v in (line.partition(b":") for line in lines[1:]))
+            parts = lines[0].split()
+            if len(parts) != 3:
+                self.respond(400, {"error": "not an HTTP request"}, close=True)
+            elif parts[0] != b"GET":
+                self.respond(405, {"error": "GET only"}, close=close)
+            else:
+                answer = self.server.answer(parts[1].decode("latin-1"))
+                if isinstance(answer, _Wait):
+                    self.close_after = close
+                    self.wait(answer)
+                else:
+                    self.respond(*answer, close=close)
+
+    def wait(self, w: _Wait) -> None:
+        server = self.server
+        if self.ended or w.seconds <= 0 or server.token(w.name) != w.after:
+            self.respond(200, server.look(w.name), close=self.close_after)
+            return
+        self.waiting = w
+        server.waiting.setdefault(w.name, set()).add(self)
+        self.timer = asyncio.get_running_loop().call_later(w.seconds, self.answer_now)
+
+    def stop_waiting(self) -> None:
+        w, self.waiting = self.waiting, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if w is not None:
+            waiting = self.server.waiting.get(w.name)
+            if waiting is not None:
+                waiting.discard(self)
+                if not waiting:
+                    del self.server.waiting[w.name]
+
+    def answer_now(self) -> None:
+        w = self.waiting
+        if w is None:
+            return
+        self.stop_waiting()
+        self.respond(200, self.server.look(w.name), close=self.close_after)
+        self.next_request()
+
+    def respond(self, code: int, body: dict[str, Any] | bytes, close: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n%s\r\n"
+                             % (code, _REASONS[code], len(data),
+                                b"Connection: close\r\n" if close else b"") + data)
+        if close:
+            self.transport.close()
 
 
 class PlaceWatchServer:
     """Serves the places of `coordinator` (the janitor's client, which follows every place).
 
-    On an event loop of its own: a holder keeps one connection and always has a poll
-    waiting, so a thread per connection (http.server's) was a thread per holder, and each
-    connection's start and each request's parsing were most of the janitor's cost."""
+    In the client's own event loop, where it is told of each change: a holder keeps one
+    connection and always has a poll waiting, and a change answers it with no hand-over
+    between threads (a thread per connection, http.server's, was a thread per holder; a loop
+    of its own was a wake of that loop for each change)."""
 
     def __init__(self, coordinator: Coordinator, address: str = "127.0.0.1", port: int = 0):
         self.coordinator = coordinator
-        self._lock = threading.Lock()  # _gen and _epoch, changed in the coordinator's loop
-        self._gen: dict[str, int] = {}
-        self._epoch = 0
-        # In this server's loop only (watches() peeks from the coordinator's):
-        self._asked: dict[str, float] = {}  # place -> monotonic time it was last asked about
-        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.loop = coordinator.loop
+        # In the loop's thread only (watches() and changed() are called there):
+        self.gen: dict[str, int] = {}
+        self.epoch = 0
+        self.asked: dict[str, float] = {}  # place -> monotonic time it was last asked about
+        self.encoded: dict[str, tuple[Place | None, bytes]] = {}  # the last answer's place
+        self.waiting: dict[str, set[_Connection]] = {}
+        self.connections: set[_Connection] = set()
         self.requests = 0
         self.connections_opened = 0
         self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hil-placewatch",
-                                        daemon=True)
-        self._thread.start()
-        try:
-            self._server = asyncio.run_coroutine_threadsafe(
-                asyncio.start_server(self._serve, address, port), self._loop).result(10)
-        except BaseException:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            raise
+
+        async def start() -> asyncio.Server:
+            return await self.loop.create_server(lambda: _Connection(self), address, port)
+
+        self._server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         self.url = f"http://{address}:{self._server.sockets[0].getsockname()[1]}"
         coordinator.add_listener(self)
 
     # --- told by the coordinator's client (in its event loop) ------------------------------
 
     def watches(self, name: str) -> bool:
-        t = self._asked.get(name)  # one dict read: safe across threads
+        t = self.asked.get(name)
         return t is not None and time.monotonic() - t < FORGET_S
 
     def changed(self, names: Iterable[str] | None) -> None:
         """`names` changed; None: everything may have (a new connection, or none)."""
-        with self._lock:
-            if names is None:
-                self._epoch += 1
-            else:
-                names = list(names)
-                for n in names:
-                    self._gen[n] = self._gen.get(n, 0) + 1
-        # A poll registers before it compares tokens, and the token moved before this look:
-        # either the poll sees the new token or this sees the poll.
-        if not self._closed and (names is None or any(n in self._waiting for n in names)):
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                self._loop.call_soon_threadsafe(self._wake, names)
-
-    def _wake(self, names: list[str] | None) -> None:
-        for n in (list(self._waiting) if names is None else names):
-            for f in self._waiting.get(n, ()):
-                if not f.done():
-                    f.set_result(None)
+        if names is None:
+            self.epoch += 1
+            names = list(self.waiting)
+        else:
+            names = list(names)
+            for n in names:
+                self.gen[n] = self.gen.get(n, 0) + 1
+        for n in names:
+            for conn in list(self.waiting.get(n, ())):
+                conn.answer_now()
 
     # --- the long poll ----------------------------------------------------------------------
 
-    def _token(self, name: str) -> str:
-        with self._lock:
-            return f"{self._epoch}.{self._gen.get(name, 0)}"
+    def token(self, name: str) -> str:
+        return f"{self.epoch}.{self.gen.get(name, 0)}"
 
-    async def _wait(self, name: str, after: str, wait: float) -> dict[str, Any]:
-        self.requests += 1
-        now = time.monotonic()
-        if len(self._asked) > 64:  # forget, now and then, the places nobody asks about
-            for n in [n for n, t in self._asked.items() if now - t > FORGET_S]:
-                del self._asked[n]
-        self._asked[name] = now
-        wait = max(0.0, min(wait, MAX_WAIT_S))
-        if wait > 0:
-            f: asyncio.Future[None] = self._loop.create_future()
-            waiting = self._waiting.setdefault(name, set())
-            waiting.add(f)
-            try:
-                if self._token(name) == after:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(f, wait)
-            finally:
-                waiting.discard(f)
-                if not waiting:
-                    self._waiting.pop(name, None)
-        token = self._token(name)
-        self._asked[name] = time.monotonic()
-        # Read after the token: a change in between is answered again on the next poll. The
-        # janitor's client keeps each place converted as it changes (Coordinator eager).
+    def look(self, name: str) -> bytes:
+        """The place as the janitor's client has it now, with its token (JSON)."""
+        self.asked[name] = time.monotonic()
         c = self.coordinator
-        try:
-            place: dict[str, Any] | None = asdict(c.place(name))
+        try:  # the janitor's client keeps each place converted as it changes (eager)
+            place: Place | None = c.place(name)
         except CoordinatorError:
             place = None
-        return {"token": token, "connected": c.connected, "connections": c.connections,
-                "place": place}
+        encoded = self.encoded.get(name)
+        if encoded is None or encoded[0] is not place:  # each version is encoded once
+            encoded = self.encoded[name] = (place, json.dumps(
+                None if place is None else _fields(place)).encode())
+        return b'{"token": "%s", "connected": %s, "connections": %d, "place": %s}' % (
+            self.token(name).encode(), b"true" if c.connected else b"false", c.connections,
+            encoded[1])
 
-    async def answer(self, target: str) -> tuple[int, dict[str, Any]]:
+    def answer(self, target: str) -> tuple[int, dict[str, Any]] | _Wait:
+        """A request's answer, or the poll to wait with."""
         url = urllib.parse.urlsplit(target)
         if not url.path.startswith(PATH) or len(url.path) == len(PATH):
             return 404, {"error": f"ask {PATH}PLACE?after=TOKEN&wait=SECONDS"}
@@ -151,46 +245,15 @@ class PlaceWatchServer:
             wait = float(query.get("wait", ["0"])[0])
         except ValueError:
             return 400, {"error": "wait: seconds"}
+        self.requests += 1
+        now = time.monotonic()
+        if len(self.asked) > 64:  # forget, now and then, the places nobody asks about
+            for n in [n for n, t in self.asked.items() if now - t > FORGET_S]:
+                del self.asked[n]
+                self.encoded.pop(n, None)
         name = urllib.parse.unquote(url.path[len(PATH):])
-        return 200, await self._wait(name, query.get("after", [""])[0], wait)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """HTTP/1.1 GETs, one after another on a kept connection."""
-        self.connections_opened += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            while not self._closed:
-                request = await reader.readline()
-                if not request:
-                    return
-                close = False
-                while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = header.partition(b":")
-                    if name.strip().lower() == b"connection" and b"close" in value.lower():
-                        close = True
-                parts = request.split()
-                if len(parts) != 3:
-                    code, body = 400, {"error": "not an HTTP request"}
-                    close = True
-                elif parts[0] != b"GET":
-                    code, body = 405, {"error": "GET only"}
-                else:
-                    code, body = await self.answer(parts[1].decode("latin-1"))
-                data = json.dumps(body).encode()
-                writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n%s\r\n"
-                             % (code, _REASONS[code], len(data),
-                                b"Connection: close\r\n" if close else b"") + data)
-                await writer.drain()
-                if close:
-                    return
-        except (ConnectionError, OSError, ValueError):
-            pass  # a holder that let go (RelayView.abort), or garbage
-        finally:
-            self._tasks.discard(task)
-            writer.close()
+        self.asked[name] = now
+        return _Wait(name, query.get("after", [""])[0], max(0.0, min(wait, MAX_WAIT_S)))
 
     def close(self) -> None:
         if self._closed:
@@ -200,17 +263,13 @@ class PlaceWatchServer:
 
         async def shut() -> None:
             self._server.close()
-            tasks = list(self._tasks)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for conn in list(self.connections):
+                conn.stop_waiting()
+                if conn.transport is not None:
+                    conn.transport.abort()
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
+            asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
 
 
 class RelayGone(Exception):
@@ -233,8 +292,10 @@ class RelayView:
         self.connected = False
         self.connections = 0
         self._place: Place | None = None
-        self._conn: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None
         self._aborted = False
+        self._polling = False  # a long poll is in progress (abort() ends it)
+        self._last_look = False  # the last answer came to a poll that abort() ended
         self.refresh()
 
     def _fetch(self, after: str, wait: float) -> None:
@@ -242,64 +303,104 @@ class RelayView:
             raise RelayGone("the watch was stopped")
         query = urllib.parse.urlencode({"after": after, "wait": f"{wait:.3f}"})
         path = f"{PATH}{urllib.parse.quote(self.name, safe='')}?{query}"
-        reused = self._conn is not None
+        reused = self._sock is not None
         try:
             try:
-                body = self._get(path, wait)
-            except (http.client.RemoteDisconnected, ConnectionError):
+                body, last = self._get(path, wait)
+            except ConnectionError:
                 if not reused or (self._aborted and wait > 0):
                     raise
-                body = self._get(path, wait)  # the kept connection had ended: a new one
+                body, last = self._get(path, wait)  # the kept connection had ended: a new one
             place = body["place"]
             self._place = None if place is None else Place(**place)
             self.connected = bool(body["connected"])
             self.connections = int(body["connections"])
             self.token = str(body["token"])
-        except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as e:
+            self._last_look = last
+        except (OSError, ValueError, KeyError, TypeError) as e:
             self.close()
             raise RelayGone(f"the janitor's place watch at {self.url}: {e}") from e
 
-    def _get(self, path: str, wait: float) -> Any:
-        """One request on the kept connection (a new one if there is none)."""
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(self._host, self._port,
-                                                    timeout=self.timeout)
-        conn = self._conn
+    def _get(self, path: str, wait: float) -> tuple[Any, bool]:
+        """One request on the kept connection (a new one if there is none); True second if
+        it was a poll that abort() ended: its answer is the place as it was then.
+
+        HTTP/1.1 by hand: one GET and its answer with a Content-Length, the whole of this
+        protocol (http.client's header parsing was most of a holder's watch)."""
+        sock = self._sock
+        if sock is None:
+            sock = self._sock = socket.create_connection((self._host, self._port),
+                                                         timeout=self.timeout)
+        self._polling = wait > 0
         try:
-            if conn.sock is None:
-                conn.connect()
-            assert conn.sock is not None
-            conn.sock.settimeout(wait + self.timeout)
-            conn.request("GET", path)
+            sock.settimeout(wait + self.timeout)
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                         % (path.encode(), self._host.encode()))
             if self._aborted and wait > 0:
-                # abort() came while this poll connected: it could not shut a socket yet.
-                self.close()
-                raise RelayGone("the watch was stopped")
-            r = conn.getresponse()
-            data = r.read()
-        except (http.client.RemoteDisconnected, ConnectionError):
+                # abort() came while this poll connected: it may not have seen the socket.
+                self._end_sending(sock)
+            status, data = self._response(sock)
+        except ConnectionError:
             self.close()
             raise
-        if r.status != 200:
-            raise ValueError(f"HTTP {r.status}")
-        return json.loads(data)
+        finally:
+            self._polling = False
+        last = wait > 0 and self._aborted
+        if last:
+            self.close()  # the server ends the connection after that answer
+        if status != 200:
+            raise ValueError(f"HTTP {status}")
+        return json.loads(data), last
+
+    @staticmethod
+    def _response(sock: socket.socket) -> tuple[int, bytes]:
+        data = b""
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("the janitor's place watch closed the connection")
+            data += chunk
+            if len(data) > 65536:
+                raise ValueError("no end of the answer's headers")
+        lines = data[:end].split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next((int(v) for n, _, v in (line.partition(b":") for line in lines[1:])
+                       if n.strip().lower() == b"content-length"), None)
+        if length is None:
+            raise ValueError("an answer without a Content-Length")
+        body = data[end + 4:]
+        while len(body) < length:
+            chunk = sock.recv(max(65536, length - len(body)))
+            if not chunk:
+                raise ConnectionResetError("the janitor's place watch closed the connection")
+            body += chunk
+        return status, body[:length]
+
+    @staticmethod
+    def _end_sending(sock: socket.socket, how: int = socket.SHUT_WR) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(how)
 
     def close(self) -> None:
         """Let go of the kept connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
-    def abort(self) -> None:
-        """End a long poll in progress (from another thread), and any later one: they raise
-        RelayGone."""
+    def abort(self, hard: bool = False) -> None:
+        """End a long poll in progress (from another thread), and any later one (they raise
+        RelayGone). The poll in progress gets the place as it is now: the janitor answers when
+        the holder stops sending, and `refresh()` takes that answer as its look. `hard`: cut
+        the connection (a janitor that does not answer so ends the poll with RelayGone)."""
         self._aborted = True
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+        sock = self._sock
+        if sock is not None and (self._polling or hard):
+            self._end_sending(sock, socket.SHUT_RDWR if hard else socket.SHUT_WR)
 
     def refresh(self) -> None:
+        if self._last_look:  # the answer to the poll that abort() ended: as fresh
+            self._last_look = False
+            return
         self._fetch("", 0.0)
 
     @property

@@ -573,10 +573,14 @@ class PlaceReservation:
     def stop_watching(self) -> None:
         self._stop.set()
         self.coordinator.poke()
-        if self._relay is not None:
-            self._relay.abort()
+        relay = self._relay
+        if relay is not None:
+            relay.abort()  # the janitor answers the poll in progress: the release's look
         if self._watch is not None and self._watch is not threading.current_thread():
-            self._watch.join(15)
+            self._watch.join(1.0 if relay is not None else 15)
+            if self._watch.is_alive() and relay is not None:
+                relay.abort(hard=True)  # a janitor that did not answer
+                self._watch.join(15)
 
     # --- letting go -------------------------------------------------------------------------
 

@@ -14,12 +14,26 @@ from hil.scheduling.placewatch import PlaceWatchServer, RelayGone, RelayView
 
 
 class FakeCoordinator:
+    """What the server needs of the janitor's client: its loop, its listeners, its places."""
     connected = True
     connections = 1
 
     def __init__(self) -> None:
         self.listeners: list[object] = []
         self.places = {"p0": Place("p0", acquired="h/u"), "p1": Place("p1")}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def changed(self, names: list[str] | None) -> None:
+        """An update, told to the listeners in the loop as the real client does."""
+        for listener in self.listeners:
+            self.loop.call_soon_threadsafe(listener.changed, names)  # type: ignore[attr-defined]
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -39,6 +53,7 @@ def served():
     server = PlaceWatchServer(coordinator)  # type: ignore[arg-type]
     yield coordinator, server
     server.close()
+    coordinator.close()
 
 
 def later(seconds: float, fn) -> None:  # type: ignore[no-untyped-def]
@@ -50,8 +65,8 @@ def test_a_long_poll_is_answered_by_its_own_places_change_not_by_anothers(served
     view = RelayView(server.url, "p0")
     assert view.place("p0").acquired == "h/u" and view.connected and view.connections == 1
     token = view.generation
-    later(0.3, lambda: server.changed(["p1"]))
-    later(0.6, lambda: server.changed(["p0"]))
+    later(0.3, lambda: coordinator.changed(["p1"]))
+    later(0.6, lambda: coordinator.changed(["p0"]))
     t0 = time.monotonic()
     coordinator.places["p0"] = Place("p0")  # released meanwhile
     assert view.wait_for_change(token, 5.0) != token
@@ -62,24 +77,35 @@ def test_a_long_poll_is_answered_by_its_own_places_change_not_by_anothers(served
 
 def test_a_quiet_place_answers_when_the_wait_is_over_and_a_new_connection_wakes_everyone(
         served) -> None:
-    _, server = served
+    coordinator, server = served
     view = RelayView(server.url, "p0")
     token = view.generation
     t0 = time.monotonic()
     assert view.wait_for_change(token, 0.4) == token
     assert time.monotonic() - t0 >= 0.35
-    later(0.2, lambda: server.changed(None))
+    later(0.2, lambda: coordinator.changed(None))
     assert view.wait_for_change(token, 5.0) != token
 
 
-def test_a_holder_that_lets_go_ends_its_poll_and_a_missing_server_is_relay_gone(served) -> None:
-    _, server = served
+def test_a_holder_that_lets_go_gets_its_last_look_at_once_and_a_missing_server_is_relay_gone(
+        served) -> None:
+    coordinator, server = served
     view = RelayView(server.url, "p0")
-    later(0.3, view.abort)
+    token = view.generation
+
+    def release_meanwhile() -> None:
+        coordinator.places["p0"] = Place("p0")
+        view.abort()
+
+    later(0.3, release_meanwhile)
     t0 = time.monotonic()
-    with pytest.raises(RelayGone):
-        view.wait_for_change(view.generation, 10.0)
+    assert view.wait_for_change(token, 10.0) == token  # answered, not changed
     assert time.monotonic() - t0 < 3.0
+    view.refresh()  # the release's look: that answer, not a request
+    assert view.place("p0").acquired is None
+    assert (server.requests, server.connections_opened) == (2, 1)
+    with pytest.raises(RelayGone):  # no poll after letting go
+        view.wait_for_change(token, 10.0)
     url = server.url
     server.close()
     with pytest.raises(RelayGone, match="place watch"):
@@ -90,17 +116,20 @@ def test_a_holder_that_lets_go_ends_its_poll_and_a_missing_server_is_relay_gone(
 
 def test_a_holder_polls_on_one_kept_connection_and_looks_again_after_letting_go(
         served) -> None:
-    _, server = served
+    coordinator, server = served
     view = RelayView(server.url, "p0")
     for _ in range(3):
-        later(0.1, lambda: server.changed(["p0"]))
+        later(0.1, lambda: coordinator.changed(["p0"]))
         view.wait_for_change(view.generation, 5.0)
     assert (server.requests, server.connections_opened) == (4, 1)
-    later(0.2, view.abort)
+    view.abort()  # between polls: the kept connection serves the release's look
     with pytest.raises(RelayGone):
         view.wait_for_change(view.generation, 10.0)
-    view.refresh()  # a release's last look, on a new connection
+    view.refresh()
     assert view.place("p0").acquired == "h/u"
+    assert (server.requests, server.connections_opened) == (5, 1)
+    view.abort(hard=True)  # cut: a later look needs a connection of its own
+    view.refresh()
     assert (server.requests, server.connections_opened) == (6, 2)
     view.close()
 
@@ -110,5 +139,23 @@ def test_an_unknown_place_and_a_wrong_path_are_said_so(served) -> None:
     view = RelayView(server.url, "nope")
     with pytest.raises(CoordinatorError, match="not known to the janitor"):
         view.place("nope")
-    assert asyncio.run(server.answer("/metrics"))[0] == 404
-    assert asyncio.run(server.answer("/v1/place/p0?wait=soon"))[0] == 400
+    assert server.answer("/metrics")[0] == 404  # type: ignore[index]
+    assert server.answer("/v1/place/p0?wait=soon")[0] == 400  # type: ignore[index]
+
+
+def test_a_request_that_comes_while_a_poll_waits_answers_the_poll_first(served) -> None:
+    import socket
+
+    _, server = served
+    host, port = server.url[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        t0 = time.monotonic()
+        s.sendall(b"GET /v1/place/p0?after=0.0&wait=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        s.sendall(b"GET /v1/place/p1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert time.monotonic() - t0 < 3.0
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.index(b'"name": "p0"') < data.index(b'"name": "p1"')

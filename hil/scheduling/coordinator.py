@@ -107,6 +107,23 @@ def split_identity(name: str) -> tuple[str, str]:
 
 def place_from_session(lg_place: Any, resources: Mapping[str, Any]) -> Place:
     """Our Place from labgrid's and the session's resources (exporter -> group -> name)."""
+    found, params = resources_of(lg_place, resources)
+    return place_with(lg_place, found, params)
+
+
+def place_with(lg_place: Any, found: dict[str, bool], params: dict[str, dict[str, Any]]) -> Place:
+    return Place(lg_place.name, dict(lg_place.tags), lg_place.comment or "",
+                 lg_place.acquired or None, found, lg_place.reservation or None, params)
+
+
+def matches_key(lg_place: Any) -> tuple[tuple[str, str, str, str | None], ...]:
+    """What decides which resources a place has, beside the resources themselves."""
+    return tuple((m.exporter, m.group, m.cls, m.name) for m in lg_place.matches)
+
+
+def resources_of(lg_place: Any, resources: Mapping[str, Any]) \
+        -> tuple[dict[str, bool], dict[str, dict[str, Any]]]:
+    """The place's resources (exporter/group/cls/name -> available) and their parameters."""
     found: dict[str, bool] = {}
     params: dict[str, dict[str, Any]] = {}
     for exporter, group, name, entry in _candidates(lg_place, resources):
@@ -118,8 +135,7 @@ def place_from_session(lg_place: Any, resources: Mapping[str, Any]) -> Place:
             key = "/".join(path)
             found[key] = bool(data.get("avail"))
             params[key] = dict(data.get("params") or {})
-    return Place(lg_place.name, dict(lg_place.tags), lg_place.comment or "",
-                 lg_place.acquired or None, found, lg_place.reservation or None, params)
+    return found, params
 
 
 def _candidates(lg_place: Any, resources: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
@@ -330,6 +346,9 @@ class Coordinator:
         self._versions: dict[str, int] = {}
         self._epoch = 0
         self._place_cache: dict[str, tuple[tuple[int, int], Place]] = {}
+        # In the loop's thread: each place's matches and the resources they found (shared by
+        # its copies, which nobody changes).
+        self._resources_of: dict[str, tuple[Any, dict[str, bool], dict[str, dict[str, Any]]]] = {}
         # Detached: no stream, unary calls over a channel of their own (see detach()).
         self._detached = False
         self._unary: _Unary | None = None
@@ -343,12 +362,24 @@ class Coordinator:
 
     # --- the connection ---------------------------------------------------------------------
 
-    def _bump(self, session: _Session, name: str) -> None:
-        """`name` changed (in the loop's thread): older copies are not answered again."""
+    def _bump(self, session: _Session, name: str, resources: bool = False) -> None:
+        """`name` changed (in the loop's thread): older copies are not answered again.
+        `resources`: one of its resources changed; otherwise the place itself."""
         version = self._versions[name] = self._versions.get(name, 0) + 1
-        if self.eager and (p := session.places.get(name)) is not None:
-            self._place_cache[name] = ((self._epoch, version),
-                                       place_from_session(p, session.resources))
+        p = session.places.get(name)
+        if resources or p is None:
+            self._resources_of.pop(name, None)
+        if self.eager and p is not None:
+            self._place_cache[name] = ((self._epoch, version), self._convert(session, p))
+
+    def _convert(self, session: _Session, p: Any) -> Place:
+        """In the loop's thread: the place's resources are matched again only when they or
+        its matches changed (a lock, a lease or a tag changes neither)."""
+        key = matches_key(p)
+        part = self._resources_of.get(p.name)
+        if part is None or part[0] != key:
+            part = self._resources_of[p.name] = (key, *resources_of(p, session.resources))
+        return place_with(p, part[1], part[2])
 
     def _place_updated(self, session: _Session, name: str,
                        matches: tuple[tuple[str, str], ...] | None) -> None:
@@ -371,7 +402,7 @@ class Coordinator:
         self.updates["resource"] += 1
         matching = self._index.matching(exporter, group)
         for name in matching:
-            self._bump(session, name)
+            self._bump(session, name, resources=True)
         for listener in self._listeners:
             names = [n for n in matching if listener.watches(n)]
             if names:
@@ -389,6 +420,7 @@ class Coordinator:
                 self._index.put(name, match_patterns(p))
         self._epoch += 1
         self._place_cache.clear()
+        self._resources_of.clear()
         with self._cond:
             self._everything_changed = True
         for listener in self._listeners:
@@ -654,7 +686,8 @@ class Coordinator:
             if session is None:
                 raise CoordinatorUnreachable(f"place {name}: no stream to the coordinator at "
                                              f"{self.address} (restarting?)")
-            found = one(session)
+            p = session.places.get(name)
+            found = None if p is None else self._convert(session, p)
         else:
             found = self._run(in_loop, "places")
         if found is None:

@@ -306,16 +306,19 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                       tags={"health": "unknown", "health-checked": ""} if initial_checks else {},
                       hosts=min(hosts, places))
     lab.start()
-    # hil's holders follow their place through the janitor (hil.scheduling.placewatch);
-    # "hil-own-stream" is the same client with no such service, each holder on its own stream.
-    janitor = subprocess.Popen(
-        [sys.executable, "-m", "hil.scheduling.bench_janitor", lab.address,
-         str(work / "health"), "own-stream" if client == "hil-own-stream" else "watch"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_module_env())
+    janitor: subprocess.Popen[str] | None = None
     lone: subprocess.Popen[str] | None = None
+    sampler: Coordinator | None = None
     run = Workload(lab.address, sessions, seconds, seed)
-    sampler = Coordinator(lab.address, purpose="bench-sampler")
-    try:
+    try:  # whatever fails from here, the lab and its processes end with the run
+        # hil's holders follow their place through the janitor (hil.scheduling.placewatch);
+        # "hil-own-stream" is the same client with no such service, each holder on its own
+        # stream.
+        janitor = subprocess.Popen(
+            [sys.executable, "-m", "hil.scheduling.bench_janitor", lab.address,
+             str(work / "health"), "own-stream" if client == "hil-own-stream" else "watch"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_module_env())
+        sampler = Coordinator(lab.address, purpose="bench-sampler")
         assert janitor.stdout is not None and janitor.stdin is not None
         started = janitor.stdout.readline()
         if not started:
@@ -394,13 +397,12 @@ def run_one(client: str, places: int, sessions: int, seconds: float, work: Path,
                          for r in sampler.reservations()
                          if r.state in ("waiting", "allocated", "acquired")]
     finally:
-        sampler.close()
-        if lone is not None and lone.poll() is None:
-            lone.kill()
-            lone.wait()
-        if janitor.poll() is None:
-            janitor.kill()
-            janitor.wait()
+        if sampler is not None:
+            sampler.close()
+        for proc in (lone, janitor):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
         lab.stop()
     result.holds = run.holds
     result.failures = run.failures

@@ -16,7 +16,8 @@ coordinator serves anyone (labgrid's coordinator has no authentication either).
     -> {"token": ..., "connected": ..., "connections": ..., "place": {Place} | null}
 
 It answers as soon as the place or one of its resources changed after TOKEN, or when the
-janitor's client (re)connects, or after SECONDS (at most MAX_WAIT_S).
+janitor's client (re)connects, or after SECONDS (at most MAX_WAIT_S), or when the holder
+stops sending (it lets go: that answer is its release's last look, on the same connection).
 """
 
 from __future__ import annotations

@@ -696,6 +696,21 @@ class Coordinator:
         self._place_cache[name] = (version, found)
         return found
 
+    def allocated_to(self, token: str) -> Place | None:
+        """The place the coordinator allocated to reservation `token`, if any: a waiting
+        session asks on every update of the rack, and converting every place each time was
+        most of its CPU (N places, at the rack's update rate)."""
+        self._read("places")
+        follows = self._follows
+
+        async def find(s: _Session) -> Place | None:
+            for name, p in s.places.items():
+                if p.reservation == token and (follows is None or name in follows):
+                    return place_from_session(p, s.resources)
+            return None
+
+        return self._run(find, "places")
+
     def resource_paths(self) -> set[str]:
         """exporter/group/cls/name of every resource exported now."""
         self._read("resources")

@@ -288,7 +288,7 @@ class PlaceReservation:
                     if state in ("expired", "invalid"):
                         raise CoordinatorError(f"reservation {token} for "
                                                f"{self._want(filters)} ended: {state}")
-                allocated = next((p for p in c.places() if p.reservation == token), None)
+                allocated = c.allocated_to(token)
             except CoordinatorUnreachable:
                 c.wait_connected(max(0.1, self.timeout - (now - t0)))
                 continue
@@ -593,8 +593,8 @@ class PlaceReservation:
             token, self._token = self._token, None
         c = self.coordinator
         try:
-            names = [hold.place] if hold else [p.name for p in c.places()
-                                               if token and p.reservation == token]
+            allocated = None if hold or not token else c.allocated_to(token)
+            names = [hold.place] if hold else [allocated.name] if allocated else []
             for name in names:
                 with contextlib.suppress(InfrastructureError):
                     # The janitor's copy as it is now, or our own stream's if it is gone.

@@ -105,13 +105,8 @@ def split_identity(name: str) -> tuple[str, str]:
     return host, user
 
 
-def place_from_session(lg_place: Any, resources: Mapping[str, Any]) -> Place:
-    """Our Place from labgrid's and the session's resources (exporter -> group -> name)."""
-    found, params = resources_of(lg_place, resources)
-    return place_with(lg_place, found, params)
-
-
 def place_with(lg_place: Any, found: dict[str, bool], params: dict[str, dict[str, Any]]) -> Place:
+    """Our Place from labgrid's and the resources its matches found (see resources_of)."""
     return Place(lg_place.name, dict(lg_place.tags), lg_place.comment or "",
                  lg_place.acquired or None, found, lg_place.reservation or None, params)
 
@@ -123,7 +118,8 @@ def matches_key(lg_place: Any) -> tuple[tuple[str, str, str, str | None], ...]:
 
 def resources_of(lg_place: Any, resources: Mapping[str, Any]) \
         -> tuple[dict[str, bool], dict[str, dict[str, Any]]]:
-    """The place's resources (exporter/group/cls/name -> available) and their parameters."""
+    """The place's resources (exporter/group/cls/name -> available) and their parameters,
+    from the session's resources (exporter -> group -> name)."""
     found: dict[str, bool] = {}
     params: dict[str, dict[str, Any]] = {}
     for exporter, group, name, entry in _candidates(lg_place, resources):
@@ -373,8 +369,9 @@ class Coordinator:
             self._place_cache[name] = ((self._epoch, version), self._convert(session, p))
 
     def _convert(self, session: _Session, p: Any) -> Place:
-        """In the loop's thread: the place's resources are matched again only when they or
-        its matches changed (a lock, a lease or a tag changes neither)."""
+        """Our Place from labgrid's, in the loop's thread: the place's resources are matched
+        again only when they or its matches changed (a lock, a lease or a tag changes
+        neither)."""
         key = matches_key(p)
         part = self._resources_of.get(p.name)
         if part is None or part[0] != key:
@@ -661,7 +658,7 @@ class Coordinator:
         follows = self._follows
 
         async def snapshot(s: _Session) -> list[Place]:
-            return [place_from_session(p, s.resources) for n, p in s.places.items()
+            return [self._convert(s, p) for n, p in s.places.items()
                     if follows is None or n in follows]
 
         return self._run(snapshot, "places")
@@ -676,7 +673,7 @@ class Coordinator:
 
         def one(s: _Session) -> Place | None:  # the one place: not every place's copy
             p = s.places.get(name)
-            return None if p is None else place_from_session(p, s.resources)
+            return None if p is None else self._convert(s, p)
 
         async def in_loop(s: _Session) -> Place | None:
             return one(s)
@@ -686,8 +683,7 @@ class Coordinator:
             if session is None:
                 raise CoordinatorUnreachable(f"place {name}: no stream to the coordinator at "
                                              f"{self.address} (restarting?)")
-            p = session.places.get(name)
-            found = None if p is None else self._convert(session, p)
+            found = one(session)
         else:
             found = self._run(in_loop, "places")
         if found is None:
@@ -706,7 +702,7 @@ class Coordinator:
         async def find(s: _Session) -> Place | None:
             for name, p in s.places.items():
                 if p.reservation == token and (follows is None or name in follows):
-                    return place_from_session(p, s.resources)
+                    return self._convert(s, p)
             return None
 
         return self._run(find, "places")

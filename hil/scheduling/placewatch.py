@@ -39,11 +39,9 @@ MAX_WAIT_S = 25.0
 # A place nobody has asked about for this long is no longer matched against resource updates.
 FORGET_S = 90.0
 PATH = "/v1/place/"
-_PLACE_FIELDS = tuple(f.name for f in fields(Place))
-
-
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 MAX_REQUEST = 8192  # a GET of this protocol is a few hundred bytes
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
+_PLACE_FIELDS = tuple(f.name for f in fields(Place))
 
 
 def _fields(place: Place) -> dict[str, Any]:
@@ -85,8 +83,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         if self.waiting is not None:
-            self.answer_now()  # then the new request, below
-        self.next_request()
+            self.answer_now()  # which then takes the new request
+        else:
+            self.next_request()
 
     def eof_received(self) -> bool:
         self.ended = True

@@ -11,7 +11,7 @@ report; kmemleak must find nothing. A long campaign: it runs with --hil-campaign
 import pytest
 
 from hil.labgrid import probes
-from hil.measure import interrupts, kmemleak, virtio
+from hil.measure import kmemleak, virtio
 
 pytestmark = [pytest.mark.guest, pytest.mark.campaign, pytest.mark.lg_feature("multi-irq-vmm"),
               pytest.mark.needs_options("vmms", "guest_kernels")]
@@ -54,7 +54,7 @@ def test_each_mode_runs_clean_under_lockdep_and_kmemleak(boot_guest, board_optio
     guest = boot_debug(boot_guest, board_options, lines, pairs, vmm)
     net = net_device(guest)
     assert net.irq_mode == mode
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     assert set(virtio.lines_of(rows, net.name)) == \
         virtio.expected_line_names(mode, virtio.net_vq_names(pairs))
     probes.ping_board(guest)

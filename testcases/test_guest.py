@@ -2,6 +2,7 @@
 
 import pytest
 
+from hil.labgrid import probes
 from hil.measure import interrupts
 
 pytestmark = pytest.mark.guest
@@ -13,7 +14,7 @@ def test_guest_boots_nested_under_kvm_with_the_boards_in_kernel_gic(guest, board
     assert "-enable-kvm" in board.check("cat /proc/$(cat /run/hil-vmm.pid)/cmdline | tr '\\0' ' '")
     # Under KVM, QEMU uses KVM's in-kernel vGIC of the board's version: the guest sees that GIC.
     declared = board_options.get("gic_version", 2)
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     timer = [r for r in rows if r.name == "arch_timer"]
     assert timer and timer[0].controller in interrupts.GIC_CONTROLLERS[declared], timer
 

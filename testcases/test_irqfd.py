@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.guest, pytest.mark.irqfd]
 
 def test_single_line_vhost_net_interrupts_go_through_userspace(board, guest, measurements):
     run = probes.iperf_with_counters(board, guest, seconds=3)
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     (net,) = [d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND)) if d.kind == "net"]
     line = virtio.lines_of(rows, net.name)[""]
     intid = line.hwirq

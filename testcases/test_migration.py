@@ -64,7 +64,7 @@ def test_a_guest_migrated_with_traffic_resumes_on_the_same_lines_and_is_refused_
         assert board.poll(monitor_says("running", "info status"), timeout=120), vmm.log()
         # Each command runs in its own shell: wait for the client by its process.
         assert guest.poll("! pidof iperf3", timeout=SECONDS + 60), "iperf3 never ended"
-        result = json.loads(guest.read("/tmp/iperf.json"))
+        result = json.loads(guest.read_compressed("/tmp/iperf.json"))
         per_second = [round(i["sum"]["bytes"]) for i in result["intervals"]]
         measurements.record("migration.iperf3_bytes_per_interval", per_second, "byte")
         assert len(per_second) >= SECONDS - 1 and all(per_second[-5:]), per_second

@@ -43,7 +43,7 @@ def test_lines_match_the_device_tree_and_their_names_show_the_mode(boot_guest, b
     assert count == lines
     assert names == (["config", "queues"] if lines == 2 else ["config", "vq0", "vq1"])
     assert net.irq_mode == mode
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     found = virtio.lines_of(rows, net.name)
     assert set(found) == virtio.expected_line_names(mode, NET_VQS)
     # Every line is its own GIC SPI.
@@ -66,7 +66,7 @@ def test_every_guest_and_vmm_combination_boots_passes_traffic_in_the_documented_
     probes.ping_board(guest)
     net = net_device(guest)
     vq_names = virtio.net_vq_names(pairs)
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, vq_names)
     if guest_kernel == "patched":
         assert net.irq_mode == mode
@@ -83,7 +83,7 @@ def test_a_link_change_from_the_vmm_arrives_on_the_config_line(boot_guest, board
     iface = guest.check(f"ls /sys/bus/virtio/devices/{net.name}/net").strip()
 
     def config_count() -> int:
-        rows = interrupts.parse(guest.read("/proc/interrupts"))
+        rows = probes.guest_interrupts(guest)
         return virtio.lines_of(rows, net.name)["config"].total
 
     before = config_count()
@@ -114,8 +114,8 @@ def test_line_0_signals_only_the_queues_without_a_line_of_their_own(boot_guest, 
     # Control-queue commands (receive modes); QEMU signals the first completion of a queue.
     guest.check(f"ip link set {iface} promisc on && ip link set {iface} promisc off")
     probes.ping_board(guest)
-    signals = vring_trace.parse(guest.check(vring_trace.READ))
-    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    signals = vring_trace.parse(guest.read_compressed(vring_trace.TRACE))
+    lines = virtio.lines_of(probes.guest_interrupts(guest), net.name)
     irq = {name: int(row.irq) for name, row in lines.items()}
     by_line = vring_trace.queues_by_line(signals)
     measurements.record("line0.queues_signalled",
@@ -137,7 +137,7 @@ def test_queue_lines_with_vhost_net_bypass_userspace_through_irqfd(board, boot_g
     guest = boot(boot_guest, board_options, lines=3)
     run = probes.iperf_with_counters(board, guest, seconds=3)
     net = net_device(guest)
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     lines = virtio.lines_of(rows, net.name)
     queue_rows = [lines[q] for q in NET_VQS]
     grown = interrupts.delta(run.irq_before, run.irq_after)
@@ -164,7 +164,7 @@ def test_each_queue_line_follows_its_own_cpu_affinity(board, boot_guest, board_o
                                                       measurements):
     guest = boot(boot_guest, board_options, lines=3, cpus=2)
     net = net_device(guest)
-    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    lines = virtio.lines_of(probes.guest_interrupts(guest), net.name)
     pinned = {"input.0": 0, "output.0": 1}
     for vq, cpu in pinned.items():
         guest.check(f"echo {1 << cpu:x} > /proc/irq/{lines[vq].irq}/smp_affinity")
@@ -185,7 +185,7 @@ def test_multiqueue_virtio_net_spreads_its_queue_lines_across_cpus(board, boot_g
     guest = boot(boot_guest, board_options, lines=5, queues=2, cpus=2)
     net = net_device(guest)
     assert net.irq_mode == "per-vq"
-    lines = virtio.lines_of(interrupts.parse(guest.read("/proc/interrupts")), net.name)
+    lines = virtio.lines_of(probes.guest_interrupts(guest), net.name)
     cpu_of = {f"{kind}.{pair}": pair for pair in range(2) for kind in ("input", "output")}
     for vq, cpu in cpu_of.items():
         irq = lines[vq].irq
@@ -227,7 +227,7 @@ def test_a_line_another_driver_holds_makes_the_driver_fall_back_cleanly(board, b
     assert "using 2 interrupt lines (shared)" in log
     found = {d.kind: d for d in virtio.parse_list(guest.check(virtio.LIST_COMMAND))}
     assert found["net"].irq_mode == "shared" and found["rng"].irq_mode == "per-vq"
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     assert set(virtio.lines_of(rows, found["net"].name)) == {"config", "queues"}
     probes.ping_board(guest)
     assert guest.check("dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c").strip() == "16"
@@ -312,12 +312,12 @@ def test_unbinding_clears_the_hints_of_its_own_lines_and_never_line_0s(boot_gues
     guest = boot(boot_guest, board_options, lines=3)
     net = net_device(guest)
     assert net.irq_mode == "per-vq"
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     irq = {name: int(row.irq) for name, row in virtio.lines_of(rows, net.name).items()}
     base = probes.virtio_transports(guest)[net.name]
     guest.check(hint_trace.ENABLE)
     guest.check(f"echo {base:x}.virtio_mmio > /sys/bus/platform/drivers/virtio-mmio/unbind")
-    touched = {h.irq for h in hint_trace.parse(guest.check(hint_trace.READ))}
+    touched = {h.irq for h in hint_trace.parse(guest.read_compressed(hint_trace.TRACE))}
     measurements.record("unbind.hints_touched",
                         {name: n in touched for name, n in irq.items()})
     assert {irq[vq] for vq in NET_VQS} <= touched, \
@@ -344,7 +344,7 @@ def test_a_device_that_refuses_a_mode_is_offered_the_next_one_down(
     measurements.record("fallback.refused_modes", {"accepted": accepted, "mode": net.irq_mode})
     assert said == refused, "\n".join(log)
     assert net.irq_mode == mode
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     assert set(virtio.lines_of(rows, net.name)) == virtio.expected_line_names(mode, NET_VQS)
     probes.ping_board(guest)
 
@@ -389,10 +389,10 @@ def test_each_blk_mq_queue_completes_on_the_cpus_it_serves(board, boot_guest, bo
     idle = [q for q, cpus in cpus_of.items() if not cpus]
     assert not idle, f"queues {idle} serve no CPU: {out}"
 
-    before = interrupts.parse(guest.read("/proc/interrupts"))
+    before = probes.guest_interrupts(guest)
     guest.check("for c in 0 1 2 3; do taskset -c $c dd if=/dev/vda of=/dev/null bs=4k "
                 "count=64 skip=$((c * 256)) iflag=direct 2>/dev/null || exit 1; done")
-    after = interrupts.parse(guest.read("/proc/interrupts"))
+    after = probes.guest_interrupts(guest)
     lines = virtio.lines_of(after, blk.name)
     grown = interrupts.delta(before, after)
     measurements.record("blk_mq.placement", {

@@ -16,7 +16,7 @@ def test_guest_reaches_the_board(guest):
 
 def test_iperf3_between_guest_and_board_returns_parsed_json(guest, board, measurements):
     board.check(iperf.server_command())
-    out = guest.check(iperf.client_command(BOARD_ADDR, seconds=3), timeout=60)
+    out = probes.iperf_client(guest, iperf.client_command(BOARD_ADDR, seconds=3), timeout=60)
     result = iperf.parse(out)
     measurements.record("iperf3.received_bps", result.received_bps, "bit/s",
                         backend="vhost-net", lines="single")

@@ -3,7 +3,7 @@
 import pytest
 
 from hil.labgrid import probes
-from hil.measure import interrupts, virtio
+from hil.measure import virtio
 
 pytestmark = pytest.mark.guest
 
@@ -15,7 +15,7 @@ def devices(guest):
 
 
 def assert_single_mode(guest, found):
-    rows = interrupts.parse(guest.read("/proc/interrupts"))
+    rows = probes.guest_interrupts(guest)
     for dev in found:
         assert dev.irq_mode == "single", f"{dev.name} ({dev.kind}) is in mode {dev.irq_mode}"
         assert list(virtio.lines_of(rows, dev.name)) == [""], \

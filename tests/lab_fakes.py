@@ -113,7 +113,8 @@ class ScriptedShellDriver(FakeCommandDriver):  # type: ignore[misc]
             raise TIMEOUT(f"Timeout of {timeout} seconds exceeded")
         if any(s in cmd for s in self.warn_on):
             self.kernel_log += WARN_SPLAT.splitlines()
-        if (mark := re.match(r"echo '<7>(.+?)' > /dev/kmsg", cmd)):
+        # The look at the kernel log, by the image's program (hil/measure/kernel_log.py).
+        if (mark := re.fullmatch(r"(hil-kmsg-mark \S+)", cmd)):
             self.kernel_log.append(mark[1])
             return list(self.kernel_log), [], 0
         return [], [], 1 if any(s in cmd for s in self.fail_on) else 0

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from hil.errors import ConfigError, InfrastructureError
+from hil.measure import kernel_log
 
 from . import apt, cpio, dtbs, elf, kernel, kmod, qemu, tools
 from .cache import Store, digest, sha256_file
@@ -94,7 +95,7 @@ def _inputs(recipe_path: Path, debs: list[apt.Deb], built: list[Path],
                *sorted(ROOTFS.iterdir())]
     # Built artefacts (guest kernel, patched QEMU) carry their content key in their names.
     # Only the DTB names count: renaming a board or editing its other options rebuilds nothing.
-    return [recipe_path, *sources, *(p.name for p in built), compiler,
+    return [recipe_path, *sources, kernel_log.script(), *(p.name for p in built), compiler,
             *(f"{d.filename} {d.size} {d.checksum}" for d in debs),
             *(f"dtb {name}" for name in sorted({r.dtb for r in wanted}))]
 
@@ -226,6 +227,7 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
     w.copy("/init", ROOTFS / "init", 0o755)
     w.copy("/etc/hil/network", ROOTFS / "network")
     w.copy("/etc/hil/ifup", ROOTFS / "ifup", 0o755)
+    w.file(kernel_log.SCRIPT_PATH, kernel_log.script().encode(), 0o755)
     w.copy("/bin/busybox", root / "bin/busybox", 0o755)
     w.symlink("/bin/sh", "busybox")
     for path, src in sorted(elf.closure(root, spec.binaries, extra).items()):

@@ -28,6 +28,8 @@ def new_messages(shell: Shell) -> str:
     """The kernel messages that appeared since the previous call on this side."""
     token = secrets.token_hex(6)
     r = shell.run(kernel_log.mark_command(token))
+    if r.status == kernel_log.NOT_FOUND:  # not an image hil built: the look typed in whole
+        r = shell.run(kernel_log.inline_mark_command(token))
     text = kernel_log.since_mark(r.output, token) if r.ok else None
     if text is None:
         raise InfrastructureError(f"{shell.where}: cannot mark and read the kernel log "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from hil.errors import CommandFailed
 from hil.labgrid import vmm
 from hil.labgrid.shell import Shell
 from hil.measure import blkread, interrupts, iperf, kvm_trace, netstat, procstat, sockperf
@@ -15,8 +16,9 @@ BOARD_ADDR = "169.254.77.1"
 def ping_board(guest: Shell, count: int = 3) -> str:
     """`count` echo requests from the guest to the board, each sent as soon as the last was
     answered (busybox's -A): the same packets and interrupts as at one a second, without the
-    two idle seconds a default `ping -c 3` spends in every case that checks the link."""
-    return guest.check(f"ping -c {count} -A -W 5 {BOARD_ADDR}")
+    two idle seconds a default `ping -c 3` spends in every case that checks the link; -q: only
+    the summary comes over the console."""
+    return guest.check(f"ping -c {count} -A -q -W 5 {BOARD_ADDR}")
 
 
 def kernel_lines(shell: Shell, *texts: str) -> list[str]:
@@ -26,6 +28,17 @@ def kernel_lines(shell: Shell, *texts: str) -> list[str]:
     pattern = " ".join(f"-e {shlex.quote(t)}" for t in texts)
     # grep's 1 is "no line matched"; anything else (or dmesg failing) is a failed command.
     return shell.check(f"dmesg | grep -F {pattern} || [ $? -eq 1 ]").splitlines()
+
+
+def iperf_client(guest: Shell, command: str, timeout: float) -> str:
+    """An iperf3 client's JSON: to a file in the guest, then read compressed (see
+    Shell.read_compressed); a client that fails raises with what it printed."""
+    out = "/tmp/hil-iperf.json"
+    r = guest.run(f"{command} >{out} 2>&1", timeout)
+    text = guest.read_compressed(out)
+    if not r.ok:
+        raise CommandFailed(guest.where, command, r.status, text)
+    return text
 
 
 def arm_kvm_counters(board: Shell) -> None:
@@ -45,7 +58,8 @@ def read_kvm_counters(board: Shell) -> kvm_trace.Counters:
 
 
 def guest_interrupts(guest: Shell) -> list[interrupts.IrqRow]:
-    return interrupts.parse(guest.read("/proc/interrupts"))
+    """The guest's interrupt rows (less the IPIs), read with little over its slow console."""
+    return interrupts.parse(guest.check(interrupts.COMMAND))
 
 
 def virtio_transports(guest: Shell) -> dict[str, int]:
@@ -70,8 +84,8 @@ def iperf_with_counters(board: Shell, guest: Shell, seconds: int = 3, parallel: 
     board.check(iperf.server_command())
     arm_kvm_counters(board)
     before = guest_interrupts(guest)
-    out = guest.check(iperf.client_command(BOARD_ADDR, seconds, parallel, reverse),
-                      timeout=seconds * 10 + 60)
+    out = iperf_client(guest, iperf.client_command(BOARD_ADDR, seconds, parallel, reverse),
+                       timeout=seconds * 10 + 60)
     after = guest_interrupts(guest)
     counters = read_kvm_counters(board)
     return TrafficRun(iperf.parse(out), counters, before, after)
@@ -95,7 +109,7 @@ def iperf_from_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int,
     guest.check(f"{clients} wait", timeout=seconds * 10 + 60)
     after = guest_interrupts(guest)
     counters = read_kvm_counters(board)
-    results = [iperf.parse(guest.check(f"cat /tmp/iperf-{cpu}.json")) for cpu in range(cpus)]
+    results = [iperf.parse(guest.read_compressed(f"/tmp/iperf-{cpu}.json")) for cpu in range(cpus)]
     return TrafficRun(iperf.combine(results), counters, before, after)
 
 
@@ -186,7 +200,7 @@ def udp_to_each_cpu_with_counters(board: Shell, guest: Shell, cpus: int, seconds
     before = kernels()
     c = counted(board, guest, f"{clients} wait", timeout=seconds * 20 + 60)
     after = kernels()
-    results = [iperf.parse_udp(guest.check(f"cat /tmp/udp-{cpu}.json")) for cpu in range(cpus)]
+    results = [iperf.parse_udp(guest.read_compressed(f"/tmp/udp-{cpu}.json")) for cpu in range(cpus)]
     result = iperf.combine_udp(results)
     flood = netstat.flood((before[0], after[0]), (before[1], after[1]), (before[2], after[2]),
                           result.seconds)

@@ -15,7 +15,7 @@ from hil.measure.kvm_trace import TRACING
 PROBE = "p:hil/hint __irq_apply_affinity_hint irq=$arg1:u32 mask=$arg2:x64"
 ENABLE = (f"echo '{PROBE}' >> {TRACING}/kprobe_events && "
           f"echo 1 > {TRACING}/events/hil/hint/enable")
-READ = f"cat {TRACING}/trace"
+TRACE = f"{TRACING}/trace"  # read compressed: it is long for a guest console
 
 _EVENT = re.compile(r"\shint: \([^)]*\) irq=(?P<irq>\d+) mask=(?P<mask>0x[0-9a-f]+)")
 

@@ -164,18 +164,43 @@ TRIGGER = ("WARNING: |BUG: |BUG at |Oops|Unable to handle kernel|Kernel panic|IN
            "|INFO: task |nobody cared|Flags mismatch")
 
 
-def mark_command(token: str) -> str:
+# The look as a program in every image hil builds (hil/firmware/images.py writes SCRIPT there):
+# typed into the nested guest's console, the inline command's ~450 characters cost about a
+# second each time, twice a testcase; the program's name and token cost a tenth of that.
+SCRIPT_NAME = "hil-kmsg-mark"
+SCRIPT_PATH = f"/usr/bin/{SCRIPT_NAME}"
+# What a shell answers for a command it cannot find (POSIX): then the inline command.
+NOT_FOUND = 127
+
+
+def _look(token: str) -> str:
     """Write a mark at level 7 (debug: /dev/kmsg's default, 4, would reach a quiet console
     and interleave with the shell's output), then print the log from the previous mark on if
     any line of it may open a report, else only the marks.
     busybox dmesg (`[-cr] [-n LEVEL] [-s SIZE]`) has no --since and -c clears the buffer that
     the testcases read; awk keeps the transfer over the console small."""
-    return (f"echo '<7>{MARK} {token}' > /dev/kmsg && dmesg | "
+    return (f'echo "<7>{MARK} {token}" > /dev/kmsg && dmesg | '
             f"awk '/{MARK} /{{p = q; q = NR}} {{l[NR] = $0}} "
             "END {s = p ? p : 1; t = 0; for (i = s; i <= NR; i++) if (l[i] ~ "
             f"/{TRIGGER}/) t = 1; "
             "if (t) {for (i = s; i <= NR; i++) print l[i]} "
             "else {if (p) print l[p]; print l[q]}}'")
+
+
+def script() -> str:
+    """SCRIPT_PATH's text: the look, for the token given as its argument."""
+    return f"#!/bin/sh\n# {SCRIPT_NAME} TOKEN: hil's look at the kernel log (hil/measure/kernel_log.py)\n" \
+        + _look("$1") + "\n"
+
+
+def mark_command(token: str) -> str:
+    """The look, by the image's program."""
+    return f"{SCRIPT_NAME} {token}"
+
+
+def inline_mark_command(token: str) -> str:
+    """The look, whole, for a shell whose image lacks the program (status NOT_FOUND)."""
+    return _look(token)
 
 
 def since_mark(text: str, token: str) -> str | None:

@@ -21,7 +21,7 @@ from hil.measure.kvm_trace import TRACING
 # driver's probe, should the buffer fill.
 BOOT_ARGS = ("kprobe_event=p:hil/vring,vring_interrupt,irq=$arg1:s32,vq=$arg2:x64 "
              "ftrace=nop trace_options=nooverwrite")
-READ = f"cat {TRACING}/trace"
+TRACE = f"{TRACING}/trace"  # read compressed: it is long for a guest console
 
 _EVENT = re.compile(r"\svring: \([^)]*\) irq=(?P<irq>-?\d+) vq=(?P<vq>0x[0-9a-f]+)")
 

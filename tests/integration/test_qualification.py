@@ -41,3 +41,8 @@ def test_hil_qualify_runs_the_testcases_on_the_virtual_lab_and_writes_junit(buil
     logs = {p.name for p in (results / "console").iterdir()}
     assert {"console_main_board-console", "console_main_guest-serial"} <= logs
     assert "hil: guest ready" in (results / "console" / "console_main_guest-serial").read_text()
+    # Each look at a kernel log ran the images' program: the whole look, typed in, costs the
+    # guest's console about a second.
+    for log in ("console_main_board-console", "console_main_guest-serial"):
+        text = (results / "console" / log).read_text(errors="replace")
+        assert "hil-kmsg-mark " in text and '"<7>hil-kmsg-mark' not in text, log

@@ -1,3 +1,5 @@
+import subprocess
+
 import pytest
 
 from hil.measure import interrupts
@@ -38,3 +40,15 @@ def test_delta_is_per_cpu_growth():
 def test_rejects_other_text():
     with pytest.raises(ValueError):
         interrupts.parse("Linux version 6.12\n")
+
+
+@pytest.mark.parametrize("sample", ["guest-interrupts-mq-after.txt", "board-interrupts.txt"])
+def test_the_squeezed_read_keeps_every_numbered_row_and_drops_the_ipis(data, sample):
+    path = data / sample
+    squeezed = subprocess.run(["sh", "-c", interrupts.COMMAND.replace("/proc/interrupts", str(path))],
+                              capture_output=True, text=True, check=True).stdout
+    whole = interrupts.parse(path.read_text())
+    rows = interrupts.parse(squeezed)
+    assert [r for r in rows if r.numbered] == [r for r in whole if r.numbered]
+    assert not [r for r in rows if r.irq.startswith("IPI")]
+    assert len(squeezed) < len(path.read_text()) * 0.6

@@ -13,16 +13,21 @@ from hil.measure import kernel_log
 
 class FakeKernel:
     """A labgrid CommandProtocol whose kernel log grows; it answers the mark command with
-    the whole log (the real one trims it with awk, which since_mark does not rely on)."""
+    the whole log (the real one trims it with awk, which since_mark does not rely on).
+    `program`: whether its image has hil's program for the look."""
 
-    def __init__(self, lines: list[str], writable: bool = True) -> None:
+    def __init__(self, lines: list[str], writable: bool = True, program: bool = True) -> None:
         self.log = list(lines)
         self.writable = writable
+        self.program = program
         self.commands: list[str] = []
 
     def run(self, command: str, timeout: float = 60.0) -> tuple[list[str], list[str], int]:
         self.commands.append(command)
-        m = re.match(r"echo '<7>(hil-kmsg-mark \S+)' > /dev/kmsg", command)
+        m = re.fullmatch(r"(hil-kmsg-mark \S+)", command)
+        if m and not self.program:
+            return ["sh: hil-kmsg-mark: not found"], [], 127
+        m = m or re.match(r'echo "<7>(hil-kmsg-mark \S+)" > /dev/kmsg', command)
         assert m, command
         if not self.writable:
             return ["sh: can't create /dev/kmsg: Permission denied"], [], 1
@@ -31,9 +36,28 @@ class FakeKernel:
 
 
 def test_mark_command_writes_at_debug_level_and_never_clears() -> None:
-    cmd = kernel_log.mark_command("0123abcd")
-    assert cmd.startswith("echo '<7>hil-kmsg-mark 0123abcd' > /dev/kmsg && dmesg | awk ")
+    cmd = kernel_log.inline_mark_command("0123abcd")
+    assert cmd.startswith('echo "<7>hil-kmsg-mark 0123abcd" > /dev/kmsg && dmesg | awk ')
     assert "dmesg -c" not in cmd
+
+
+def test_the_images_program_is_the_inline_look_for_its_argument(tmp_path: Path) -> None:
+    import subprocess
+
+    assert kernel_log.mark_command("0123abcd") == "hil-kmsg-mark 0123abcd"
+    text = kernel_log.script()
+    assert text.startswith("#!/bin/sh\n") and kernel_log.SCRIPT_PATH.endswith("/hil-kmsg-mark")
+    *_, look = text.splitlines()
+    assert look.replace("$1", "0123abcd") == kernel_log.inline_mark_command("0123abcd")
+    (tmp_path / "look").write_text(text)
+    subprocess.run(["sh", "-n", str(tmp_path / "look")], check=True)  # valid shell
+
+
+def test_a_shell_without_the_program_gets_the_look_typed_in_whole(data: Path) -> None:
+    boot = (data / "board-dmesg.txt").read_text().splitlines()
+    kernel = FakeKernel(boot, program=False)
+    assert kernel_logs.new_messages(Shell("board", kernel)).splitlines() == boot
+    assert [c.split()[0] for c in kernel.commands] == ["hil-kmsg-mark", "echo"]
 
 
 def test_since_mark_takes_what_lies_between_the_marks() -> None:
@@ -111,7 +135,7 @@ def _on_the_board(log: list[str], token: str) -> str:
     """The mark command's awk, run by this machine's awk on `log` plus the new mark."""
     import subprocess
 
-    awk = kernel_log.mark_command(token).split("dmesg | ", 1)[1]
+    awk = kernel_log.inline_mark_command(token).split("dmesg | ", 1)[1]
     text = "\n".join([*log, f"[  999.000000] hil-kmsg-mark {token}"]) + "\n"
     return subprocess.run(["sh", "-c", awk], input=text, capture_output=True, text=True,
                           check=True).stdout

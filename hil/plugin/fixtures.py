@@ -16,6 +16,7 @@ from labgrid.resource import RemotePlace
 from hil.labgrid import vmm as vmm_
 from hil.labgrid.place import place_tags
 from hil.labgrid.shell import Shell
+from hil.plugin import reservation
 from hil.plugin.session import Lab, current_run
 from hil.results import provenance as provenance_
 from hil.results import rundir
@@ -29,12 +30,19 @@ def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
         run.lab = lab
     t0 = time.monotonic()
     yield lab
-    if not request.config.getoption("hil_keep_powered"):
-        lab.power_off()
+    held = reservation.held(request.config)
+    if request.config.getoption("hil_keep_powered"):
+        power = "left on (--hil-keep-powered)"
+    elif held is not None and held.lost:
+        # No longer this session's: never switch a board that another session may hold now,
+        # nor wait out a power switch that stopped answering.
+        power = f"left as it was: the place was lost ({held.lost.reason.value})"
+    else:
+        power = "off" if lab.power_off() else "not off: the switch failed"
     if run is not None:
         # What a run cost: reports and the suite benchmark read this.
         session = {"wall_s": round(time.monotonic() - t0, 1), "boots": strategy.boots,
-                   "timings": strategy.timings}
+                   "timings": strategy.timings, "power_after_run": power}
         rundir.write_atomic(run.directory / "session.json", json.dumps(session, indent=2) + "\n")
 
 

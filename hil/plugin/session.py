@@ -132,15 +132,18 @@ class Lab:
             self.strategy.invalidate()
         return verdict.classify(phase, error, answers)
 
-    def power_off(self) -> None:
+    def power_off(self) -> bool:
         """At the end of a run: a board left on at its boot loader or shell spins for nobody
         (a virtual board's emulator takes a core's share). A switch that fails here costs no
-        result already measured: it is a warning, and the next run power-cycles anyway."""
+        result already measured: it is a warning (False), and the next run power-cycles
+        anyway."""
         try:
             self.strategy.transition("off")
         except Exception as e:  # teardown: report, never turn a verdict
             warnings.warn(f"the board could not be powered off after the run: {describe(e)}",
                           stacklevel=1)
+            return False
+        return True
 
     def guest_up(self) -> bool:
         return "guest" in self.strategy.path and self.strategy.vmm.running is not None

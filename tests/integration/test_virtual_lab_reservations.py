@@ -186,6 +186,10 @@ def _lost_session(lab: Any, tmp_path: Path, place: str, break_it: Any, repair: A
     record_property(f"{what}_to_session_end_s", round(time.monotonic() - t0, 1))
     verdict = json.loads((results / "verdict.json").read_text())
     assert (results / "junit.xml").exists()
+    # Not its board any more: left alone (a silent switch would hold the session's end for
+    # the switch driver's whole timeout).
+    power = json.loads((results / "session.json").read_text())["power_after_run"]
+    assert power.startswith("left as it was: the place was lost"), power
     p = coordinator(lab).place(place)
     # Released by the session; the janitor's health check may hold it already.
     assert p.acquired is None or "+health-" in p.acquired, p.acquired

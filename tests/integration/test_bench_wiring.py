@@ -4,7 +4,9 @@ queue pairs and two virtio-blk queues, one iteration of one second, two wirings:
 iterations, two sessions, the cost-model board) belongs to `hil bench`; the other wirings are
 booted, proved and measured in every qualification (testcases/test_throughput.py). This run
 proves the bench's path: each wiring is booted, proved and measured with each workload, each
-queue's interrupts land where they should, and the tables come out."""
+queue's interrupts land where they should, and the tables come out. It is also CI's run of the
+GICv3 board's irqfd path: the queue lines reach the guest on vgic-v3 with no injection by the
+VMM (the board's and guest's cases on GICv3 run in a lab session, test_virtual_lab.py)."""
 
 import json
 import subprocess

@@ -56,12 +56,14 @@ class Shell:
         return self.check(f"cat {path}")
 
     def read_bytes(self, path: str) -> bytes:
-        """A binary file, compressed and base64-encoded for the trip over the console."""
-        return gzip.decompress(base64.b64decode(self.check(f"gzip -c {path} | base64")))
+        """A binary file, compressed and base64-encoded for the trip over the console (a file
+        that is not there fails the command: the pipe's status is base64's)."""
+        return gzip.decompress(base64.b64decode(
+            self.check(f"test -r {path} && gzip -c {path} | base64")))
 
     def read_compressed(self, path: str) -> str:
         """A text file too long for a slow console (a nested guest's carries about a kilobyte a
-        second): gzip and base64 make iperf3's JSON a third of its size on the way."""
+        second): gzip and base64 make iperf3's JSON about a third of its size on the way."""
         return self.read_bytes(path).decode()
 
     def write_bytes(self, path: str, data: bytes, chunk: int = 512) -> None:

@@ -164,7 +164,7 @@ TRIGGER = ("WARNING: |BUG: |BUG at |Oops|Unable to handle kernel|Kernel panic|IN
            "|INFO: task |nobody cared|Flags mismatch")
 
 
-# The look as a program in every image hil builds (hil/firmware/images.py writes SCRIPT there):
+# The look as a program in every image hil builds (hil/firmware/images.py writes script() there):
 # typed into the nested guest's console, the inline command's ~450 characters cost about a
 # second each time, twice a testcase; the program's name and token cost a tenth of that.
 SCRIPT_NAME = "hil-kmsg-mark"

@@ -435,17 +435,20 @@ class PlaceReservation:
                         self._expected = {p for p, avail in place.resources.items() if avail}
                     why = self._settled(loss(place, self.holder, switch, self._expected))
                     if why is None and now >= next_renewal:
-                        with self._lock:
-                            if self.hold is not None:
-                                self._renew()
-                        renewed = now
                         if self.relayed and self._relay is None:
-                            # Back to the janitor's watch once it answers again.
+                            # Back to the janitor's watch once it answers again; before the
+                            # renewal, which then goes by a unary call and cannot wait on a
+                            # stream that has just come back (seen: its sync unanswered for
+                            # the call's 30 s after a coordinator restart).
                             self._follow_through_janitor(self.hold.place, quiet=True)
                             if self._relay is not None:
                                 v = self._view()
                                 generation = v.generation
                                 connections = self._connections_seen = v.connections
+                        with self._lock:
+                            if self.hold is not None:
+                                self._renew()
+                        renewed = now
             except CoordinatorError:
                 continue  # the stream is being re-established: judged on the next wake
             except RelayGone:

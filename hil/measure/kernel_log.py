@@ -173,8 +173,9 @@ SCRIPT_PATH = f"/usr/bin/{SCRIPT_NAME}"
 NOT_FOUND = 127
 
 
-def _look(token: str) -> str:
-    """Write a mark at level 7 (debug: /dev/kmsg's default, 4, would reach a quiet console
+def inline_mark_command(token: str) -> str:
+    """The look, whole, for a shell whose image lacks the program (status NOT_FOUND).
+    Write a mark at level 7 (debug: /dev/kmsg's default, 4, would reach a quiet console
     and interleave with the shell's output), then print the log from the previous mark on if
     any line of it may open a report, else only the marks.
     busybox dmesg (`[-cr] [-n LEVEL] [-s SIZE]`) has no --since and -c clears the buffer that
@@ -190,17 +191,12 @@ def _look(token: str) -> str:
 def script() -> str:
     """SCRIPT_PATH's text: the look, for the token given as its argument."""
     return f"#!/bin/sh\n# {SCRIPT_NAME} TOKEN: hil's look at the kernel log (hil/measure/kernel_log.py)\n" \
-        + _look("$1") + "\n"
+        + inline_mark_command("$1") + "\n"
 
 
 def mark_command(token: str) -> str:
     """The look, by the image's program."""
     return f"{SCRIPT_NAME} {token}"
-
-
-def inline_mark_command(token: str) -> str:
-    """The look, whole, for a shell whose image lacks the program (status NOT_FOUND)."""
-    return _look(token)
 
 
 def since_mark(text: str, token: str) -> str | None:

@@ -14,10 +14,15 @@ coordinator serves anyone (labgrid's coordinator has no authentication either).
 
     GET /v1/place/NAME?after=TOKEN&wait=SECONDS
     -> {"token": ..., "connected": ..., "connections": ..., "place": {Place} | null}
+    GET /v1/done
+    -> {}
 
 It answers as soon as the place or one of its resources changed after TOKEN, or when the
-janitor's client (re)connects, or after SECONDS (at most MAX_WAIT_S), or when the holder
-stops sending (it lets go: that answer is its release's last look, on the same connection).
+janitor's client (re)connects, or after SECONDS (at most MAX_WAIT_S), or when the next request
+comes or the holder stops sending. A holder that lets go sends `done`: the poll in progress
+is answered first, and that answer is its release's last look. The connection then waits,
+idle, for the holder process's next hold (`RelayView` keeps it in a pool): accepting and
+closing a connection for each hold was about a tenth of the janitor's CPU in a busy rack.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -39,6 +45,12 @@ MAX_WAIT_S = 25.0
 # A place nobody has asked about for this long is no longer matched against resource updates.
 FORGET_S = 90.0
 PATH = "/v1/place/"
+DONE_PATH = "/v1/done"
+# A kept connection that says nothing this long after `done` is closed by the server; the
+# holder's pool forgets it sooner, so that it is not taken just as the server closes it.
+IDLE_S = 120.0
+POOL_IDLE_S = 60.0
+POOL_MAX = 64  # idle connections kept per janitor, in one holder process
 MAX_REQUEST = 8192  # a GET of this protocol is a few hundred bytes
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 _PLACE_FIELDS = tuple(f.name for f in fields(Place))
@@ -73,6 +85,7 @@ class _Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.close_after = False  # the waiting poll said Connection: close
         self.ended = False
+        self.idle_timer: asyncio.TimerHandle | None = None  # after `done`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -82,6 +95,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if self.waiting is not None:
             self.answer_now()  # which then takes the new request
         else:
@@ -98,6 +114,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
         self.stop_waiting()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         self.server.connections.discard(self)
 
     def next_request(self) -> None:
@@ -117,6 +136,12 @@ class _Connection(asyncio.Protocol):
                 self.respond(400, {"error": "not an HTTP request"}, close=True)
             elif parts[0] != b"GET":
                 self.respond(405, {"error": "GET only"}, close=close)
+            elif parts[1] == DONE_PATH.encode():
+                self.server.dones += 1
+                self.respond(200, b"{}", close=close)
+                if self.transport is not None and not self.transport.is_closing():
+                    self.idle_timer = asyncio.get_running_loop().call_later(
+                        IDLE_S, self.transport.close)
             else:
                 answer = self.server.answer(parts[1].decode("latin-1"))
                 if isinstance(answer, _Wait):
@@ -184,7 +209,8 @@ class PlaceWatchServer:
         self.encoded: dict[str, tuple[Place | None, bytes]] = {}  # the last answer's place
         self.waiting: dict[str, set[_Connection]] = {}
         self.connections: set[_Connection] = set()
-        self.requests = 0
+        self.requests = 0  # polls and looks
+        self.dones = 0
         self.connections_opened = 0
         self._closed = False
 
@@ -276,6 +302,38 @@ class RelayGone(Exception):
     """The janitor's place watch did not answer: the holder goes back to its own stream."""
 
 
+class _Pool:
+    """This process's idle connections to janitors' place watches, between its holds: a
+    release gives its connection back, and the next hold (a bench, a release run, a health
+    check) takes it instead of opening one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[str, int], list[tuple[float, socket.socket]]] = {}
+
+    def take(self, address: tuple[str, int]) -> socket.socket | None:
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle.get(address, [])
+            while idle:
+                since, sock = idle.pop()
+                if now - since < POOL_IDLE_S:
+                    return sock
+                sock.close()
+        return None
+
+    def give(self, address: tuple[str, int], sock: socket.socket) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(address, [])
+            if len(idle) < POOL_MAX:
+                idle.append((time.monotonic(), sock))
+                return
+        sock.close()
+
+
+_POOL = _Pool()
+
+
 class RelayView:
     """A holder's view of its one place through the janitor: what its watch reads instead of
     its own client's copy (generation, wait_for_change, place, connected, connections)."""
@@ -292,9 +350,14 @@ class RelayView:
         self.connected = False
         self.connections = 0
         self._place: Place | None = None
-        self._sock: socket.socket | None = None
+        self._sock = _POOL.take((self._host, self._port))
+        self._received = b""  # read past the last answer: the next one's beginning
+        # abort() comes from another thread while the watch's thread polls: the lock orders
+        # what each sends, so that `done` follows the poll it ends, or no poll follows it.
+        self._send_lock = threading.Lock()
         self._aborted = False
         self._polling = False  # a long poll is in progress (abort() ends it)
+        self._done_sent = False  # its answer is still to be read (by _settle)
         self._last_look = False  # the last answer came to a poll that abort() ended
         self.refresh()
 
@@ -331,30 +394,29 @@ class RelayView:
         if sock is None:
             sock = self._sock = socket.create_connection((self._host, self._port),
                                                          timeout=self.timeout)
-        self._polling = wait > 0
+            self._received = b""
         try:
+            self._settle(sock)
             sock.settimeout(wait + self.timeout)
-            sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                         % (path.encode(), self._host.encode()))
-            if self._aborted and wait > 0:
-                # abort() came while this poll connected: it may not have seen the socket.
-                self._end_sending(sock)
+            with self._send_lock:
+                if self._aborted and wait > 0:
+                    raise RelayGone("the watch was stopped")
+                self._polling = wait > 0
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                             % (path.encode(), self._host.encode()))
             status, data = self._response(sock)
         except ConnectionError:
             self.close()
             raise
         finally:
-            self._polling = False
-        last = wait > 0 and self._aborted
-        if last:
-            self.close()  # the server ends the connection after that answer
+            with self._send_lock:
+                self._polling = False
         if status != 200:
             raise ValueError(f"HTTP {status}")
-        return json.loads(data), last
+        return json.loads(data), wait > 0 and self._aborted
 
-    @staticmethod
-    def _response(sock: socket.socket) -> tuple[int, bytes]:
-        data = b""
+    def _response(self, sock: socket.socket) -> tuple[int, bytes]:
+        data = self._received
         while (end := data.find(b"\r\n\r\n")) < 0:
             chunk = sock.recv(65536)
             if not chunk:
@@ -374,28 +436,59 @@ class RelayView:
             if not chunk:
                 raise ConnectionResetError("the janitor's place watch closed the connection")
             body += chunk
+        # `done`'s answer can come in the same read as the poll's it ended.
+        self._received = body[length:]
         return status, body[:length]
 
-    @staticmethod
-    def _end_sending(sock: socket.socket, how: int = socket.SHUT_WR) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(how)
+    def _settle(self, sock: socket.socket) -> None:
+        """Read the answer to `done`, if it is still to come: the connection is then between
+        answers."""
+        if self._done_sent:
+            sock.settimeout(self.timeout)
+            status, _ = self._response(sock)
+            if status != 200:
+                raise ValueError(f"HTTP {status} to {DONE_PATH}")
+            self._done_sent = False
 
-    def close(self) -> None:
-        """Let go of the kept connection."""
+    def close(self, keep: bool = False) -> None:
+        """Let go of the kept connection. `keep`: give it to this process's next hold (only
+        once no thread polls on it); it is closed instead if it is not between answers."""
         sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+        if sock is None:
+            return
+        if keep:
+            try:
+                self._settle(sock)
+                if not self._received:
+                    _POOL.give((self._host, self._port), sock)
+                    return
+            except (OSError, ValueError):
+                pass
+        self._received = b""
+        self._done_sent = False
+        sock.close()
 
     def abort(self, hard: bool = False) -> None:
         """End a long poll in progress (from another thread), and any later one (they raise
-        RelayGone). The poll in progress gets the place as it is now: the janitor answers when
-        the holder stops sending, and `refresh()` takes that answer as its look. `hard`: cut
-        the connection (a janitor that does not answer so ends the poll with RelayGone)."""
-        self._aborted = True
-        sock = self._sock
-        if sock is not None and (self._polling or hard):
-            self._end_sending(sock, socket.SHUT_RDWR if hard else socket.SHUT_WR)
+        RelayGone). The poll in progress gets the place as it is now: the holder says `done`,
+        the janitor answers the poll first, and `refresh()` takes that answer as its look.
+        `hard`: cut the connection (a janitor that does not answer so ends the poll with
+        RelayGone)."""
+        with self._send_lock:
+            self._aborted = True
+            sock = self._sock
+            if sock is None or not (self._polling or hard):
+                return
+            if not hard and not self._done_sent:
+                try:
+                    sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                                 % (DONE_PATH.encode(), self._host.encode()))
+                    self._done_sent = True
+                    return
+                except OSError:
+                    pass
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR if hard else socket.SHUT_WR)
 
     def refresh(self) -> None:
         if self._last_look:  # the answer to the poll that abort() ended: as fresh

@@ -358,10 +358,12 @@ class PlaceReservation:
         self._drop_relay()
         return self.coordinator.reattach(timeout)
 
-    def _drop_relay(self) -> None:
+    def _drop_relay(self, keep: bool = False) -> None:
+        """`keep`: the connection to the janitor serves this process's next hold, if the
+        watch no longer uses it."""
         relay, self._relay = self._relay, None
         if relay is not None:
-            relay.close()
+            relay.close(keep=keep and (self._watch is None or not self._watch.is_alive()))
 
     def _renew(self) -> None:
         assert self.hold is not None
@@ -614,6 +616,6 @@ class PlaceReservation:
         except InfrastructureError:
             pass
         finally:
-            self._drop_relay()
+            self._drop_relay(keep=True)
             if self._owned:
                 c.close()

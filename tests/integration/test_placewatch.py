@@ -96,6 +96,22 @@ def test_a_holder_leaves_the_stream_hears_nothing_of_other_places_and_notices_a_
         assert place.acquired is None and "hil-lease" not in place.tags
 
 
+def test_one_processs_successive_holds_follow_their_places_on_one_connection(lab) -> None:
+    for name in ("place-0", "place-1", "place-0"):
+        holder = session(lab, name)
+        holder.acquire()
+        assert holder.relayed
+        time.sleep(0.3)  # its watch waits in a poll: the release ends it by `done`
+        holder.release()
+        assert not holder.losses
+    watch = lab.janitor.watch
+    assert watch is not None
+    assert watch.connections_opened == 1 and 1 <= watch.dones <= 3
+    with Coordinator(lab.address, purpose="look") as c:
+        for place in c.places():
+            assert place.acquired is None and "hil-lease" not in place.tags
+
+
 def test_a_relayed_holder_notices_that_its_exporter_went_away(lab) -> None:
     holder = session(lab)
     holder.acquire()

@@ -159,3 +159,68 @@ def test_a_request_that_comes_while_a_poll_waits_answers_the_poll_first(served) 
     assert time.monotonic() - t0 < 3.0
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert data.index(b'"name": "p0"') < data.index(b'"name": "p1"')
+
+
+def test_a_holder_that_lets_go_says_done_and_its_connection_serves_the_next_hold(
+        served) -> None:
+    coordinator, server = served
+    view = RelayView(server.url, "p0")
+    token = view.generation
+    later(0.3, view.abort)  # the release, from another thread, while the watch polls
+    t0 = time.monotonic()
+    assert view.wait_for_change(token, 10.0) == token
+    assert time.monotonic() - t0 < 3.0
+    view.refresh()  # that answer was the last look
+    view.close(keep=True)  # the answer to `done` read, the connection kept
+    assert (server.requests, server.dones, server.connections_opened) == (2, 1, 1)
+
+    nxt = RelayView(server.url, "p1")  # the process's next hold: no new connection
+    assert nxt.place("p1").acquired is None
+    assert (server.requests, server.connections_opened) == (3, 1)
+    later(0.2, lambda: coordinator.changed(["p1"]))
+    assert nxt.wait_for_change(nxt.generation, 5.0) != ""
+    nxt.abort()  # between polls: nothing to end, the release looks by a request
+    nxt.refresh()
+    nxt.close(keep=True)
+    assert (server.requests, server.dones, server.connections_opened) == (5, 1, 1)
+    last = RelayView(server.url, "p0")
+    assert last.place("p0").acquired == "h/u"
+    last.close()  # not kept: the next view opens its own
+    RelayView(server.url, "p0").close()
+    assert server.connections_opened == 2
+
+
+def test_a_kept_connection_closed_by_the_janitor_while_idle_is_replaced(served, monkeypatch) -> None:
+    _, server = served
+    monkeypatch.setattr("hil.scheduling.placewatch.IDLE_S", 0.2)
+    view = RelayView(server.url, "p0")
+    token = view.generation
+    later(0.2, view.abort)
+    view.wait_for_change(token, 10.0)
+    view.close(keep=True)  # after `done`: the server closes it when idle for IDLE_S
+    time.sleep(0.6)
+    assert not server.connections
+    nxt = RelayView(server.url, "p0")  # the pooled connection fails; a new one answers
+    assert nxt.place("p0").acquired == "h/u"
+    assert server.connections_opened == 2
+    nxt.close()
+
+
+def test_done_answers_the_poll_in_progress_first_then_itself(served) -> None:
+    import socket
+
+    _, server = served
+    host, port = server.url[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /v1/place/p0?after=0.0&wait=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        s.sendall(b"GET /v1/done HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"{}"):
+            data += s.recv(65536)
+        assert time.monotonic() - t0 < 3.0
+        assert data.count(b"HTTP/1.1 200 OK") == 2 and b'"name": "p0"' in data
+        s.sendall(b"GET /v1/place/p1 HTTP/1.1\r\nHost: x\r\n\r\n")  # still open, and served
+        assert b'"name": "p1"' in s.recv(65536)
+    assert server.dones == 1

@@ -214,6 +214,7 @@ class _Unary:
         self.channel = grpc.aio.insecure_channel(
             target=address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
         self.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(self.channel)
+        self.stopping = asyncio.Event()  # never set: there is no stream to end
 
     async def sync_with_coordinator(self) -> bool:
         return True  # no stream, no copy of the places to bring up to date
@@ -600,14 +601,17 @@ class Coordinator:
 
     def _run(self, make: Callable[[_Session], Awaitable[T]], what: str,
              timeout: float = CALL_TIMEOUT_S) -> T:
-        session: Any = self._session
-        if session is None and self._detached:
-            session = self._unary  # unary calls only: see _read()
-        if session is None:
-            raise CoordinatorUnreachable(f"{what}: no stream to the coordinator at "
-                                         f"{self.address} (restarting?)")
-
         async def call() -> T:
+            # The session as the loop has it now: one taken in the caller's thread may have
+            # ended since (detach() stops it, and _stay_connected forgets it a turn later).
+            session: Any = self._session
+            if session is not None and session.stopping.is_set():
+                session = None
+            if session is None and self._detached:
+                session = self._unary  # unary calls only: see _read()
+            if session is None:
+                raise CoordinatorUnreachable(f"{what}: no stream to the coordinator at "
+                                             f"{self.address} (restarting?)")
             return await make(session)
 
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
@@ -627,8 +631,12 @@ class Coordinator:
     def _rpc(self, method: str, request: Any, what: str) -> Any:
         async def call(s: _Session) -> Any:
             response = await getattr(s.stub, method)(request)
-            # The stream has the coordinator's own view of our change once this returns.
-            await s.sync_with_coordinator()
+            # The stream has the coordinator's own view of our change once this returns. Not
+            # on a stream that ended meanwhile: labgrid answers the syncs pending when its
+            # stream ends, and a later one never (seen: a lease renewal waiting the call's
+            # whole timeout after a detach).
+            if not s.stopping.is_set():
+                await s.sync_with_coordinator()
             return response
 
         return self._run(call, what)

@@ -35,6 +35,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from labgrid.util import Timeout
+
 from hil.errors import InfrastructureError
 from hil.scheduling.coordinator import Coordinator, CoordinatorError, CoordinatorUnreachable, Place, identity
 from hil.scheduling.placewatch import WATCH_TAG, RelayGone, RelayView
@@ -247,7 +249,7 @@ class PlaceReservation:
         """Reserve, wait for the allocation, lock, write the lease. Interrupted anywhere
         (an error, a signal), `release()` undoes whatever of it was done."""
         t0 = time.monotonic()
-        place = self._wait_for_allocation(self.filters, self.prio, t0)
+        place = self._wait_for_allocation(self.filters, self.prio, Timeout(float(self.timeout)))
         self.timings["reserve_wait_s"] = time.monotonic() - t0
         with self._lock:
             self.coordinator.acquire(place)
@@ -264,16 +266,16 @@ class PlaceReservation:
         self._watch.start()
         return self.hold
 
-    def _wait_for_allocation(self, filters: Mapping[str, str], prio: float, t0: float,
-                             deadline: float | None = None) -> str:
+    def _wait_for_allocation(self, filters: Mapping[str, str], prio: float,
+                             limit: Timeout) -> str:
         c = self.coordinator
         connections = c.connections
         self._token = token = c.reserve(filters, prio)
-        last_poll = last_line = time.monotonic()
+        t0 = last_poll = last_line = time.monotonic()
         generation = c.generation
         while True:
             now = time.monotonic()
-            if now - t0 > self.timeout or (deadline is not None and now > deadline):
+            if limit.expired:
                 raise ReservationTimeout(
                     f"no place matching {self._want(filters)} was free within "
                     f"{now - t0:.0f} s; `hil lab status` shows who holds what")
@@ -290,7 +292,7 @@ class PlaceReservation:
                                                f"{self._want(filters)} ended: {state}")
                 allocated = c.allocated_to(token)
             except CoordinatorUnreachable:
-                c.wait_connected(max(0.1, self.timeout - (now - t0)))
+                c.wait_connected(max(0.1, limit.remaining))
                 continue
             if allocated is not None:
                 if not leased_by_another(allocated, self.holder):
@@ -337,12 +339,12 @@ class PlaceReservation:
                 return
             relay = RelayView(url, place)
             # The janitor's copy must show our lock before the watch judges by it.
-            deadline = time.monotonic() + catch_up
+            caught_up = Timeout(catch_up)
             while relay.place(place).acquired != self.holder:
-                if time.monotonic() > deadline:
+                if caught_up.expired:
                     relay.close()
                     return
-                relay.wait_for_change(relay.generation, deadline - time.monotonic())
+                relay.wait_for_change(relay.generation, caught_up.remaining)
         except (RelayGone, CoordinatorError) as e:
             if not quiet:
                 self.progress(f"reservation: following {place} on this client's own stream "
@@ -419,7 +421,8 @@ class PlaceReservation:
             try:
                 if not v.connected or v.connections != connections:
                     self.restarts += 1
-                    why = self._come_back(renewed + self.lease)
+                    why = self._come_back(
+                        Timeout(max(0.0, renewed + self.lease - time.monotonic())))
                     v = self._view()
                     generation = v.generation
                     connections = self._connections_seen = v.connections
@@ -465,7 +468,7 @@ class PlaceReservation:
                     self.on_loss(why)
                 return
 
-    def _come_back(self, deadline: float) -> Lost | None:
+    def _come_back(self, deadline: Timeout) -> Lost | None:
         """The stream ended (a coordinator restart): wait for it within the lease, then take
         the place back (the coordinator forgot our lock, kept our lease tag)."""
         assert self.hold is not None
@@ -476,17 +479,17 @@ class PlaceReservation:
         relayed = self._relay is not None
         if relayed:
             self._leave_janitor(0.0)
-        if not c.wait_connected(max(0.0, deadline - time.monotonic())):
+        if not c.wait_connected(deadline.remaining):
             return gone
         why = self._take_back(deadline, gone)
         if why is None and relayed:
             self._follow_through_janitor(name)  # or at a later renewal
         return why
 
-    def _take_back(self, deadline: float, gone: Lost) -> Lost | None:
+    def _take_back(self, deadline: Timeout, gone: Lost) -> Lost | None:
         assert self.hold is not None
         c, name = self.coordinator, self.hold.place
-        while time.monotonic() < deadline and not self._stop.is_set():
+        while not deadline.expired and not self._stop.is_set():
             try:
                 place = c.place(name)
                 if place.acquired == self.holder:
@@ -500,8 +503,9 @@ class PlaceReservation:
                     if place.reservation is None:
                         c.acquire(name)
                     else:  # allocated to a waiting session: ahead of it, by name
-                        self._wait_for_allocation({"name": name}, RETAKE_PRIO,
-                                                  time.monotonic(), deadline)
+                        self._wait_for_allocation(
+                            {"name": name}, RETAKE_PRIO,
+                            Timeout(min(float(self.timeout), deadline.remaining)))
                         c.acquire(name)
                     self.hold.token = self._token or self.hold.token
                     self._renew()
@@ -550,11 +554,11 @@ class PlaceReservation:
         if why is None or why.reason is not Loss.RESOURCES_GONE or self.hold is None:
             return why
         v = self._view()
-        deadline = time.monotonic() + SETTLE_S
+        settling = Timeout(SETTLE_S)
         generation: object = v.generation
-        while (left := deadline - time.monotonic()) > 0:
+        while not settling.expired:
             try:
-                generation = v.wait_for_change(generation, left)  # type: ignore[arg-type]
+                generation = v.wait_for_change(generation, settling.remaining)  # type: ignore[arg-type]
                 place = v.place(self.hold.place)
             except (CoordinatorError, RelayGone):
                 return why

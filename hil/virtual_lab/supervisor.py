@@ -645,6 +645,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
                           "`hil lab down` first, or give another --dir")
     claim_lab_dir(directory)
     t0 = time.monotonic()
+    ready = Timeout(float(READY_TIMEOUT_S))
     log_path = directory / "supervisor.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
@@ -658,7 +659,7 @@ def up(directory: Path, boards: int, credentials: str | None = None,
         state = LabState.read(directory)
         if state is not None and state.status in ("ready", "failed"):
             break
-        if proc.poll() is not None or time.monotonic() - t0 > READY_TIMEOUT_S:
+        if proc.poll() is not None or ready.expired:
             state = None
             break
         time.sleep(0.3)

@@ -100,6 +100,11 @@ def skipped_for_broken_lab(outcome: RunOutcome) -> int:
     return sum(n for reason, n in outcome.skipped.items() if BROKEN_STRATEGY in reason)
 
 
+def lab_broke(outcome: RunOutcome) -> bool:
+    """An infrastructure failure, or cases skipped because the lab broke under them."""
+    return bool(outcome.failures[Kind.INFRASTRUCTURE] or skipped_for_broken_lab(outcome))
+
+
 def missing_features(outcome: RunOutcome) -> Counter[str]:
     """Feature -> cases skipped because the board lacks it."""
     found: Counter[str] = Counter()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from labgrid.resource import RemotePlace
 
+from hil import verdict
 from hil.labgrid import vmm as vmm_
 from hil.labgrid.place import place_tags
 from hil.labgrid.shell import Shell
@@ -30,6 +31,10 @@ def lab(strategy: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
         run.lab = lab
     t0 = time.monotonic()
     yield lab
+    if run is not None:
+        # Before the board is switched: a case that failed on a lost place may have ended the
+        # run before the watch confirmed the loss, and a lost board is not ours to switch.
+        reservation.finishing(request.config, verdict.lab_broke(run.outcome()))
     held = reservation.held(request.config)
     if request.config.getoption("hil_keep_powered"):
         power = "left on (--hil-keep-powered)"

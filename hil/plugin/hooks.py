@@ -252,8 +252,7 @@ class RunHooks:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             run.interrupted = True
         outcome = run.outcome()
-        infrastructure_failed = bool(outcome.failures[Kind.INFRASTRUCTURE]
-                                     or verdict.skipped_for_broken_lab(outcome))
+        infrastructure_failed = verdict.lab_broke(outcome)
         reservation.finishing(session.config, infrastructure_failed)
         code = verdict.exit_code(outcome)
         session.exitstatus = int(code)

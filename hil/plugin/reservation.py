@@ -115,15 +115,20 @@ def held(config: pytest.Config) -> Held | None:
 
 
 def finishing(config: pytest.Config, infrastructure_failed: bool) -> None:
-    """The run is ending: the watch may still record a loss, but no longer interrupts."""
+    """The run is ending: the watch may still record a loss, but no longer interrupts. Called
+    when the lab fixture ends (before the board is switched off) and again when the session
+    does."""
     h = held(config)
-    if h is not None:
+    if h is None:
+        return
+    if not h.finishing.is_set():
         h.finishing.set()
         h.reservation.stop_watching()
-        if h.lost is None and infrastructure_failed:
-            # A case may have failed on the loss before the watch saw it (a kicked place's
-            # console goes first): one more look names the cause.
-            h.lost = h.reservation.why_lost()
+    if h.lost is None and infrastructure_failed:
+        # A case may have failed on the loss before the watch saw it (a kicked place's
+        # console goes first, a killed exporter's resources too): one more look names the
+        # cause.
+        h.lost = h.reservation.why_lost()
 
 
 def after_run(config: pytest.Config, infrastructure_failed: bool, why: str) -> None:

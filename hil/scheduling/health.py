@@ -46,6 +46,14 @@ def needs_check(place: Place, now: float, interval: float) -> bool:
     return now - checked >= interval
 
 
+def exporter_away(place: Place, had_resources: bool) -> bool:
+    """None of its resources is at the coordinator, though it had some: their exporter is
+    restarting or its lab host is down. A check now would fail on that alone and mark a good
+    board bad until the next interval. (A place that never had any is checked, and fails: a
+    configuration error to show.)"""
+    return had_resources and not place.resources
+
+
 def outcome(returncode: int, verdict: Mapping[str, object] | None) -> tuple[str, str]:
     """(health, reason) from the check run's exit code and its verdict.json."""
     if returncode == 0:

@@ -157,6 +157,7 @@ class Janitor:
         self.scans = 0  # rounds that read every place
         self._next_scan = float("-inf")
         self._checks_waiting = False
+        self._had_resources: set[str] = set()  # places seen with resources (exporter_away)
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
         """Look at what changed since the last round and at the leases that fell due; at
@@ -190,8 +191,15 @@ class Janitor:
         for place in places:
             if self.stop.is_set():
                 return
+            if place.resources:
+                self._had_resources.add(place.name)
             if place.name in self._checking or not health.needs_check(place, now,
                                                                        self.interval):
+                continue
+            if health.exporter_away(place, place.name in self._had_resources):
+                # Checked once its resources are back (the session that lost them may end,
+                # and mark the place for a check, before its exporter has restarted).
+                self._checks_waiting = True
                 continue
             if mono < self.checks_from or len(self._checking) >= self.max_checks:
                 # Exporters still coming back (a check now would fail on them), or no slot

@@ -46,12 +46,11 @@ def needs_check(place: Place, now: float, interval: float) -> bool:
     return now - checked >= interval
 
 
-def exporter_away(place: Place, had_resources: bool) -> bool:
-    """None of its resources is at the coordinator, though it had some: their exporter is
-    restarting or its lab host is down. A check now would fail on that alone and mark a good
-    board bad until the next interval. (A place that never had any is checked, and fails: a
-    configuration error to show.)"""
-    return had_resources and not place.resources
+def resources_missing(place: Place, seen: frozenset[str]) -> bool:
+    """Some of the resources the place had (`seen`) are no longer at the coordinator: their
+    exporter is restarting or its lab host is down. A check now would fail on that alone and
+    mark a good board bad until the next interval."""
+    return not seen <= place.resources.keys()
 
 
 def outcome(returncode: int, verdict: Mapping[str, object] | None) -> tuple[str, str]:

@@ -157,7 +157,9 @@ class Janitor:
         self.scans = 0  # rounds that read every place
         self._next_scan = float("-inf")
         self._checks_waiting = False
-        self._had_resources: set[str] = set()  # places seen with resources (exporter_away)
+        # Each place's resources as last seen whole, and since when some have been missing.
+        self._resources_seen: dict[str, frozenset[str]] = {}
+        self._missing_since: dict[str, float] = {}
 
     def round(self, now: float | None = None, mono: float | None = None) -> None:
         """Look at what changed since the last round and at the leases that fell due; at
@@ -191,14 +193,14 @@ class Janitor:
         for place in places:
             if self.stop.is_set():
                 return
-            if place.resources:
-                self._had_resources.add(place.name)
+            away = self._exporter_away(place, mono)
             if place.name in self._checking or not health.needs_check(place, now,
                                                                        self.interval):
                 continue
-            if health.exporter_away(place, place.name in self._had_resources):
-                # Checked once its resources are back (the session that lost them may end,
-                # and mark the place for a check, before its exporter has restarted).
+            if away:
+                # Checked once its resources are back, or EXPORTERS_BACK_S after they went
+                # (a session that lost them may end, and ask for a check, before its
+                # exporter has restarted).
                 self._checks_waiting = True
                 continue
             if mono < self.checks_from or len(self._checking) >= self.max_checks:
@@ -210,6 +212,14 @@ class Janitor:
                                  name=f"health-{place.name}", daemon=True)
             self._checking[place.name] = t
             t.start()
+
+    def _exporter_away(self, place: Place, mono: float) -> bool:
+        seen = self._resources_seen.get(place.name, frozenset())
+        if not health.resources_missing(place, seen):
+            self._resources_seen[place.name] = frozenset(place.resources)
+            self._missing_since.pop(place.name, None)
+            return False
+        return mono - self._missing_since.setdefault(place.name, mono) < EXPORTERS_BACK_S
 
     def _look(self, names: Iterable[str]) -> list[Place]:
         places = []

@@ -163,25 +163,34 @@ def test_a_round_reads_only_the_places_that_changed_and_every_place_once_a_minut
 def test_a_place_whose_exporter_is_away_is_checked_once_its_resources_are_back(
         tmp_path: Path) -> None:
     started: list[str] = []
-    served = Place("p1", {"health": "good", CHECKED_TAG: "1000"}, resources={"e/g/C/n": True})
-    coordinator = ScriptedCoordinator([served], [])
+    whole = {"local/g/NetworkPowerPort/power": True, "labhost/g/NetworkSerialPort/console": True}
+    coordinator = ScriptedCoordinator(
+        [Place("p1", {"health": "good", CHECKED_TAG: "1000"}, resources=whole)], [])
     janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
                       out=lambda _: None, check=lambda _a, place, _e, _r: started.append(place))
     janitor.round(now=1001.0, mono=1.0)
-    # A session lost it to a killed exporter and asked for a check; the exporter restarts.
-    coordinator._places[0] = Place("p1", {"health": "unknown"})
+    # A session lost it to a killed exporter (the other lab host's console is still there)
+    # and asked for a check; the exporter restarts.
+    coordinator._places[0] = Place("p1", {"health": "unknown"},
+                                   resources={"labhost/g/NetworkSerialPort/console": True})
     coordinator.changed.add("p1")
     janitor.round(now=1002.0, mono=2.0)
     assert started == [] and janitor._checks_waiting
-    coordinator._places[0] = Place("p1", {"health": "unknown"}, resources={"e/g/C/n": True})
+    coordinator._places[0] = Place("p1", {"health": "unknown"}, resources=whole)
     janitor.round(now=1003.0, mono=3.0)  # it looks at every place while one waits
     for t in janitor._checking.values():
         t.join(5)
     assert started == ["p1"]
-    # A place that never had resources is checked as before (and fails: nothing to check).
-    coordinator._places[:] = [Place("p2", {"health": "unknown"})]
+    # An exporter that does not come back: checked after EXPORTERS_BACK_S (and marked bad).
+    coordinator._places[:] = [Place("p2", {"health": "good", CHECKED_TAG: "1000"},
+                                    resources=whole)]
     coordinator.changed.add("p2")
     janitor.round(now=1004.0, mono=4.0)
+    coordinator._places[:] = [Place("p2", {"health": "unknown"})]
+    coordinator.changed.add("p2")
+    janitor.round(now=1005.0, mono=5.0)
+    assert started == ["p1"]
+    janitor.round(now=1006.0, mono=5.0 + EXPORTERS_BACK_S)
     for t in janitor._checking.values():
         t.join(5)
     assert started == ["p1", "p2"]

@@ -402,8 +402,7 @@ class RelayView:
                 if self._aborted and wait > 0:
                     raise RelayGone("the watch was stopped")
                 self._polling = wait > 0
-                sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                             % (path.encode(), self._host.encode()))
+                sock.sendall(self._request(path))
             status, data = self._response(sock)
         except ConnectionError:
             self.close()
@@ -414,6 +413,9 @@ class RelayView:
         if status != 200:
             raise ValueError(f"HTTP {status}")
         return json.loads(data), wait > 0 and self._aborted
+
+    def _request(self, path: str) -> bytes:
+        return b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), self._host.encode())
 
     def _response(self, sock: socket.socket) -> tuple[int, bytes]:
         data = self._received
@@ -481,8 +483,7 @@ class RelayView:
                 return
             if not hard and not self._done_sent:
                 try:
-                    sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                                 % (DONE_PATH.encode(), self._host.encode()))
+                    sock.sendall(self._request(DONE_PATH))
                     self._done_sent = True
                     return
                 except OSError:

@@ -158,6 +158,7 @@ def leased_by_another(place: Place, holder: str) -> bool:
 # as the exporter takes to release them, a place kicked by another client looks like one whose
 # exporter went away. A loss of resources is named only once it outlasts this.
 SETTLE_S = 4.0
+LOOK_AGAIN_S = 0.25  # between looks while settling without the watch
 
 
 def switch_url(place: Place) -> str | None:
@@ -558,8 +559,16 @@ class PlaceReservation:
         generation: object = v.generation
         while not settling.expired:
             try:
-                generation = v.wait_for_change(generation, settling.remaining)  # type: ignore[arg-type]
-                place = v.place(self.hold.place)
+                if self._stop.is_set():
+                    if threading.current_thread() is self._watch:
+                        return why  # the watch is ending: it records no loss any more
+                    # The watch was stopped (the run is ending, why_lost() asks): its relay
+                    # answers a look but no longer a wait, so look again a few times.
+                    time.sleep(min(LOOK_AGAIN_S, settling.remaining))
+                    place = self.place_now(self.hold.place)
+                else:
+                    generation = v.wait_for_change(generation, settling.remaining)  # type: ignore[arg-type]
+                    place = v.place(self.hold.place)
             except (CoordinatorError, RelayGone):
                 return why
             if place.acquired != self.holder:

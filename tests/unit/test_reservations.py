@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from hil.scheduling import health, status
+from hil.scheduling import health, reservations, status
 from hil.scheduling.coordinator import Place, Reservation
 from hil.scheduling.janitor import KickReason, LeaseBook
+from hil.scheduling.placewatch import RelayGone
 from hil.scheduling.reservations import (
+    Hold,
     Loss,
+    PlaceReservation,
     lease_problem,
     lease_seconds,
     lease_value,
@@ -142,6 +145,59 @@ def test_a_place_of_two_exporters_that_lost_one_is_lost() -> None:
     assert "its resources went away (hil-lab/virtual-0/NetworkPowerPort/power)" in str(why)
     assert loss(place(resources=dict.fromkeys(expected, True)), "me/root", True, expected) is None
 
+
+
+class _Client:
+    """Stands for the Coordinator a reservation was given (nothing of it is called here)."""
+
+    name = "me/root"
+
+
+class _StoppedRelay:
+    """The janitor's watch on a held place after stop_watching(): it answers a look (each
+    refresh shows the next of `looks`), not a wait."""
+
+    generation = 0
+    connected = True
+    connections = 0
+
+    def __init__(self, looks: list[Place]):
+        self.looks = looks
+        self.seen = 0
+
+    def refresh(self) -> None:
+        self.seen = min(self.seen + 1, len(self.looks))
+
+    def place(self, name: str) -> Place:
+        return self.looks[max(self.seen - 1, 0)]
+
+    def wait_for_change(self, generation: object, timeout: float) -> object:
+        raise RelayGone("the watch was stopped")
+
+
+def ending_run(looks: list[Place]) -> PlaceReservation:
+    """A reservation whose run is ending: its watch stopped, its relay still answering."""
+    r = PlaceReservation(_Client(), {"name": "virtual-0"}, progress=lambda _: None)  # type: ignore[arg-type]
+    r.hold = Hold("virtual-0", "token")
+    r._relay = _StoppedRelay(looks)  # type: ignore[assignment]
+    r._stop.set()
+    return r
+
+
+def test_a_kick_in_a_runs_last_moment_is_a_release_not_an_exporter_gone() -> None:
+    """labgrid's coordinator takes a kicked place's resources before it clears `acquired`:
+    the look that why_lost() takes once the watch stopped settles, as the watch would."""
+    going = place(resources={CONSOLE: False})
+    r = ending_run([going, going, place(acquired=None)])
+    why = r.why_lost()
+    assert why is not None and why.reason is Loss.RELEASED, why
+
+
+def test_resources_that_stay_away_after_the_watch_stopped_are_an_exporter_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reservations, "SETTLE_S", 0.6)
+    why = ending_run([place(resources={CONSOLE: False})]).why_lost()
+    assert why is not None and why.reason is Loss.RESOURCES_GONE, why
 
 def test_a_place_still_held_with_everything_there_is_not_lost() -> None:
     assert loss(place(), "me/root", True) is None

@@ -536,8 +536,9 @@ class PlaceReservation:
                 restarted = restarted or not v.connected or \
                     v.connections != self._connections_seen
             url = switch_url(place)
-            why = self._settled(loss(place, self.holder, answers(url) if url else None,
-                                     self._expected))
+            why = loss(place, self.holder, answers(url) if url else None, self._expected)
+            if not restarted:  # after a restart, a loss of resources is named for it below
+                why = self._settled(why)
         except CoordinatorError as e:
             why = Lost(Loss.COORDINATOR_GONE, f"the coordinator stopped answering: {e}")
         if restarted and (why is None or why.reason in (Loss.RELEASED, Loss.COORDINATOR_GONE,

@@ -46,11 +46,17 @@ def needs_check(place: Place, now: float, interval: float) -> bool:
     return now - checked >= interval
 
 
+def available(place: Place) -> frozenset[str]:
+    """The place's resources that their exporters publish as available."""
+    return frozenset(name for name, avail in place.resources.items() if avail)
+
+
 def resources_missing(place: Place, seen: frozenset[str]) -> bool:
-    """Some of the resources the place had (`seen`) are no longer at the coordinator: their
-    exporter is restarting or its lab host is down. A check now would fail on that alone and
-    mark a good board bad until the next interval."""
-    return not seen <= place.resources.keys()
+    """Some of the resources the place had available (`seen`) are gone from the coordinator
+    (their exporter is restarting or its lab host is down) or no longer available (an
+    exporter keeps publishing a USB serial adapter that was unplugged). A check now would fail
+    on that alone and mark a good board bad until the next interval."""
+    return not seen <= available(place)
 
 
 def outcome(returncode: int, verdict: Mapping[str, object] | None) -> tuple[str, str]:

@@ -157,7 +157,8 @@ class Janitor:
         self.scans = 0  # rounds that read every place
         self._next_scan = float("-inf")
         self._checks_waiting = False
-        # Each place's resources as last seen whole, and since when some have been missing.
+        # Each place's available resources as last seen whole, and since when some have been
+        # missing or unavailable.
         self._resources_seen: dict[str, frozenset[str]] = {}
         self._missing_since: dict[str, float] = {}
 
@@ -216,7 +217,7 @@ class Janitor:
     def _exporter_away(self, place: Place, mono: float) -> bool:
         seen = self._resources_seen.get(place.name, frozenset())
         if not health.resources_missing(place, seen):
-            self._resources_seen[place.name] = frozenset(place.resources)
+            self._resources_seen[place.name] = health.available(place)
             self._missing_since.pop(place.name, None)
             return False
         return mono - self._missing_since.setdefault(place.name, mono) < EXPORTERS_BACK_S

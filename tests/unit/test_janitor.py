@@ -194,3 +194,27 @@ def test_a_place_whose_exporter_is_away_is_checked_once_its_resources_are_back(
     for t in janitor._checking.values():
         t.join(5)
     assert started == ["p1", "p2"]
+
+
+def test_a_place_whose_adapter_is_unplugged_waits_for_it_before_its_check(tmp_path: Path) -> None:
+    """The exporter still publishes a console whose USB serial adapter is gone, as not
+    available: the place is checked once it is available again, not marked bad meanwhile."""
+    started: list[str] = []
+    power, console = "local/g/NetworkPowerPort/power", "labhost/g/NetworkSerialPort/console"
+    coordinator = ScriptedCoordinator(
+        [Place("p1", {"health": "good", CHECKED_TAG: "1000"},
+               resources={power: True, console: True})], [])
+    janitor = Janitor(coordinator, tmp_path / "env.yaml", tmp_path,  # type: ignore[arg-type]
+                      out=lambda _: None, check=lambda _a, place, _e, _r: started.append(place))
+    janitor.round(now=1001.0, mono=1.0)
+    coordinator._places[0] = Place("p1", {"health": "unknown"},
+                                   resources={power: True, console: False})
+    coordinator.changed.add("p1")
+    janitor.round(now=1002.0, mono=2.0)
+    assert started == [] and janitor._checks_waiting
+    coordinator._places[0] = Place("p1", {"health": "unknown"},
+                                   resources={power: True, console: True})
+    janitor.round(now=1003.0, mono=3.0)
+    for t in janitor._checking.values():
+        t.join(5)
+    assert started == ["p1"]

@@ -84,6 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # What the user named is checked, and the results directory claimed, before any wait
         # for a place (which can last an hour).
         envfile.check_target_name(lg_env, config.getoption("hil_target"))
+        if config.option.collectonly:
+            # Listing the cases runs none: no place is reserved and no run is written (its
+            # verdict would blame a board that was never asked).
+            return
         given = config.getoption("hil_results")
         directory = rundir.create(Path(given) if given else None)
         try:

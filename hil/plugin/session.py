@@ -103,15 +103,13 @@ class Lab:
             self.reached = True
             if state == "guest":
                 with self.phase(node, Phase.GUEST_BOOT):
-                    if guest_changes:
-                        # The guest's messages go with it: read them before the restart.
-                        if self.guest_up():
-                            earlier = node.stash.setdefault(EARLIER_REPORTS, {})
-                            for side, found in self.kernel_reports(node, ("guest",)).items():
-                                earlier.setdefault(side, []).extend(found)
-                        self.strategy.boot_guest(**guest_changes)
-                    else:
-                        self.strategy.ensure("guest")
+                    # A guest restarted with other settings takes its messages with it:
+                    # read them before.
+                    if guest_changes and self.guest_up():
+                        earlier = node.stash.setdefault(EARLIER_REPORTS, {})
+                        for side, found in self.kernel_reports(node, ("guest",)).items():
+                            earlier.setdefault(side, []).extend(found)
+                    self.strategy.ensure("guest", **guest_changes)
         except Exception as e:
             failure = cause(e)
             kind = self.classify(node.stash.get(PHASE, Phase.LAB), failure)

@@ -159,6 +159,17 @@ def test_long_campaigns_run_only_when_asked_for(qualify, pytester):
     r2.assert_outcomes(passed=3)
 
 
+def test_listing_the_cases_writes_no_run_and_names_no_board(qualify, pytester):
+    cases = CASES + "\n@pytest.mark.campaign\ndef test_loop(guest):\n    pass\n"
+    r, results = qualify(cases, "--collect-only", "-q")
+    assert r.ret == 0
+    r.stdout.fnmatch_lines(["test_cases.py::test_board_answers", "test_cases.py::test_guest_answers",
+                            "2/3 tests collected (1 deselected)*"])
+    assert not results.exists()
+    r.stdout.no_fnmatch_line("*verdict*")
+    assert events(pytester.path) == []
+
+
 def test_benchmarks_run_only_when_asked_for(qualify, pytester):
     cases = CASES + "\n@pytest.mark.bench\ndef test_wirings(guest):\n    pass\n"
     r, _ = qualify(cases)
@@ -195,6 +206,16 @@ def test_bad_thresholds_are_a_usage_error_before_anything_is_powered(qualify, py
     assert r.ret == 4
     r.stderr.fnmatch_lines(["*target 'main': options.thresholds: threshold *"])
     assert events(pytester.path) == []
+
+
+def test_a_run_whose_cases_all_restart_the_guest_still_reads_the_guests_kernel_log(qualify):
+    """`-k` can select only cases that start the guest with settings of their own
+    (`boot_guest`): their guests' warnings fail them as much as anyone's."""
+    cases = ("def test_restarts(boot_guest):\n    boot_guest(cpus=2).check('provoke')\n")
+    r, results = qualify(cases, guest_warn_on=("provoke",))
+    assert r.ret == 1, r.stdout.str()
+    assert kinds(results) == {"test_restarts": ["product"]}
+    r.stdout.fnmatch_lines(["*WARNING: CPU: 0 PID: 57 at drivers/virtio*"])
 
 
 def test_a_warning_of_a_guest_that_the_case_restarted_is_reported_once(qualify):

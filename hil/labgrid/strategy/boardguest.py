@@ -142,20 +142,21 @@ class BoardGuestStrategy(GraphStrategy):  # type: ignore[misc]
             self.vmm.running = self.guest_config = self.vmm.config
         self.path = path
 
-    def ensure(self, state: str) -> None:
+    def ensure(self, state: str, **guest_changes: Any) -> None:
         """Reach `state` without leaving a deeper state on the same path (guest keeps board).
 
-        A guest that a test restarted with other VMM settings, or stopped, is started with the
-        board's own settings when the next test asks for the guest. The guest is started
-        outside transition(): a guest that fails must not take its board down with it
-        (GraphStrategy invalidates the whole path on a failed state), so that the board can
-        still be asked whether it answers.
+        `guest_changes` restart the guest with other VMM settings. A guest that a test
+        restarted so, or stopped, is started with the board's own settings when the next test
+        asks for the guest. The guest is started outside transition(): a guest that fails must
+        not take its board down with it (GraphStrategy invalidates the whole path on a failed
+        state), so that the board can still be asked whether it answers. Either way the path
+        says `guest` once one runs, which is what tells the run to read its kernel log.
         """
         if state == "guest" and "board" in self.path:
-            if "guest" not in self.path or (self.vmm.running is None
-                                            or self.guest_config != self.vmm.config):
+            if guest_changes or "guest" not in self.path or (
+                    self.vmm.running is None or self.guest_config != self.vmm.config):
                 self.path = self.find_abs_path("board")
-                self.boot_guest()
+                self.boot_guest(**guest_changes)
                 self.path = self.find_abs_path("guest")
         elif state not in self.path:
             self.transition(state)

@@ -154,3 +154,29 @@ def test_the_gicv3_board_is_the_virtual_board_with_a_gicv3_and_no_its():
     assert board["machine"] == "virt,gic-version=3,its=off,virtualization=on"
     board["machine"] = "virt,gic-version=2,virtualization=on"
     assert v3 == plain
+
+
+class LocalShell:
+    """This host's /bin/sh in a board shell's place: the driver's commands run for real."""
+
+    def run(self, cmd, timeout=None):
+        p = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=30)
+        return p.stdout.splitlines(), [], p.returncode
+
+
+def test_a_guest_file_missing_on_the_board_is_named_alone_before_anything_starts(tmp_path):
+    from labgrid import Environment
+
+    import hil.labgrid  # noqa: F401
+    from hil.errors import ArtifactMissing
+    from tests.unit import fake_lab
+
+    env = Environment(str(fake_lab.env_file(tmp_path)))
+    driver = env.get_target("main").get_driver("GuestVMMDriver")
+    driver.shell = LocalShell()
+    kernel = tmp_path / "Image"
+    kernel.write_text("")
+    with pytest.raises(ArtifactMissing) as e:
+        driver.start(qemu="/bin/sh", kernel=str(kernel), initrd=str(tmp_path / "no initrd"))
+    assert str(e.value).startswith(f"board lacks {tmp_path / 'no initrd'}: ")
+    assert driver.running is None

@@ -58,8 +58,9 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     @step(args=["changes"])
     def start(self, **changes: Any) -> vmm.GuestConfig:
         cfg = self.config.with_changes(**changes)
-        missing = [p for p in (cfg.qemu, cfg.kernel, cfg.initrd)
-                   if self.shell.run(f"test -e {shlex.quote(p)}")[2] != 0]
+        # One command for the three: each costs a round trip over the board's console.
+        paths = " ".join(shlex.quote(p) for p in (cfg.qemu, cfg.kernel, cfg.initrd))
+        missing = [p for p in self._check(f'for p in {paths}; do [ -e "$p" ] || echo "$p"; done') if p]
         if missing:
             raise ArtifactMissing(f"board lacks {', '.join(missing)}: {BUILD_HINT}")
         self.stop()

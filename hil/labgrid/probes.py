@@ -63,11 +63,13 @@ def guest_interrupts(guest: Shell) -> list[interrupts.IrqRow]:
 
 
 def virtio_transports(guest: Shell) -> dict[str, int]:
-    """virtioN -> base address of its virtio-mmio transport, from the guest's sysfs."""
+    """virtioN -> base address of its virtio-mmio transport, from the guest's sysfs (the
+    devices on PCI, as the guest's console, left out)."""
     out = guest.check("for d in /sys/bus/virtio/devices/virtio*; do "
                       "echo ${d##*/} $(basename $(readlink -f $d/..)); done")
-    return {name: kvm_trace.transport_base(plat) for name, plat in
-            (line.split() for line in out.splitlines() if line.strip())}
+    return {name: kvm_trace.transport_base(parent) for name, parent in
+            (line.split() for line in out.splitlines() if line.strip())
+            if parent.endswith(".virtio_mmio")}
 
 
 @dataclass(frozen=True)

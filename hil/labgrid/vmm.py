@@ -23,7 +23,9 @@ class GuestConfig:
     qemu: str = "/usr/bin/qemu-system-aarch64"
     kernel: str = "/guest/Image"
     initrd: str = "/guest/initramfs.cpio"
-    append: str = "console=ttyAMA0 hil.role=guest quiet"
+    # The kernel's console arguments come from `console` (console_args), unless this names
+    # a console= of its own.
+    append: str = "hil.role=guest quiet"
     machine: str = "virt,gic-version=2"  # see gic_machine()
     # Interrupt lines per virtio-mmio transport; above 1 needs the patched VMM
     # (firmware/qemu), which takes it as the `virtio-mmio-irq-lines` machine property.
@@ -31,6 +33,8 @@ class GuestConfig:
     cpus: int = 1
     memory: str = "256M"
     serial: str = "/dev/hvc0"
+    # Where the guest's shell runs, both on `serial` (CONSOLES).
+    console: str = "virtio"
     # Networking: a tap on the board with vhost-net, or QEMU's userspace virtio-net backend.
     tap: str = "tap0"
     tap_script: str = "/etc/hil/ifup"
@@ -92,6 +96,65 @@ def gic_problems(value: object) -> list[str]:
             "(the version of the board's interrupt controller)"]
 
 
+# The guest's consoles. "virtio": its shell on a virtio console (hvc0 over virtio-pci), its
+# early boot on its PL011 until hvc0 registers: a guest's PL011 traps to the board's VMM on
+# every character (about 1 ms each, nested), a virtio console kicks once a write. "uart": all
+# on the PL011, as the cost-model board's recorded figures were measured.
+CONSOLES = {
+    "virtio": "earlycon console=hvc0",
+    "uart": "console=ttyAMA0",
+}
+# The PL011 and the virtio console share the board-side chardev through a multiplexer; its
+# input goes to the frontend attached last, the virtio console.
+CHARDEV_ID = "guestcon"
+
+
+def console_args(cfg: GuestConfig) -> str:
+    """The guest kernel's command line: the console's arguments, then `append` (which keeps
+    its own console= if it names one: a case that boots another init decides)."""
+    if re.search(r"(^|\s)console=", cfg.append):
+        return cfg.append
+    return f"{CONSOLES[cfg.console]} {cfg.append}".strip()
+
+
+def chardev(serial: str) -> str:
+    """A `-serial` spec (as boards declare the guest's serial) as a multiplexed `-chardev`:
+    /dev/PATH, tcp:[HOST]:PORT[,options], unix:PATH[,options], file:PATH."""
+    problems = serial_problems(serial)
+    if problems:
+        raise ConfigError(problems[0])
+    head = f"id={CHARDEV_ID},mux=on"
+    if serial.startswith("/dev/"):
+        return f"serial,{head},path={serial}"
+    if serial.startswith("file:"):
+        return f"file,{head},path={serial[5:]}"
+    if serial.startswith("unix:"):
+        path, _, options = serial[5:].partition(",")
+        return ",".join(filter(None, [f"socket,{head},path={path}", options]))
+    m = re.fullmatch(r"tcp:([^:,]*):(\d+),?(.*)", serial)
+    assert m is not None  # serial_problems took it
+    host, port, options = m.groups()
+    return ",".join(filter(None, [f"socket,{head},host={host},port={port}", options]))
+
+
+def serial_problems(value: object) -> list[str]:
+    """What is wrong with a GuestVMMDriver's `serial` (where the guest's consoles go)."""
+    if isinstance(value, str) and (
+            re.fullmatch(r"(/dev/|file:)[^,\s]+|unix:[^,\s]+(,\S*)?", value)
+            or re.fullmatch(r"tcp:[^:,\s]*:\d+(,\S*)?", value)):
+        return []
+    return [f"serial {value!r}: write where the guest's console goes on the board, as QEMU's "
+            "-serial takes it: /dev/PATH, tcp:[HOST]:PORT[,server=on,wait=off], unix:PATH or "
+            "file:PATH"]
+
+
+def console_problems(value: object) -> list[str]:
+    if value in CONSOLES:
+        return []
+    return [f"console {value!r}: write one of {', '.join(CONSOLES)} (where the guest's shell "
+            "runs: a virtio console, or its PL011)"]
+
+
 def machine(cfg: GuestConfig) -> str:
     return cfg.machine + (f",virtio-mmio-irq-lines={cfg.irq_lines}" if cfg.irq_lines > 1 else "")
 
@@ -111,12 +174,21 @@ def command(cfg: GuestConfig) -> list[str]:
         # Threads named for what they run ("CPU 0/KVM"), so that their CPU time can be told
         # apart on the board (hil/measure/procstat.py).
         "-name", "hil-guest,debug-threads=on",
-        "-serial", cfg.serial,
+        *consoles(cfg),
         "-monitor", f"tcp:127.0.0.1:{MONITOR_PORT},server=on,wait=off",
-        "-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.append,
+        "-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", console_args(cfg),
         "-netdev", netdev, "-device", device,
         *cfg.extra,
     ]
+
+
+def consoles(cfg: GuestConfig) -> list[str]:
+    if cfg.console == "uart":
+        return ["-serial", cfg.serial]
+    if cfg.console not in CONSOLES:
+        raise ConfigError(console_problems(cfg.console)[0])
+    return ["-chardev", chardev(cfg.serial), "-serial", f"chardev:{CHARDEV_ID}",
+            "-device", "virtio-serial-pci", "-device", f"virtconsole,chardev={CHARDEV_ID}"]
 
 
 PIDFILE = "/run/hil-vmm.pid"

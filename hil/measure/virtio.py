@@ -9,11 +9,14 @@ from hil.measure import interrupts
 
 DEVICE_IDS = {1: "net", 2: "blk", 3: "console", 4: "rng"}
 
-# One guest shell line: "<virtioN> <device id> <irq_mode or ->" for every virtio device.
+# One guest shell line: "<virtioN> <device id> <irq_mode or -> <bus of the transport>" for
+# every virtio device (bus: platform for virtio-mmio, pci for virtio-pci).
 LIST_COMMAND = (
     "for d in /sys/bus/virtio/devices/virtio*; do n=${d##*/}; "
-    "m=$(cat $d/../irq_mode 2>/dev/null || echo -); echo \"$n $(cat $d/device) $m\"; done"
+    "m=$(cat $d/../irq_mode 2>/dev/null || echo -); b=$(readlink $d/../subsystem); "
+    "echo \"$n $(cat $d/device) $m ${b##*/}\"; done"
 )
+TRANSPORTS = {"platform": "mmio", "pci": "pci"}
 
 
 @dataclass(frozen=True)
@@ -21,17 +24,19 @@ class VirtioDevice:
     name: str  # virtio0
     kind: str  # net, blk, ... or the numeric id
     irq_mode: str | None  # single, shared, per-vq, none; None: the kernel has no irq_mode
+    transport: str = "mmio"  # or pci (the guest's virtio console is there)
 
 
 def parse_list(text: str) -> list[VirtioDevice]:
     out = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) != 3 or not fields[0].startswith("virtio"):
+        if len(fields) != 4 or not fields[0].startswith("virtio"):
             continue
         dev_id = int(fields[1], 16)
         out.append(VirtioDevice(fields[0], DEVICE_IDS.get(dev_id, str(dev_id)),
-                                None if fields[2] == "-" else fields[2]))
+                                None if fields[2] == "-" else fields[2],
+                                TRANSPORTS.get(fields[3], fields[3])))
     return out
 
 

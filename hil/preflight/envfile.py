@@ -96,6 +96,23 @@ def target_options(path: str | Path, target: str) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+def driver_settings(drivers: Any, cls: str) -> list[dict[str, Any]]:
+    """The settings of each `cls` driver of a target's `drivers:` (a list of one-key
+    mappings, or a mapping), as labgrid reads both."""
+    entries = drivers if isinstance(drivers, list) else [drivers]
+    return [e[cls] or {} for e in entries
+            if isinstance(e, dict) and cls in e and isinstance(e[cls] or {}, dict)]
+
+
+def guest_vmm_problems(drivers: Any) -> list[str]:
+    """Where a GuestVMMDriver puts the guest's consoles (vmm.serial_problems)."""
+    out = []
+    for settings in driver_settings(drivers, "GuestVMMDriver"):
+        out += vmm.serial_problems(settings.get("serial", vmm.GuestConfig.serial))
+        out += vmm.console_problems(settings.get("console", vmm.GuestConfig.console))
+    return [f"GuestVMMDriver {p}" for p in out]
+
+
 def problems(data: Any) -> list[str]:
     """What is wrong with a parsed environment, in words that say what to fix."""
     if not isinstance(data, dict):
@@ -111,6 +128,7 @@ def problems(data: Any) -> list[str]:
         drivers = target.get("drivers")
         if drivers is not None and not isinstance(drivers, (dict, list)):
             out.append(f"target '{name}': 'drivers:' must be a mapping or a list")
+        out += [f"target '{name}': {p}" for p in guest_vmm_problems(drivers)]
         options = target.get("options") or {}
         if not isinstance(options, dict):
             out.append(f"target '{name}': 'options:' must be a mapping")

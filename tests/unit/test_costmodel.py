@@ -53,5 +53,9 @@ def test_the_cost_model_board_is_the_virtual_board_with_instruction_counting():
                 if "VirtualBoardDriver" in d]
     assert "-smp 5 " in board["extra_args"]
     board["extra_args"] = board["extra_args"].replace("-smp 5 ", "-smp 2 ")
+    # The guest's shell on its PL011, where the recorded figures were measured.
+    (guest_vmm,) = [d["GuestVMMDriver"] for d in counted["targets"]["main"]["drivers"]
+                    if "GuestVMMDriver" in d]
+    assert guest_vmm.pop("console") == "uart"
     assert counted == plain
     assert costmodel.clock(options) == costmodel.ICOUNT

@@ -58,3 +58,15 @@ def test_an_unknown_target_name_is_refused_before_any_wait(tmp_path) -> None:
     with pytest.raises(envfile.ConfigError, match="gamma: the environment has no such target "
                                                   r"\(it has alpha, beta\)"):
         envfile.check_target_name(env, "gamma")
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"serial": "stdio"}, "GuestVMMDriver serial 'stdio': write where the guest's console goes"),
+    ({"console": "hvc"}, "GuestVMMDriver console 'hvc': write one of virtio, uart"),
+])
+def test_a_guest_console_qemu_cannot_take_is_named_before_power_on(settings, says) -> None:
+    for drivers in ([{"ShellDriver": {}}, {"GuestVMMDriver": settings}],
+                    {"GuestVMMDriver": settings}):
+        found = envfile.problems({"targets": {"main": {"drivers": drivers}}})
+        assert len(found) == 1 and found[0].startswith(f"target 'main': {says}"), found
+    assert envfile.problems({"targets": {"main": {"drivers": [{"GuestVMMDriver": None}]}}}) == []

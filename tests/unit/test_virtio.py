@@ -1,10 +1,12 @@
 from hil.measure import interrupts, virtio
 
 
-def test_device_list_with_and_without_irq_mode():
-    found = virtio.parse_list("virtio0 0x0001 single\nvirtio1 0x0002 per-vq\nvirtio2 0x0004 -\n")
-    assert [(d.name, d.kind, d.irq_mode) for d in found] == [
-        ("virtio0", "net", "single"), ("virtio1", "blk", "per-vq"), ("virtio2", "rng", None)]
+def test_device_list_with_and_without_irq_mode_on_either_transport():
+    found = virtio.parse_list("virtio0 0x0001 single platform\nvirtio1 0x0002 per-vq platform\n"
+                              "virtio2 0x0004 - platform\nvirtio3 0x0003 - pci\n")
+    assert [(d.name, d.kind, d.irq_mode, d.transport) for d in found] == [
+        ("virtio0", "net", "single", "mmio"), ("virtio1", "blk", "per-vq", "mmio"),
+        ("virtio2", "rng", None, "mmio"), ("virtio3", "console", None, "pci")]
 
 
 def test_lines_of_a_device_by_suffix():

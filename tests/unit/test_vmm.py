@@ -14,8 +14,51 @@ def test_default_guest_command_uses_kvm_vhost_tap_and_the_board_serial():
     assert cmd[:6] == ["/usr/bin/qemu-system-aarch64", "-enable-kvm", "-M", "virt,gic-version=2",
                        "-cpu", "host"]
     assert "tap,id=n0,ifname=tap0,script=/etc/hil/ifup,downscript=no,vhost=on" in cmd
-    assert cmd[cmd.index("-serial") + 1] == "/dev/hvc0"
-    assert cmd[cmd.index("-device") + 1] == "virtio-net-device,netdev=n0"
+    assert "virtio-net-device,netdev=n0" in cmd
+
+
+def test_the_guests_shell_runs_on_a_virtio_console_sharing_the_serial_with_its_pl011():
+    cmd = vmm.command(vmm.GuestConfig())
+    assert cmd[cmd.index("-chardev") + 1] == "serial,id=guestcon,mux=on,path=/dev/hvc0"
+    assert cmd[cmd.index("-serial") + 1] == "chardev:guestcon"
+    # The virtio console attaches after the PL011: the multiplexer gives it the input.
+    devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+    assert devices[:2] == ["virtio-serial-pci", "virtconsole,chardev=guestcon"]
+    assert cmd[cmd.index("-append") + 1] == "earlycon console=hvc0 hil.role=guest quiet"
+
+
+def test_a_uart_console_puts_the_guests_shell_on_its_pl011_alone():
+    cmd = vmm.command(vmm.GuestConfig(console="uart", serial="tcp::45871,server=on,wait=off"))
+    assert cmd[cmd.index("-serial") + 1] == "tcp::45871,server=on,wait=off"
+    assert "-chardev" not in cmd and "virtio-serial-pci" not in cmd
+    assert cmd[cmd.index("-append") + 1] == "console=ttyAMA0 hil.role=guest quiet"
+
+
+def test_an_append_naming_its_own_console_is_left_as_it_is():
+    cfg = vmm.GuestConfig(append="console=ttyAMA0 rdinit=/bin/sh")
+    assert vmm.command(cfg)[vmm.command(cfg).index("-append") + 1] == cfg.append
+
+
+@pytest.mark.parametrize(("serial", "chardev"), [
+    ("/dev/ttyS1", "serial,id=guestcon,mux=on,path=/dev/ttyS1"),
+    ("tcp::45871,server=on,wait=off",
+     "socket,id=guestcon,mux=on,host=,port=45871,server=on,wait=off"),
+    ("tcp:127.0.0.1:4000", "socket,id=guestcon,mux=on,host=127.0.0.1,port=4000"),
+    ("unix:/run/g.sock,server=on", "socket,id=guestcon,mux=on,path=/run/g.sock,server=on"),
+    ("file:/tmp/guest.log", "file,id=guestcon,mux=on,path=/tmp/guest.log"),
+])
+def test_each_serial_a_board_declares_becomes_the_same_chardev(serial, chardev):
+    assert vmm.serial_problems(serial) == []
+    assert vmm.chardev(serial) == chardev
+
+
+@pytest.mark.parametrize("serial", ["stdio", "tcp:45871", "/dev/ttyS1,x", "", 5])
+def test_a_serial_qemu_would_read_otherwise_is_refused_with_the_forms_to_write(serial):
+    (problem,) = vmm.serial_problems(serial)
+    assert "/dev/PATH, tcp:[HOST]:PORT" in problem
+    if isinstance(serial, str) and serial:
+        with pytest.raises(ConfigError, match="write where the guest's console goes"):
+            vmm.command(vmm.GuestConfig(serial=serial))
 
 
 def test_lines_and_pci_options():

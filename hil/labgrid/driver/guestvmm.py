@@ -28,6 +28,7 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
     kernel: str = attr.ib(default=vmm.GuestConfig.kernel)
     initrd: str = attr.ib(default=vmm.GuestConfig.initrd)
     serial: str = attr.ib(default=vmm.GuestConfig.serial)
+    console: str = attr.ib(default=vmm.GuestConfig.console)
     cpus: int = attr.ib(default=vmm.GuestConfig.cpus)
     memory: str = attr.ib(default=vmm.GuestConfig.memory)
     append: str = attr.ib(default=vmm.GuestConfig.append)
@@ -43,6 +44,7 @@ class GuestVMMDriver(Driver):  # type: ignore[misc]
         gic = vmm.board_gic(option, place_tags(self.target))
         self.config = vmm.GuestConfig(
             qemu=self.qemu, kernel=self.kernel, initrd=self.initrd, serial=self.serial,
+            console=self.console,
             cpus=self.cpus, memory=self.memory, append=self.append,
             machine=vmm.gic_machine(gic),
         )

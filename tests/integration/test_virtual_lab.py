@@ -198,19 +198,35 @@ def test_a_board_shell_reaches_the_labs_tftp_server_and_not_the_coordinator(
 def console_shows_the_board(lab: Any, user: str, timeout: float = 90) -> bool:
     """`labgrid-client console` (microcom over the exporter's ser2net) prints what the board's
     U-Boot and kernel print after power-on."""
-    import pexpect
+    import pty
+
+    from pexpect import EOF, TIMEOUT
+    from pexpect.fdpexpect import fdspawn
 
     env = {**os.environ, "LG_USERNAME": user}
-    con = pexpect.spawn(virtual_lab.labgrid_tool("labgrid-client"),
-                        ["-x", lab.state.coordinator, "-p", "virtual-1", "console", "board-console"],
-                        env=env, encoding="utf-8", codec_errors="replace", timeout=timeout)
+    # On a terminal, but started by subprocess (vfork), not pexpect.spawn (fork): this process
+    # runs gRPC clients, and a fork while one of their threads is in gRPC's core can abort the
+    # child before its exec ("skipping fork() handlers", then "epoll_wait error: Bad file
+    # descriptor"; CI 2026-12-06; labgrid PR #1905).
+    master, slave = pty.openpty()
+    client_process = subprocess.Popen(
+        [virtual_lab.labgrid_tool("labgrid-client"), "-x", lab.state.coordinator,
+         "-p", "virtual-1", "console", "board-console"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    con = fdspawn(master, encoding="utf-8", codec_errors="replace", timeout=timeout)
     try:
-        seen = con.expect([r"autoboot|Loading|TFTP|Starting kernel|hil-board|=> ",
-                           pexpect.EOF, pexpect.TIMEOUT]) == 0
+        try:
+            seen = con.expect([r"autoboot|Loading|TFTP|Starting kernel|hil-board|=> ",
+                               EOF, TIMEOUT]) == 0
+        except OSError:  # EIO: the client exited and its terminal closed
+            seen = False
         assert seen, f"labgrid-client console showed: {con.before!r}"
         return seen
     finally:
-        con.terminate(force=True)
+        client_process.kill()
+        client_process.wait()
+        os.close(master)
 
 
 def test_labgrids_own_client_switches_a_held_place_and_no_one_elses(virtual_lab: Any) -> None:

@@ -105,11 +105,14 @@ def driver_settings(drivers: Any, cls: str) -> list[dict[str, Any]]:
 
 
 def guest_vmm_problems(drivers: Any) -> list[str]:
-    """Where a GuestVMMDriver puts the guest's consoles (vmm.serial_problems)."""
+    """Where a GuestVMMDriver puts the guest's consoles: a virtio console's `serial` becomes a
+    -chardev (vmm.serial_problems); a uart's is QEMU's own -serial, whatever QEMU takes."""
     out = []
     for settings in driver_settings(drivers, "GuestVMMDriver"):
-        out += vmm.serial_problems(settings.get("serial", vmm.GuestConfig.serial))
-        out += vmm.console_problems(settings.get("console", vmm.GuestConfig.console))
+        console = settings.get("console", vmm.GuestConfig.console)
+        out += vmm.console_problems(console)
+        if console == "virtio":
+            out += vmm.serial_problems(settings.get("serial", vmm.GuestConfig.serial))
     return [f"GuestVMMDriver {p}" for p in out]
 
 

@@ -70,3 +70,6 @@ def test_a_guest_console_qemu_cannot_take_is_named_before_power_on(settings, say
         found = envfile.problems({"targets": {"main": {"drivers": drivers}}})
         assert len(found) == 1 and found[0].startswith(f"target 'main': {says}"), found
     assert envfile.problems({"targets": {"main": {"drivers": [{"GuestVMMDriver": None}]}}}) == []
+    # On its PL011 alone the guest's serial is QEMU's -serial as written.
+    uart = {"GuestVMMDriver": {"serial": "pty", "console": "uart"}}
+    assert envfile.problems({"targets": {"main": {"drivers": [uart]}}}) == []

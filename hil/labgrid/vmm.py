@@ -187,8 +187,13 @@ def consoles(cfg: GuestConfig) -> list[str]:
         return ["-serial", cfg.serial]
     if cfg.console not in CONSOLES:
         raise ConfigError(console_problems(cfg.console)[0])
+    # One port: without the multiport feature Linux adds the console port while it probes
+    # the device, so hvc0 is there when init opens /dev/console; with it (QEMU's default of
+    # 31 ports) the port comes later from the control queue, and init may find no console
+    # ("unable to open an initial console": its ready line lost).
     return ["-chardev", chardev(cfg.serial), "-serial", f"chardev:{CHARDEV_ID}",
-            "-device", "virtio-serial-pci", "-device", f"virtconsole,chardev={CHARDEV_ID}"]
+            "-device", "virtio-serial-pci,max_ports=1",
+            "-device", f"virtconsole,chardev={CHARDEV_ID}"]
 
 
 PIDFILE = "/run/hil-vmm.pid"

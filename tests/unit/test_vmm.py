@@ -23,7 +23,7 @@ def test_the_guests_shell_runs_on_a_virtio_console_sharing_the_serial_with_its_p
     assert cmd[cmd.index("-serial") + 1] == "chardev:guestcon"
     # The virtio console attaches after the PL011: the multiplexer gives it the input.
     devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
-    assert devices[:2] == ["virtio-serial-pci", "virtconsole,chardev=guestcon"]
+    assert devices[:2] == ["virtio-serial-pci,max_ports=1", "virtconsole,chardev=guestcon"]
     assert cmd[cmd.index("-append") + 1] == "earlycon console=hvc0 hil.role=guest quiet"
 
 

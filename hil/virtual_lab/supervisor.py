@@ -65,8 +65,8 @@ from hil import netns
 from hil.errors import ConfigError, InfrastructureError
 from hil.firmware.cache import default_images, default_root
 from hil.labgrid import vmm
-from hil.ports import free_port, is_local_address
-from hil.scheduling.coordinator import Coordinator
+from hil.ports import PortPool, is_local_address
+from hil.scheduling.coordinator import Coordinator, CoordinatorUnreachable
 from hil.scheduling.janitor import Janitor
 from hil.scheduling.metrics import LabMetrics
 from hil.scheduling.reservations import HEALTH_TAG
@@ -316,8 +316,9 @@ class Supervisor:
                  gics: Sequence[int] = GICS, listen: str = LOOPBACK):
         self.directory = directory
         self.logs = directory / "logs"
-        self.plan = LabPlan(directory, boards, listen, free_port(listen), free_port(listen),
-                            lab_host, tuple(gics))
+        self.ports = PortPool()
+        self.plan = LabPlan(directory, boards, listen, self.ports.take(listen),
+                            self.ports.take(listen), lab_host, tuple(gics))
         self.state = LabState("starting", os.getpid(), coordinator=self.plan.coordinator,
                               address=self.plan.address, lab_host=lab_host)
         self.labhost: labhost_lab.LabHost | None = None
@@ -407,7 +408,7 @@ class Supervisor:
         # A fixed port, so that a restarted switch is where the relay says it is. On loopback
         # whatever --listen says: only the relay, beside it, talks to it.
         self._spawn("power-switch", [sys.executable, "-m", "hil.virtual_lab.power.switch", *outlets,
-                                     "--port", str(free_port()),
+                                     "--port", str(self.ports.take()),
                                      "--credentials", self.state.credentials,
                                      "--ready-file", str(ready_file),
                                      "--log-dir", str(self.logs)])
@@ -419,7 +420,7 @@ class Supervisor:
                                     "--credentials", self.state.credentials,
                                     *(f"--outlet={b.outlet}" for b in plan.all_boards()),
                                     "--address", plan.address,
-                                    "--port", str(free_port(plan.address)),
+                                    "--port", str(self.ports.take(plan.address)),
                                     "--ready-file", str(relay_ready)])
         self._wait("power relay", relay_ready.exists, 30, "power-relay")
         self.state.relay = f"http://{plan.address}:{int(relay_ready.read_text())}"
@@ -443,7 +444,7 @@ class Supervisor:
         if plan.lab_host == "vm":
             self.labhost = labhost_lab.LabHost(
                 self.directory / "labhost", self.directory.name, names, self.cables.devices(),
-                plan.coordinator_port, ssh, free_port())
+                plan.coordinator_port, ssh, self.ports.take())
             self.state.timings["labhost_boot_s"] = round(self.labhost.start(), 2)
             self._wait("ssh to the lab-host VM", lambda: _succeeds(self.labhost.check_ssh)
                        if self.labhost else False, 60, "exporter")
@@ -451,7 +452,12 @@ class Supervisor:
             wanted |= labhost_lab.wanted_resources(names)
         else:
             wanted |= {f"{EXPORTER}/{b}/NetworkSerialPort" for b in names}
-        coordinator = self.coordinator = Coordinator(plan.coordinator, purpose="lab")
+        try:
+            coordinator = self.coordinator = Coordinator(plan.coordinator, purpose="lab")
+        except CoordinatorUnreachable:
+            # Something else may hold its port; if the coordinator exited, its log says why.
+            self._alive("coordinator")
+            raise
         for place in names:
             coordinator.create_place(place)
             for exp in exporters:

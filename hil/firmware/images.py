@@ -146,8 +146,11 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
         root = Path(tmp)
         for p in paths:
             subprocess.run(["dpkg-deb", "-x", str(p), str(root)], check=True)
-        kver, image = _kernel(root)
+        kver, image, packed = _kernel(root)
         (out / "Image").write_bytes(image)
+        # The same kernel as Debian ships it, gzip'd: a third of the bytes for U-Boot to
+        # fetch over TFTP (booti unpacks it).
+        (out / "Image.gz").write_bytes(packed)
         # Debian installs the DTBs beside the kernel's release; a missing one fails the build
         # before the initramfs work, naming the board that wants it.
         dtb_sums = dtbs.install(wanted, root / f"usr/lib/linux-image-{kver}", kernel_package, out)
@@ -174,7 +177,8 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
     # What a run qualified: provenance (hil/results/provenance.py) reads these.
     return {
         "kernel": {"package": kernel_package, "release": kver,
-                   "sha256": sha256_file(out / "Image")},
+                   "sha256": sha256_file(out / "Image"),
+                   "gz_sha256": sha256_file(out / "Image.gz")},
         "dtbs": dtb_sums,
         "stock_vmm": {"package": f"qemu-system-arm {qemu_debs[0] if qemu_debs else '?'}",
                       "sha256": stock_vmm_sha},
@@ -196,18 +200,22 @@ def _size(d: Path) -> str:
     return f"{sum(p.stat().st_size for p in d.iterdir()) / 1e6:.1f} MB"
 
 
-def _kernel(root: Path) -> tuple[str, bytes]:
+def _kernel(root: Path) -> tuple[str, bytes, bytes]:
+    """The kernel's release, its plain Image and the same gzip'd."""
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
     if len(vmlinuz) != 1:
         raise InfrastructureError(f"expected one kernel in the packages, found {vmlinuz}")
     kver = vmlinuz[0].name.removeprefix("vmlinuz-")
-    data = vmlinuz[0].read_bytes()
-    # Debian's arm64 vmlinuz is a gzip'd Image; firmware and QEMU boot the plain Image fastest.
+    packed = data = vmlinuz[0].read_bytes()
+    # Debian's arm64 vmlinuz is a gzip'd Image; QEMU's -kernel and firmware that loads from
+    # local storage boot the plain Image fastest.
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    else:
+        packed = gzip.compress(data, 6)
     if data[0x38:0x3C] != b"ARM\x64":
         raise InfrastructureError(f"{vmlinuz[0]} is not an arm64 Image")
-    return kver, data
+    return kver, data, packed
 
 
 def _depmod(root: Path, kver: str) -> dict[str, list[str]]:

@@ -26,6 +26,9 @@ class TFTPBoot:
     initrd: str
     bootargs: str
     dtb: str | None = None
+    # Where booti unpacks a compressed kernel (U-Boot's `kernel_comp_addr_r`); None: the
+    # kernel is a plain Image.
+    kernel_comp_addr_r: str | None = None
 
 
 def _quote(value: str) -> str:
@@ -40,6 +43,18 @@ DHCP = "dhcp"
 
 # A TFTP file name that U-Boot's hush takes as one word, expanding nothing.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._/+:@-]+")
+_ADDRESS = re.compile(r"0x[0-9A-Fa-f]+")
+
+# The compressions U-Boot's booti unpacks (image_decomp_type), by their magic numbers.
+_COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x5d\x00\x00": "lzma",
+                 b"\x89LZO": "lzo", b"\x04\x22\x4d\x18": "lz4",
+                 b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def compression(head: bytes) -> str | None:
+    """The compression of a kernel whose file starts with `head` (None: a plain Image)."""
+    return next((name for magic, name in _COMPRESSIONS.items() if head.startswith(magic)),
+                None)
 
 
 def problems(boot: TFTPBoot) -> list[str]:
@@ -58,6 +73,9 @@ def problems(boot: TFTPBoot) -> list[str]:
         if value is not None and not _SAFE_NAME.fullmatch(value):
             out.append(f"{name}: TFTP path {value!r} has characters U-Boot's shell would "
                        "interpret (use letters, digits and ._/+:@-)")
+    if boot.kernel_comp_addr_r is not None and not _ADDRESS.fullmatch(boot.kernel_comp_addr_r):
+        out.append(f"kernel_comp_addr_r must be a hexadecimal address such as 0x50000000, got "
+                   f"{boot.kernel_comp_addr_r!r}")
     return out
 
 
@@ -67,6 +85,8 @@ def load_commands(boot: TFTPBoot) -> list[str]:
     The initramfs is fetched last: booti needs its size, which U-Boot only keeps (in
     `filesize`) for the latest transfer. `netretry no`: a TFTP server that does not answer
     fails the transfer once its retries are out, instead of U-Boot retrying for ever.
+    A compressed kernel (a third of the plain Image's bytes over TFTP) is unpacked by booti
+    into `kernel_comp_addr_r`; it reads the compressed size from `kernel_comp_size`.
     """
     found = problems(boot)
     if found:
@@ -85,6 +105,9 @@ def load_commands(boot: TFTPBoot) -> list[str]:
         f"setenv bootargs {_quote(boot.bootargs)}",
         f"tftpboot ${{kernel_addr_r}} {boot.kernel}",
     ]
+    if boot.kernel_comp_addr_r is not None:
+        cmds += [f"setenv kernel_comp_addr_r {boot.kernel_comp_addr_r}",
+                 "setenv kernel_comp_size ${filesize}"]
     fdt = CONTROL_DTB
     if boot.dtb is not None:
         cmds.append(f"tftpboot ${{fdt_addr_r}} {boot.dtb}")

@@ -1,4 +1,5 @@
-"""The virtual board booting as the real ones do: U-Boot, TFTP from this host, booti."""
+"""The virtual board booting as the real ones do: U-Boot, TFTP from this host, booti (which
+unpacks the gzip'd kernel)."""
 
 from pathlib import Path
 
@@ -11,9 +12,12 @@ def test_the_board_boots_through_u_boot_and_tftp_at_el2(built_images, record_pro
     from labgrid import Environment
 
     import hil.labgrid  # noqa: F401
+    from hil.labgrid.image import image_path
 
     env = Environment(str(REPO / "places" / "virtual-uboot.yaml"))
-    strategy = env.get_target("main").get_driver("UBootBoardGuestStrategy")
+    target = env.get_target("main")
+    strategy = target.get_driver("UBootBoardGuestStrategy")
+    assert Path(image_path(target, "board-kernel")).read_bytes()[:2] == b"\x1f\x8b"
     try:
         strategy.transition("board")
         assert strategy.path == ["off", "uboot", "board"]

@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 from labgrid import Environment
+from labgrid.strategy import StrategyError
 
+from hil.errors import ConfigError
 from hil.labgrid import uboot_commands as uboot
 from hil.labgrid.driver.tftpserver import resolve_address, server_command
+
+from .fake_lab import env_file, events
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +140,67 @@ def test_the_tftp_server_serves_a_staged_file_while_active(tmp_path, tftp_dir):
     finally:
         target.deactivate(server)
     assert server.process is None
+
+
+def test_a_compressed_kernel_is_unpacked_by_booti_from_its_own_size():
+    cmds = uboot.load_commands(plan(kernel="/t/Image.gz", kernel_comp_addr_r="0x50000000"))
+    fetched = cmds.index("tftpboot ${kernel_addr_r} /t/Image.gz")
+    # Right after the kernel's transfer: `filesize` is the compressed kernel's.
+    assert cmds[fetched + 1:fetched + 3] == ["setenv kernel_comp_addr_r 0x50000000",
+                                             "setenv kernel_comp_size ${filesize}"]
+    assert not any("kernel_comp" in c for c in uboot.load_commands(plan()))
+
+
+def test_an_unpacking_address_that_is_not_one_is_named():
+    with pytest.raises(ValueError, match="kernel_comp_addr_r must be a hexadecimal address"):
+        uboot.load_commands(plan(kernel_comp_addr_r="${loadaddr}"))
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"\x1f\x8b\x08\x00", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"MZ\x00\x00", None)])
+def test_a_kernels_compression_is_told_by_its_first_bytes(head, kind):
+    assert uboot.compression(head) == kind
+
+
+def uboot_fake_env(tmp_path, kernel: bytes, **strategy):
+    """A U-Boot board of fake power and consoles (tests/lab_fakes.py) with a local TFTP
+    directory: enough for the strategy's checks before power-on."""
+    path = env_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    (tmp_path / "Image").write_bytes(kernel)
+    (tmp_path / "initramfs.cpio.gz").write_bytes(b"\x1f\x8b initramfs")
+    data["images"] = {"board-kernel": str(tmp_path / "Image"),
+                      "board-initrd": str(tmp_path / "initramfs.cpio.gz")}
+    target = data["targets"]["main"]
+    target["resources"] = {"TFTPProvider": {"internal": f"{tmp_path}/tftp/",
+                                            "external": f"{tmp_path}/tftp/"}}
+    drivers = target["drivers"]
+    base = drivers.pop()["BoardGuestStrategy"]
+    drivers += [
+        {"UBootDriver": {"name": "board-uboot", "bindings": {"console": "board-console"},
+                         "prompt": "=> "}},
+        {"TFTPProviderDriver": {}},
+        {"UBootBoardGuestStrategy": {**base, "bindings": {**base["bindings"],
+                                                          "uboot": "board-uboot"},
+                                     "serverip": "192.0.2.2", "tftp_probe": False,
+                                     **strategy}},
+    ]
+    path.write_text(yaml.safe_dump(data))
+    return Environment(str(path)).get_target("main").get_driver("UBootBoardGuestStrategy")
+
+
+def test_a_compressed_kernel_without_an_unpacking_address_is_named_before_power_on(tmp_path):
+    s = uboot_fake_env(tmp_path, b"\x1f\x8b\x08\x00 gzip'd Image")
+    with pytest.raises(StrategyError) as e:
+        s.transition("uboot")
+    assert isinstance(e.value.__cause__, ConfigError)
+    assert "is gzip-compressed: give kernel_comp_addr_r" in str(e.value.__cause__)
+    assert "power on" not in events(tmp_path)
+
+
+def test_a_bad_unpacking_address_is_named_before_power_on(tmp_path):
+    s = uboot_fake_env(tmp_path, b"\x1f\x8b\x08\x00 gzip'd Image", kernel_comp_addr_r="80M")
+    with pytest.raises(StrategyError) as e:
+        s.transition("uboot")
+    assert "kernel_comp_addr_r must be a hexadecimal address" in str(e.value.__cause__)
+    assert "power on" not in events(tmp_path)

@@ -51,6 +51,9 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
     # Ask the lab's TFTP server before powering (hil.labgrid.tftpprobe); off for a server that
     # answers only on the boards' network.
     tftp_probe: bool = attr.ib(default=True)
+    # Free RAM where booti unpacks a compressed kernel (as large as the plain Image, clear of
+    # the kernel's and initramfs's load addresses). Needed when `kernel` is compressed.
+    kernel_comp_addr_r: str | None = attr.ib(default=None)
 
     def _image(self, key: str) -> str:
         return image_path(self.target, key)
@@ -86,7 +89,13 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
             self._image(key)
         found = uboot_commands.problems(uboot_commands.TFTPBoot(
             ipaddr=self.ipaddr, netmask=self.netmask, gatewayip=self.gatewayip,
-            serverip=self._serverip(), kernel="-", initrd="-", bootargs=self.bootargs))
+            serverip=self._serverip(), kernel="-", initrd="-", bootargs=self.bootargs,
+            kernel_comp_addr_r=self.kernel_comp_addr_r))
+        packed = self._kernel_compression()
+        if packed and self.kernel_comp_addr_r is None:
+            found.append(f"the kernel {self._image(self.kernel)} is {packed}-compressed: give "
+                         "kernel_comp_addr_r (free RAM as large as the unpacked kernel, where "
+                         "booti unpacks it) or name the plain Image")
         if found:
             raise ConfigError(f"{type(self).__name__} in the environment file: "
                               + "; ".join(found))
@@ -99,6 +108,10 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
         # UBootDriver interrupts autoboot and waits for the prompt when activated.
         self.target.activate(self.uboot)
         self.timings["uboot_prompt_s"] = time.monotonic() - self._t0
+
+    def _kernel_compression(self) -> str | None:
+        with open(self._image(self.kernel), "rb") as f:
+            return uboot_commands.compression(f.read(8))
 
     def probe_tftp(self) -> None:
         """The lab's TFTP server answers, or the run stops here, with the board still off. (A
@@ -135,6 +148,8 @@ class UBootBoardGuestStrategy(BoardGuestStrategy):
             initrd=self.tftp.stage(self._image(self.initrd)),
             dtb=self.tftp.stage(self._image(self.dtb)) if self.dtb else None,
             bootargs=self.bootargs,
+            # A plain Image needs no unpacking, whatever the option says.
+            kernel_comp_addr_r=self.kernel_comp_addr_r if self._kernel_compression() else None,
         )
         t0 = time.monotonic()
         try:

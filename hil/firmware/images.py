@@ -42,10 +42,16 @@ class ImageSpec:
     packages: list[str]
     binaries: list[str]
     modules: list[str]
-    compression: str
+    # The forms the initramfs is written in, each a file: none (initramfs.cpio), gzip
+    # (initramfs.cpio.gz).
+    compression: tuple[str, ...]
     carries: str | None
     patched_vmm: str | None  # where the image holds the patched QEMU, if it holds one
     tools: list[str]  # our own programs (hil/firmware/tools.py), at /usr/bin/<name>
+
+
+def _forms(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class Recipe:
                     packages=list(spec["packages"]),
                     binaries=list(spec.get("binaries", [])),
                     modules=list(spec.get("modules", [])),
-                    compression=spec.get("compression", "none"),
+                    compression=_forms(spec.get("compression", "none")),
                     carries=spec.get("carries"),
                     patched_vmm=spec.get("patched_vmm"),
                     tools=list(spec.get("tools", [])),
@@ -79,8 +85,9 @@ class Recipe:
         for spec in images.values():
             for name in spec.tools:
                 tools.source(ROOTFS, name)  # a missing or misnamed source fails here
-            if spec.compression not in ("none", "gzip"):
-                raise ConfigError(f"{path}: image {spec.name}: compression must be none or gzip")
+            if not spec.compression or not set(spec.compression) <= {"none", "gzip"}:
+                raise ConfigError(f"{path}: image {spec.name}: compression must be none, gzip "
+                                  "or a list of both")
             if spec.carries and spec.carries not in images:
                 raise ConfigError(f"{path}: image {spec.name} carries unknown image {spec.carries}")
         return recipe
@@ -197,7 +204,7 @@ def _assemble(recipe: Recipe, kernel_package: str, debs: list[apt.Deb], paths: l
 
 
 def _size(d: Path) -> str:
-    return f"{sum(p.stat().st_size for p in d.iterdir()) / 1e6:.1f} MB"
+    return ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(d.iterdir()))
 
 
 def _kernel(root: Path) -> tuple[str, bytes, bytes]:
@@ -265,10 +272,10 @@ def _initramfs(spec: ImageSpec, root: Path, kver: str, deps: dict[str, list[str]
             w.copy(f"/guest/{f.name}", f)
     w.close()
     data = buf.getvalue()
-    if spec.compression == "gzip":
+    if "gzip" in spec.compression:
         # mtime 0: the same inputs give the same bytes.
         (out / "initramfs.cpio.gz").write_bytes(gzip.compress(data, 6, mtime=0))
-    else:
+    if "none" in spec.compression:
         (out / "initramfs.cpio").write_bytes(data)
 
 

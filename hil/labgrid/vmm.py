@@ -237,9 +237,18 @@ def pin_script(vcpus: int | Sequence[int], others: int, pidfile: str = PIDFILE) 
         cases += "'CPU '*) echo \"no board CPU for $(cat $t/comm)\" >&2; exit 1;; "
     return (f"p=$(cat {pidfile}); for t in /proc/$p/task/*; do case \"$(cat $t/comm)\" in "
             f"{cases}*) m={1 << others:x};; esac; "
-            f"taskset -p $m ${{t##*/}} >/dev/null || exit 1; "
-            f"echo \"${{t##*/}} $(cat $t/comm | tr ' ' _) "
-            f"$(grep Cpus_allowed_list $t/status | cut -f2)\"; done")
+            f"taskset -p $m ${{t##*/}} >/dev/null || exit 1; {_THREAD_LINE}; done")
+
+
+# One line per thread of the VMM: its id, name and allowed CPUs.
+_THREAD_LINE = ("echo \"${t##*/} $(cat $t/comm | tr ' ' _) "
+                "$(grep Cpus_allowed_list $t/status | cut -f2)\"")
+
+
+def threads_script(pidfile: str = PIDFILE) -> str:
+    """Print each thread of the running VMM and its allowed CPUs, as pin_script does after
+    pinning: threads started since (QEMU's I/O workers) show up here."""
+    return f"p=$(cat {pidfile}); for t in /proc/$p/task/*; do {_THREAD_LINE}; done"
 
 
 def pin_problems(value: object, board_cpus: int | None) -> list[str]:

@@ -1,4 +1,6 @@
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -120,6 +122,29 @@ def test_pinning_puts_vcpu_threads_on_one_board_cpu_and_the_rest_on_another():
     script = vmm.pin_script(vcpus=1, others=0)
     assert "'CPU '*) m=2;; *) m=1;;" in script and "taskset -p $m" in script
     assert "|| exit 1" in script  # a thread that cannot be pinned fails the run
+
+
+def test_the_vmms_threads_are_listed_with_their_allowed_cpus(tmp_path):
+    """After a run, the threads QEMU started since pinning (its I/O workers) show up too."""
+    pidfile = tmp_path / "vmm.pid"
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start()"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    pidfile.write_text(str(child.pid))
+    try:
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = subprocess.run(["sh", "-c", vmm.threads_script(str(pidfile))],
+                             capture_output=True, text=True, check=True).stdout
+        status = Path(f"/proc/{child.pid}/status").read_text()
+    finally:
+        child.kill()
+        child.wait()
+    (cpus,) = [line.split()[1] for line in status.splitlines()
+               if line.startswith("Cpus_allowed_list")]
+    lines = [line.split() for line in out.splitlines()]
+    assert len(lines) == 2 and lines[0][0] == str(child.pid)
+    assert [line[2] for line in lines] == [cpus, cpus]
 
 
 def test_a_pinning_option_names_cpus_the_board_has():

@@ -23,7 +23,9 @@ def test_hil_bench_wiring_measures_every_wiring_and_prints_one_table(built_image
     env = yaml.safe_load(GICV3.read_text())
     env["targets"]["main"]["options"].update(bench_iterations=1, bench_seconds=1,
                                              bench_vcpus=[2],
-                                             bench_wirings=["vhost-net", "vhost-net-irqfd"])
+                                             bench_wirings=["vhost-net", "vhost-net-irqfd"],
+                                             pin_vmm={"vcpus": [0, 1], "others": 1},
+                                             bench_iothread="thread-pool-min=1,thread-pool-max=1")
     env_file = tmp_path / "virtual.yaml"
     env_file.write_text(yaml.safe_dump(env, sort_keys=False))
     results = tmp_path / "bench"
@@ -68,4 +70,15 @@ def test_hil_bench_wiring_measures_every_wiring_and_prints_one_table(built_image
                and r["config"] == "vhost-net-irqfd")
     assert blk["injections"] == 0, blk  # the iothread's completions went by irqfd too
     assert "UDP 64 B kpackets/s" in p.stdout and "4K read IOPS" in p.stdout
+    # Every thread of the VMM pinned as declared, before the workloads and after them (the I/O
+    # workers QEMU started for the reads inherit their creators' CPUs).
+    for name in ("bench.vmm_threads", "bench.vmm_threads_after"):
+        listed = [r["value"] for r in rows if r["name"] == name]
+        assert len(listed) == len(wirings), (name, listed)
+        for threads in listed:
+            pairs = [t.split()[1:3] for t in threads]
+            vcpus = {n: c for n, c in pairs if n.startswith("CPU_")}
+            others = [c for n, c in pairs if not n.startswith("CPU_")]
+            assert vcpus == {"CPU_0/KVM": "0", "CPU_1/KVM": "1"}, threads
+            assert others and set(others) == {"1"}, threads
     assert "queue interrupts per guest CPU" in p.stdout

@@ -69,9 +69,12 @@ def test_where_the_cost_goes_per_transaction():
 
 # Two sessions of `hil bench --wiring` on places/virtual-costmodel.yaml as it is (five board
 # CPUs pinned, guests of 1, 2 and 4 vCPUs, two iterations each, one request/response flow
-# from each guest CPU).
-SESSIONS = ("bench-wiring-icount-5cpu-rrflows-session-1.jsonl",
-            "bench-wiring-icount-5cpu-rrflows-session-2.jsonl")
+# from each guest CPU, the virtio-blk iothread's pool fixed at one I/O worker).
+SESSIONS = ("bench-wiring-icount-5cpu-pool1-session-1.jsonl",
+            "bench-wiring-icount-5cpu-pool1-session-2.jsonl")
+# The pair before, with QEMU's default pool (grown on demand): 4-vCPU reads in two levels.
+RR_FLOWS_SESSIONS = ("bench-wiring-icount-5cpu-rrflows-session-1.jsonl",
+                     "bench-wiring-icount-5cpu-rrflows-session-2.jsonl")
 # The same pair's settings with no polling anywhere on the board: KVM's halt polling off
 # (`kvm.halt_poll_ns=0` added to the board's boot_args) and the virtio-blk iothread's
 # (`bench_iothread: poll-max-ns=0`), two sessions at once (README, "What pinning got").
@@ -110,7 +113,7 @@ def gate(s: dict[str, dict[str, throughput.Summary]]) -> throughput.GateResult:
 
 
 def test_the_cost_model_boards_thresholds_pass_every_recorded_session(data):
-    for name in SESSIONS + ONE_FLOW_SESSIONS:
+    for name in SESSIONS + RR_FLOWS_SESSIONS + ONE_FLOW_SESSIONS:
         rows = recorded(data, name)
         assert wiringbench.clocks(rows) == {"icount"}
         result = gate(summaries(wiringbench.samples(rows, 1)))
@@ -131,12 +134,13 @@ def test_the_cost_model_boards_thresholds_fail_when_irqfd_is_lost(data):
         "vhost-net-irqfd/vhost-net: 1.00 < 1.05",
         "vhost-net-irqfd: exits_per_interrupt 4 > 1.3",
         "vhost-net-irqfd-shared: exits_per_interrupt 4 > 2.4",
-        "vhost-net-irqfd: vmm_us_per_transaction 174 > 90")
+        "vhost-net-irqfd: vmm_us_per_transaction 170 > 90")
 
 
 def test_recorded_sessions_rank_irqfd_above_the_single_line_every_time(data):
     sessions = [wiringbench.samples(recorded(data, name), 1)
-                for name in ONE_CPU_SESSIONS + TWO_CPU_SESSIONS + ONE_FLOW_SESSIONS + SESSIONS]
+                for name in ONE_CPU_SESSIONS + TWO_CPU_SESSIONS + ONE_FLOW_SESSIONS
+                + RR_FLOWS_SESSIONS + SESSIONS]
     for s in sessions:
         (irqfd_over_single,) = [r for r in wiringbench.ratios(s, "transactions")
                                 if (r.num, r.den) == ("vhost-net-irqfd", "vhost-net")]
@@ -237,19 +241,41 @@ def _read_spreads(data, names: tuple[str, ...], vcpus: int) -> dict[str, float]:
                    for s in sessions) for c in sessions[0][wiringbench.BLK_IOPS]}
 
 
-def test_the_two_levels_of_reads_at_four_vcpus_come_from_polling_and_no_polling_is_no_cure(data):
-    """Reads at 4 vCPUs with a line per queue and with MSI-X moved between two levels (9 %)
-    while the board's KVM polled halted vCPUs; with no polling they repeat within 2.4 %, but
-    reads at 2 vCPUs then move by 3.5 % and the shared line's request/response deficit at 2
-    vCPUs is gone: the board keeps polling (what arm64 KVM does by default)."""
-    polling, quiet = _read_spreads(data, SESSIONS, 4), _read_spreads(data, NO_POLL_SESSIONS, 4)
+def test_reads_at_four_vcpus_moved_in_two_levels_while_polling_and_no_polling_is_no_cure(data):
+    """With QEMU's default I/O worker pool, reads at 4 vCPUs with a line per queue and with
+    MSI-X moved between two levels (9 %) while the board's KVM polled halted vCPUs; with no
+    polling they repeat within 2.4 %, but reads at 2 vCPUs then move by 3.5 % and the shared
+    line's request/response deficit at 2 vCPUs is gone: the board keeps polling (what arm64
+    KVM does by default) and fixes the pool instead (next case)."""
+    polling = _read_spreads(data, RR_FLOWS_SESSIONS, 4)
+    quiet = _read_spreads(data, NO_POLL_SESSIONS, 4)
     for wiring in ("vhost-net-irqfd", "virtio-net-pci-msi"):
         assert polling[wiring] > 0.08 and quiet[wiring] < 0.025, (wiring, polling, quiet)
     assert _read_spreads(data, NO_POLL_SESSIONS, 2)["vhost-net-irqfd"] > 0.03
-    assert max(_read_spreads(data, SESSIONS, 2).values()) < 0.015
-    for names, ahead in ((SESSIONS, True), (NO_POLL_SESSIONS, False)):
+    assert max(_read_spreads(data, RR_FLOWS_SESSIONS, 2).values()) < 0.015
+    for names, ahead in ((RR_FLOWS_SESSIONS, True), (NO_POLL_SESSIONS, False)):
         for name in names:
             s = wiringbench.samples(recorded(data, name), 2)
             (r,) = [r for r in wiringbench.ratios(s, "transactions")
                     if (r.num, r.den) == ("vhost-net-irqfd", "vhost-net-irqfd-shared")]
             assert (min(r.per_iteration) > 1.02) is ahead, (name, r.per_iteration)
+
+
+def test_with_the_iothreads_pool_fixed_reads_repeat_within_two_percent_while_the_board_polls(
+        data):
+    """The two levels came from QEMU's I/O worker pool, which grows on demand: with one worker
+    the board keeps polling, every read cell repeats within 2 % in both sessions, and the
+    shared line's request/response deficit at 2 vCPUs stays."""
+    for n in (1, 2, 4):
+        spreads = _read_spreads(data, SESSIONS, n)
+        assert len(spreads) == 4 and max(spreads.values()) <= 0.02, (n, spreads)
+        sessions = [wiringbench.samples(recorded(data, name), n) for name in SESSIONS]
+        # The same order in both, wiring by wiring (at 1 vCPU MSI-X reads 1.6 % and 2.2 % behind
+        # a line per queue: a 2 % tie in one session, not in the other).
+        assert len({wiringbench.ranking(s, wiringbench.BLK_IOPS, tie=0.0)
+                     for s in sessions}) == 1, n
+    for name in SESSIONS:
+        s = wiringbench.samples(recorded(data, name), 2)
+        (r,) = [r for r in wiringbench.ratios(s, "transactions")
+                if (r.num, r.den) == ("vhost-net-irqfd", "vhost-net-irqfd-shared")]
+        assert min(r.per_iteration) > 1.02, (name, r.per_iteration)
